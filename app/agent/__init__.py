@@ -1,0 +1,1 @@
+"""The agent core: one turn of the workspace agent in one conversation."""

@@ -1,0 +1,85 @@
+"""Retrieval-only turns (no API key): answer with the best matching messages; edit memory."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from app.agent.ports import PostedReply, Reply, Source, TurnRequest
+from app.agent.privacy import visible_in_answer
+from memory.archive import Archive, SearchFilters
+from memory.blocks import MemoryBlocks
+from memory.edits import EditError, Forget, Insert
+
+MODE_NOTE = (
+    "_I'm running in retrieval-only mode (no ANTHROPIC_API_KEY is set), so I show the "
+    "closest messages instead of writing an answer._"
+)
+MENTION = re.compile(r"<@[A-Z0-9]+(\|[^>]*)?>")
+COMMAND = re.compile(r"^\s*(remember|forget)\s*:\s*(.+)$", re.IGNORECASE | re.DOTALL)
+SNIPPET_CHARS = 280
+RESULTS = 5
+
+
+class RetrievalOnly:
+    """What Lore does for a turn when no model is configured."""
+
+    def __init__(self, archive: Archive, blocks: MemoryBlocks) -> None:
+        self._archive = archive
+        self._blocks = blocks
+
+    async def answer(
+        self, request: TurnRequest, reply: Reply, conversation_id: str
+    ) -> PostedReply | None:
+        question = MENTION.sub("", request.text).strip()
+        command = COMMAND.match(question)
+        if command:
+            await reply.append(await self._edit_memory(request, conversation_id, *command.groups()))
+            return await reply.finish([])
+        if not question:
+            await reply.append(f"Ask me something, or say `remember: …`.\n\n{MODE_NOTE}")
+            return await reply.finish([])
+        hits = await self._archive.search(
+            request.team_id, question, SearchFilters(), limit=RESULTS * 4
+        )
+        visible = [
+            hit
+            for hit in hits
+            if visible_in_answer(hit.message, request)
+            and not hit.message.is_bot
+            and (hit.message.channel_id, hit.message.ts) != (request.channel_id, request.ts)
+        ][:RESULTS]
+        if not visible:
+            await reply.append(f"I found nothing about that in the archive yet.\n\n{MODE_NOTE}")
+            return await reply.finish([])
+        lines = [MODE_NOTE, ""]
+        sources: list[Source] = []
+        for hit in visible:
+            message = hit.message
+            day = datetime.fromtimestamp(float(message.ts), UTC).strftime("%Y-%m-%d")
+            snippet = " ".join(message.text.split())
+            if len(snippet) > SNIPPET_CHARS:
+                snippet = snippet[:SNIPPET_CHARS] + "…"
+            link = f"[{day}]({message.permalink})" if message.permalink else day
+            lines.append(f"• <@{message.user_id}> in <#{message.channel_id}>, {link}: {snippet}")
+            if message.permalink:
+                sources.append(Source(message.permalink, f"{day} in <#{message.channel_id}>"))
+        await reply.append("\n".join(lines))
+        return await reply.finish(sources)
+
+    async def _edit_memory(
+        self, request: TurnRequest, conversation_id: str, verb: str, text: str
+    ) -> str:
+        edit = Insert(text.strip()) if verb.lower() == "remember" else Forget(text.strip())
+        try:
+            result = await self._blocks.edit(
+                request.team_id,
+                "org",
+                edit,
+                conversation_id=conversation_id,
+                user_id=request.user_id,
+            )
+        except EditError as error:
+            return f"I couldn't change my memory: {error}.\n\n{MODE_NOTE}"
+        done = "Noted" if verb.lower() == "remember" else "Forgotten"
+        return f"{done}. My `org` memory is now version {result.block.version}.\n\n{MODE_NOTE}"

@@ -1,0 +1,193 @@
+"""One agent turn: context in, a tool loop with the model, the reply streamed into the thread."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import anthropic
+
+from app.agent import prompt
+from app.agent.ports import PostedReply, Reply, Source, Thread, TurnRequest
+from app.agent.retrieval_only import RetrievalOnly
+from app.agent.tools import TOOLS, ToolRunner
+from memory.archive import Archive, ArchivedMessage
+from memory.blocks import MemoryBlocks
+from memory.conversations import Conversations
+
+log = logging.getLogger("lore.turn")
+
+THINKING = "is thinking…"
+APOLOGY = (
+    "Sorry, I couldn't finish that answer: the language model did not respond properly "
+    "({reason}). Nothing was changed in my memory by the failed step. Please try again in a moment."
+)
+FAILURE = "Sorry, something went wrong on my side while answering. Please try again."
+
+
+@dataclass(frozen=True)
+class TurnLimits:
+    model: str
+    max_steps: int
+    max_tokens: int
+    history_tokens: int
+
+
+class Agent:
+    """The workspace agent: runs turns with the model, or retrieval-only without one."""
+
+    def __init__(
+        self,
+        *,
+        llm: anthropic.AsyncAnthropic | None,
+        limits: TurnLimits,
+        archive: Archive,
+        blocks: MemoryBlocks,
+        conversations: Conversations,
+    ) -> None:
+        self._llm = llm
+        self._limits = limits
+        self._archive = archive
+        self._blocks = blocks
+        self._conversations = conversations
+        self._tools = ToolRunner(archive, blocks)
+        self._retrieval_only = RetrievalOnly(archive, blocks)
+
+    @property
+    def retrieval_only(self) -> bool:
+        return self._llm is None
+
+    async def run(self, request: TurnRequest, thread: Thread, *, mentioned: bool) -> None:
+        """Answer `request` if it is for Lore; never raises, the user sees a readable message.
+
+        Lore answers a mention, any DM, and any later message of a thread it has replied in.
+        """
+        if not mentioned and request.channel_type != "im":
+            known = await self._conversations.find(
+                request.team_id, request.channel_id, request.thread_ts
+            )
+            if known is None or not known.bot_replied:
+                return
+        conversation = await self._conversations.open(
+            request.team_id, request.channel_id, request.thread_ts
+        )
+        await thread.set_status(THINKING)
+        reply = thread.open_reply()
+        try:
+            if self._llm is None:
+                posted = await self._retrieval_only.answer(request, reply, conversation.id)
+            else:
+                posted = await self._model_turn(self._llm, request, thread, reply, conversation.id)
+        except anthropic.APIError as error:
+            log.warning("model call failed in %s: %s", conversation.id, _reason(error))
+            await reply.fail(APOLOGY.format(reason=_reason(error)))
+            posted = None
+        except Exception:
+            log.exception("turn failed in %s", conversation.id)
+            await reply.fail(FAILURE)
+            posted = None
+        await self._conversations.record_reply(conversation.id)
+        if posted is not None:
+            await self._archive_reply(request, posted)
+
+    async def _model_turn(
+        self,
+        llm: anthropic.AsyncAnthropic,
+        request: TurnRequest,
+        thread: Thread,
+        reply: Reply,
+        conversation_id: str,
+    ) -> PostedReply | None:
+        history = await thread.history(request.ts)
+        system = prompt.system_blocks(await self._blocks.current(request.team_id))
+        messages = prompt.thread_messages(history, request, self._limits.history_tokens)
+        offered: dict[str, Source] = {}
+        cited: dict[str, Source] = {}
+        for _step in range(self._limits.max_steps):
+            async with llm.messages.stream(
+                model=self._limits.model,
+                max_tokens=self._limits.max_tokens,
+                system=system,  # type: ignore[arg-type]
+                messages=messages,  # type: ignore[arg-type]
+                tools=TOOLS,  # type: ignore[arg-type]
+            ) as stream:
+                async for text in stream.text_stream:
+                    await reply.append(text)
+                message = await stream.get_final_message()
+            _collect_citations(message, offered, cited)
+            tool_uses = [block for block in message.content if block.type == "tool_use"]
+            if message.stop_reason != "tool_use" or not tool_uses:
+                break
+            messages.append({"role": "assistant", "content": _as_params(message.content)})
+            results = []
+            for block in tool_uses:
+                outcome = await self._tools.run(block.name, block.input, request, conversation_id)
+                offered.update({s.permalink: s for s in outcome.sources})
+                results.append(
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": block.id,
+                        "content": outcome.content,
+                        "is_error": outcome.is_error,
+                    }
+                )
+            messages.append({"role": "user", "content": results})
+        else:
+            await reply.append("\n\n_(I stopped after the maximum number of steps.)_")
+        return await reply.finish(list(cited.values()))
+
+    async def _archive_reply(self, request: TurnRequest, posted: PostedReply) -> None:
+        try:
+            await self._archive.add(
+                [
+                    ArchivedMessage(
+                        team_id=request.team_id,
+                        channel_id=request.channel_id,
+                        channel_type=request.channel_type,
+                        ts=posted.ts,
+                        text=posted.text,
+                        user_id=None,
+                        thread_ts=request.thread_ts,
+                        permalink=posted.permalink,
+                        is_bot=True,
+                    )
+                ]
+            )
+        except Exception:
+            log.exception("could not archive Lore's reply %s", posted.ts)
+
+
+def _collect_citations(
+    message: anthropic.types.Message, offered: dict[str, Source], cited: dict[str, Source]
+) -> None:
+    for block in message.content:
+        if block.type != "text":
+            continue
+        for citation in block.citations or []:
+            source = getattr(citation, "source", None)
+            if isinstance(source, str) and source not in cited:
+                title = getattr(citation, "title", None) or source
+                cited[source] = offered.get(source, Source(source, title))
+
+
+def _as_params(content: Sequence[anthropic.types.ContentBlock]) -> list[dict[str, Any]]:
+    """The assistant's blocks as request params, as the API expects them back."""
+    params: list[dict[str, Any]] = []
+    for block in content:
+        if block.type == "text":
+            params.append({"type": "text", "text": block.text})
+        elif block.type == "tool_use":
+            params.append(
+                {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
+            )
+    return params
+
+
+def _reason(error: anthropic.APIError) -> str:
+    if isinstance(error, anthropic.APITimeoutError):
+        return "it timed out"
+    if isinstance(error, anthropic.APIStatusError):
+        return f"HTTP {error.status_code}"
+    return "connection failed"

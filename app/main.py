@@ -1,0 +1,232 @@
+"""The composition root: builds the stores, services, Bolt app and web server."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import anthropic
+from aiohttp import web
+from redis.asyncio import Redis
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+from slack_bolt.async_app import AsyncApp
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+import handlers
+from app.agent.turn import Agent, TurnLimits
+from app.background import TaskPool
+from app.ingest import Ingest
+from app.services import Services
+from app.settings import Settings
+from app.turns import TurnQueue
+from app.web import make_web_app
+from memory.archive import Archive
+from memory.blocks import MemoryBlocks
+from memory.conversations import Conversations
+from memory.db import create_tables, make_engine
+from memory.dedupe import LocalOnceKeys, OnceKeys, RedisOnceKeys
+from memory.embeddings import load_embedder
+from memory.locks import LocalLocks, RedisLocks, WorkspaceLocks
+
+log = logging.getLogger("lore")
+
+
+@dataclass(frozen=True)
+class SlackCredentials:
+    bot_token: str
+    signing_secret: str | None
+    api_url: str
+    app_token: str | None = None
+
+
+@dataclass
+class Stores:
+    """Everything Lore remembers, opened from the settings."""
+
+    engine: AsyncEngine
+    redis: Redis | None
+    archive: Archive
+    blocks: MemoryBlocks
+    conversations: Conversations
+    once: OnceKeys
+
+    async def close(self) -> None:
+        await self.archive.close()
+        if self.redis is not None:
+            await self.redis.aclose()
+        await self.engine.dispose()
+
+
+async def open_stores(settings: Settings) -> Stores:
+    settings.lore_data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database)
+    await create_tables(engine)
+    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    locks: WorkspaceLocks = RedisLocks(redis) if redis else LocalLocks()
+    once: OnceKeys = RedisOnceKeys(redis) if redis else LocalOnceKeys()
+    embedder = await asyncio.to_thread(
+        load_embedder, settings.lore_embedding_model_dir, settings.lore_data_dir / "models"
+    )
+    if settings.chroma_url:
+        archive = await Archive.open_http(settings.chroma_url, embedder)
+    else:
+        archive = await Archive.open_embedded(settings.lore_data_dir / "chroma", embedder)
+    return Stores(
+        engine=engine,
+        redis=redis,
+        archive=archive,
+        blocks=MemoryBlocks(engine, locks, settings.lore_memory_block_limit),
+        conversations=Conversations(engine),
+        once=once,
+    )
+
+
+def make_llm(settings: Settings) -> anthropic.AsyncAnthropic | None:
+    if settings.anthropic_api_key is None:
+        return None
+    return anthropic.AsyncAnthropic(
+        api_key=settings.anthropic_api_key.get_secret_value(),
+        base_url=settings.anthropic_base_url,
+        max_retries=settings.lore_model_retries,
+        timeout=settings.lore_model_timeout,
+    )
+
+
+def make_services(settings: Settings, stores: Stores) -> Services:
+    agent = Agent(
+        llm=make_llm(settings),
+        limits=TurnLimits(
+            model=settings.lore_model,
+            max_steps=settings.lore_max_steps,
+            max_tokens=settings.lore_max_tokens,
+            history_tokens=settings.lore_history_tokens,
+        ),
+        archive=stores.archive,
+        blocks=stores.blocks,
+        conversations=stores.conversations,
+    )
+    return Services(
+        agent=agent,
+        turns=TurnQueue(settings.lore_max_concurrent_turns),
+        ingest=Ingest(stores.archive),
+        background=TaskPool(settings.lore_max_concurrent_turns * 4),
+        once=stores.once,
+    )
+
+
+def make_bolt(credentials: SlackCredentials, services: Services) -> AsyncApp:
+    client = AsyncWebClient(
+        token=credentials.bot_token,
+        base_url=credentials.api_url,
+        retry_handlers=[
+            AsyncConnectionErrorRetryHandler(),
+            AsyncRateLimitErrorRetryHandler(max_retry_count=2),
+            AsyncServerErrorRetryHandler(max_retry_count=2),
+        ],
+    )
+    bolt = AsyncApp(
+        client=client,
+        signing_secret=credentials.signing_secret or "socket-mode-has-no-signing-secret",
+        request_verification_enabled=credentials.signing_secret is not None,
+    )
+    handlers.register(bolt, services)
+    return bolt
+
+
+@dataclass
+class Lore:
+    """A running Lore: its stores, services, Bolt app and web server."""
+
+    settings: Settings
+    stores: Stores
+    services: Services
+    runner: web.AppRunner
+    port: int
+    bolt: AsyncApp | None = None
+    socket_mode: AsyncSocketModeHandler | None = None
+    extras: list[object] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def connect_slack(self, credentials: SlackCredentials) -> None:
+        """Wire the Bolt app to Slack (or the emulator); Socket Mode when an app token is set."""
+        self.bolt = make_bolt(credentials, self.services)
+        if credentials.app_token:
+            self.socket_mode = AsyncSocketModeHandler(self.bolt, credentials.app_token)
+            await self.socket_mode.connect_async()
+
+    async def readiness(self) -> dict[str, str]:
+        checks: dict[str, str] = {}
+        try:
+            async with self.stores.engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+            checks["database"] = "ok"
+        except Exception as error:
+            checks["database"] = type(error).__name__
+        if self.stores.redis is not None:
+            try:
+                await self.stores.redis.ping()
+                checks["redis"] = "ok"
+            except Exception as error:
+                checks["redis"] = type(error).__name__
+        return checks
+
+    async def stop(self) -> None:
+        """Stop taking events, finish queued work, then close the stores."""
+        if self.socket_mode is not None:
+            await self.socket_mode.close_async()
+        await self.runner.cleanup()
+        await self.services.turns.drain()
+        await self.services.background.drain()
+        await self.stores.close()
+
+
+async def start_lore(settings: Settings, credentials: SlackCredentials | None = None) -> Lore:
+    """Open the stores, serve HTTP on settings.port (0 = any free port) and connect to Slack.
+
+    Without `credentials` the Bolt app is connected later with `Lore.connect_slack`, which lets
+    the local emulator learn Lore's port first.
+    """
+    stores = await open_stores(settings)
+    services = make_services(settings, stores)
+    lore: Lore | None = None
+    application = make_web_app(lambda: lore.bolt if lore else None, lambda: lore.readiness())  # type: ignore[union-attr]
+    runner = web.AppRunner(application, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.lore_host, settings.port)
+    await site.start()
+    port = runner.addresses[0][1]
+    lore = Lore(settings=settings, stores=stores, services=services, runner=runner, port=port)
+    if credentials is not None:
+        await lore.connect_slack(credentials)
+    return lore
+
+
+def credentials_from(settings: Settings) -> SlackCredentials | None:
+    if settings.slack_bot_token is None:
+        return None
+    return SlackCredentials(
+        bot_token=settings.slack_bot_token.get_secret_value(),
+        signing_secret=(
+            settings.slack_signing_secret.get_secret_value()
+            if settings.slack_signing_secret
+            else None
+        ),
+        api_url=settings.slack_api_url,
+        app_token=settings.slack_app_token.get_secret_value() if settings.slack_app_token else None,
+    )
+
+
+def data_path(settings: Settings, *parts: str) -> Path:
+    return settings.lore_data_dir.joinpath(*parts)

@@ -1,0 +1,20 @@
+"""The services the Slack edge (`handlers`) calls; built by the composition root."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.agent.turn import Agent
+from app.background import TaskPool
+from app.ingest import Ingest
+from app.turns import TurnQueue
+from memory.dedupe import OnceKeys
+
+
+@dataclass(frozen=True)
+class Services:
+    agent: Agent
+    turns: TurnQueue
+    ingest: Ingest
+    background: TaskPool
+    once: OnceKeys

@@ -1,0 +1,161 @@
+"""Every setting Lore reads, from environment variables and `.env` (listed in the README)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SLACK_API_URL = "https://slack.com/api/"
+
+
+class Settings(BaseSettings):
+    """Lore's configuration; an invalid value stops start-up with one readable line."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str = SLACK_API_URL
+    anthropic_api_key: SecretStr | None = None
+    anthropic_base_url: str | None = None
+    lore_model: str = "claude-sonnet-4-6"
+    lore_data_dir: Path = Path("./data")
+    database_url: str | None = None
+    redis_url: str | None = None
+    chroma_url: str | None = None
+    lore_embedding_model_dir: Path | None = None
+    port: int = Field(default=3000, ge=0, le=65535)
+    lore_host: str = "0.0.0.0"
+    lore_emulator_port: int = Field(default=3001, ge=0, le=65535)
+    lore_log_level: str = "INFO"
+    lore_max_steps: int = Field(default=6, ge=1, le=50)
+    lore_max_tokens: int = Field(default=1024, ge=64)
+    lore_history_tokens: int = Field(default=8000, ge=500)
+    lore_max_concurrent_turns: int = Field(default=16, ge=1)
+    lore_memory_block_limit: int = Field(default=5000, ge=100)
+    lore_model_timeout: float = Field(default=60.0, gt=0)
+    lore_model_retries: int = Field(default=2, ge=0, le=10)
+
+    @field_validator(
+        "slack_bot_token",
+        "slack_signing_secret",
+        "slack_app_token",
+        "anthropic_api_key",
+        mode="before",
+    )
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("database_url", "redis_url", "chroma_url", "anthropic_base_url", mode="before")
+    @classmethod
+    def _blank_url_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("lore_embedding_model_dir", mode="before")
+    @classmethod
+    def _blank_dir_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("slack_bot_token")
+    @classmethod
+    def _bot_token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith("xoxb-"):
+            raise ValueError("must be a bot token starting with xoxb-")
+        return value
+
+    @field_validator("slack_app_token")
+    @classmethod
+    def _app_token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith("xapp-"):
+            raise ValueError("must be an app-level token starting with xapp-")
+        return value
+
+    @field_validator("slack_api_url", "anthropic_base_url", "chroma_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parsed = urlparse(value)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValueError(f"must be an http(s) URL, got {value!r}")
+        return value
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _trailing_slash(cls, value: str) -> str:
+        return value if value.endswith("/") else value + "/"
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value is not None and urlparse(value).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        scheme = urlparse(value).scheme
+        if scheme in ("postgres", "postgresql"):
+            return "postgresql+asyncpg" + value[len(scheme) :]
+        if scheme in ("sqlite", "sqlite+aiosqlite"):
+            return "sqlite+aiosqlite" + value[len(scheme) :]
+        if scheme == "postgresql+asyncpg":
+            return value
+        raise ValueError("must be a sqlite:// or postgresql:// URL")
+
+    @field_validator("lore_log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError("must be DEBUG, INFO, WARNING or ERROR")
+        return level
+
+    @model_validator(mode="after")
+    def _slack_credentials_complete(self) -> Settings:
+        http_mode = self.slack_bot_token is not None and self.slack_app_token is None
+        if http_mode and self.slack_signing_secret is None:
+            raise ValueError(
+                "SLACK_SIGNING_SECRET is required when SLACK_BOT_TOKEN is set "
+                "(or set SLACK_APP_TOKEN for Socket Mode)"
+            )
+        if self.slack_app_token is not None and self.slack_bot_token is None:
+            raise ValueError("SLACK_APP_TOKEN (Socket Mode) also needs SLACK_BOT_TOKEN")
+        return self
+
+    @property
+    def local_mode(self) -> bool:
+        """No Slack credentials: Lore runs against the built-in Slack emulator."""
+        return self.slack_bot_token is None
+
+    @property
+    def socket_mode(self) -> bool:
+        return self.slack_app_token is not None
+
+    @property
+    def database(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.lore_data_dir / 'lore.db'}"
+
+
+class SettingsError(Exception):
+    """A setting is wrong; the message is one line naming the variable."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings, turning a validation error into one readable line."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = "".join(str(part) for part in first["loc"]) or "settings"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        name = field.upper() if field != "settings" else "settings"
+        raise SettingsError(f"invalid setting {name}: {message}") from None

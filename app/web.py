@@ -1,0 +1,41 @@
+"""Lore's HTTP surface: `/slack/events` into Bolt, and `/healthz` / `/readyz` for operators."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.async_app import AsyncApp
+
+ReadinessCheck = Callable[[], Awaitable[dict[str, str]]]
+
+MAX_BODY_BYTES = 2 * 1024 * 1024
+
+
+def make_web_app(bolt: Callable[[], AsyncApp | None], readiness: ReadinessCheck) -> web.Application:
+    """The aiohttp application; `bolt` returns the Bolt app once it exists."""
+
+    async def slack_events(request: web.Request) -> web.StreamResponse:
+        app = bolt()
+        if app is None:
+            return web.json_response({"error": "starting"}, status=503)
+        bolt_response = await app.async_dispatch(await to_bolt_request(request))
+        return await to_aiohttp_response(bolt_response)
+
+    async def healthz(_request: web.Request) -> web.StreamResponse:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_request: web.Request) -> web.StreamResponse:
+        checks = await readiness()
+        ready = bolt() is not None and all(value == "ok" for value in checks.values())
+        return web.json_response(
+            {"status": "ready" if ready else "not ready", "checks": checks},
+            status=200 if ready else 503,
+        )
+
+    application = web.Application(client_max_size=MAX_BODY_BYTES)
+    application.router.add_post("/slack/events", slack_events)
+    application.router.add_get("/healthz", healthz)
+    application.router.add_get("/readyz", readyz)
+    return application

@@ -1,0 +1,23 @@
+"""Subscribed events Lore does not act on yet still get a 200, so Slack does not retry them."""
+
+from __future__ import annotations
+
+from slack_bolt.async_app import AsyncApp
+
+ACKNOWLEDGED_ONLY = (
+    "member_joined_channel",
+    "app_home_opened",
+    "app_uninstalled",
+    "tokens_revoked",
+    "channel_rename",
+    "assistant_thread_started",
+    "assistant_thread_context_changed",
+)
+
+
+def register(app: AsyncApp) -> None:
+    for event_type in ACKNOWLEDGED_ONLY:
+
+        @app.event(event_type)
+        async def acknowledge() -> None:
+            """Bolt acknowledges the event; there is nothing more to do."""

@@ -1,0 +1,132 @@
+"""Messages and mentions: archive every message; answer mentions, DMs and threads Lore is in.
+
+Listeners only parse and enqueue (no awaits), so Slack gets its 200 at once and the turns of
+one thread keep their arrival order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_sdk.web.async_client import AsyncWebClient
+
+from app.agent.ports import TurnRequest
+from app.services import Services
+from handlers.channels import ChannelTypes
+from handlers.permalinks import permalink
+from handlers.slack_thread import SlackThread
+from memory.archive import ArchivedMessage
+
+NEW_MESSAGE_SUBTYPES = {None, "thread_broadcast", "file_share"}
+
+
+def register(app: AsyncApp, services: Services) -> None:
+    channel_types = ChannelTypes()
+
+    async def on_message(
+        event: dict[str, Any], context: AsyncBoltContext, client: AsyncWebClient
+    ) -> None:
+        team_id = context.team_id or event.get("team") or ""
+        subtype = event.get("subtype")
+        if subtype == "message_changed":
+            changed = event.get("message") or {}
+            services.background.spawn(
+                services.ingest.update_text(
+                    team_id, event["channel"], changed["ts"], changed.get("text") or ""
+                ),
+                name="archive-edit",
+            )
+            return
+        if subtype == "message_deleted":
+            services.background.spawn(
+                services.ingest.delete(team_id, event["channel"], event["deleted_ts"]),
+                name="archive-delete",
+            )
+            return
+        if subtype not in NEW_MESSAGE_SUBTYPES or "ts" not in event:
+            return
+        incoming = _Incoming(event, context, team_id)
+        services.background.spawn(
+            _archive(services, channel_types, client, incoming), name="archive"
+        )
+        if incoming.from_bot or not incoming.user_id:
+            return
+        services.turns.submit(
+            (team_id, incoming.channel_id, incoming.thread_ts),
+            lambda: _answer(services, channel_types, client, incoming),
+        )
+
+    app.event("message")(on_message)
+    app.event("app_mention")(on_message)
+
+
+class _Incoming:
+    """The fields of a new message event that Lore uses."""
+
+    def __init__(self, event: dict[str, Any], context: AsyncBoltContext, team_id: str) -> None:
+        self.team_id = team_id
+        self.channel_id: str = event["channel"]
+        self.channel_type_hint: str | None = event.get("channel_type")
+        self.ts: str = event["ts"]
+        self.thread_ts: str = event.get("thread_ts") or event["ts"]
+        self.in_thread = "thread_ts" in event
+        self.user_id: str | None = event.get("user")
+        self.text: str = event.get("text") or ""
+        self.from_bot = bool(event.get("bot_id"))
+        self.bot_user_id = context.bot_user_id
+        self.workspace_url = context.authorize_result.url if context.authorize_result else None
+
+    @property
+    def mentions_lore(self) -> bool:
+        return bool(self.bot_user_id) and f"<@{self.bot_user_id}>" in self.text
+
+
+async def _archive(
+    services: Services, channel_types: ChannelTypes, client: AsyncWebClient, incoming: _Incoming
+) -> None:
+    channel_type = await channel_types.of(client, incoming.channel_id, incoming.channel_type_hint)
+    await services.ingest.add(
+        ArchivedMessage(
+            team_id=incoming.team_id,
+            channel_id=incoming.channel_id,
+            channel_type=channel_type,
+            ts=incoming.ts,
+            text=incoming.text,
+            user_id=incoming.user_id,
+            thread_ts=incoming.thread_ts if incoming.in_thread else None,
+            permalink=permalink(
+                incoming.workspace_url,
+                incoming.channel_id,
+                incoming.ts,
+                incoming.thread_ts if incoming.in_thread else None,
+            ),
+            is_bot=incoming.from_bot,
+        )
+    )
+
+
+async def _answer(
+    services: Services, channel_types: ChannelTypes, client: AsyncWebClient, incoming: _Incoming
+) -> None:
+    assert incoming.user_id is not None
+    channel_type = await channel_types.of(client, incoming.channel_id, incoming.channel_type_hint)
+    request = TurnRequest(
+        team_id=incoming.team_id,
+        channel_id=incoming.channel_id,
+        channel_type=channel_type,
+        thread_ts=incoming.thread_ts,
+        ts=incoming.ts,
+        user_id=incoming.user_id,
+        text=incoming.text,
+    )
+    thread = SlackThread(
+        client,
+        team_id=incoming.team_id,
+        channel_id=incoming.channel_id,
+        thread_ts=incoming.thread_ts,
+        user_id=incoming.user_id,
+        bot_user_id=incoming.bot_user_id,
+        workspace_url=incoming.workspace_url,
+    )
+    await services.agent.run(request, thread, mentioned=incoming.mentions_lore)

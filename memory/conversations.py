@@ -1,0 +1,108 @@
+"""The conversation registry: each Slack thread Lore takes part in is one conversation."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+
+from memory.db import ConversationRow, utcnow
+
+
+@dataclass(frozen=True)
+class Conversation:
+    id: str
+    team_id: str
+    channel_id: str
+    thread_ts: str
+    created_at: datetime
+    last_activity_at: datetime
+    bot_replied: bool
+
+
+class Conversations:
+    """Maps (team, channel, thread_ts) to a stable conversation id."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    async def find(self, team_id: str, channel_id: str, thread_ts: str) -> Conversation | None:
+        async with self._sessions() as session:
+            row = await session.scalar(
+                select(ConversationRow).where(
+                    ConversationRow.team_id == team_id,
+                    ConversationRow.channel_id == channel_id,
+                    ConversationRow.thread_ts == thread_ts,
+                )
+            )
+            return _conversation(row) if row else None
+
+    async def open(self, team_id: str, channel_id: str, thread_ts: str) -> Conversation:
+        """The thread's conversation, created on first use (safe under concurrent callers)."""
+        found = await self.find(team_id, channel_id, thread_ts)
+        if found:
+            return found
+        async with self._sessions() as session:
+            session.add(
+                ConversationRow(
+                    id=f"conv-{uuid.uuid4().hex[:16]}",
+                    team_id=team_id,
+                    channel_id=channel_id,
+                    thread_ts=thread_ts,
+                )
+            )
+            try:
+                await session.commit()
+            except IntegrityError:
+                await session.rollback()
+        created = await self.find(team_id, channel_id, thread_ts)
+        assert created is not None
+        return created
+
+    async def record_reply(self, conversation_id: str) -> None:
+        """Lore answered here: later messages in the thread continue without a mention."""
+        async with self._sessions() as session, session.begin():
+            await session.execute(
+                update(ConversationRow)
+                .where(ConversationRow.id == conversation_id)
+                .values(bot_replied=True, last_activity_at=utcnow())
+            )
+
+    async def recent(self, team_id: str, limit: int = 50) -> list[Conversation]:
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(ConversationRow)
+                .where(ConversationRow.team_id == team_id)
+                .order_by(ConversationRow.last_activity_at.desc())
+                .limit(limit)
+            )
+            return [_conversation(row) for row in rows]
+
+    async def count(self, team_id: str) -> int:
+        async with self._sessions() as session:
+            total = await session.scalar(
+                select(func.count())
+                .select_from(ConversationRow)
+                .where(ConversationRow.team_id == team_id)
+            )
+            return int(total or 0)
+
+    async def delete_team(self, team_id: str) -> None:
+        async with self._sessions() as session, session.begin():
+            await session.execute(delete(ConversationRow).where(ConversationRow.team_id == team_id))
+
+
+def _conversation(row: ConversationRow) -> Conversation:
+    return Conversation(
+        id=row.id,
+        team_id=row.team_id,
+        channel_id=row.channel_id,
+        thread_ts=row.thread_ts,
+        created_at=row.created_at,
+        last_activity_at=row.last_activity_at,
+        bot_replied=row.bot_replied,
+    )

@@ -1,0 +1,74 @@
+"""The durable store: SQLAlchemy 2 async engine and the tables Lore keeps (SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import Boolean, DateTime, Integer, String, Text, UniqueConstraint, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.pool import ConnectionPoolEntry
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of Lore's tables."""
+
+
+class BlockVersion(Base):
+    """One version of a memory block; the primary key makes "write n+1 only once" a DB rule."""
+
+    __tablename__ = "memory_block_versions"
+
+    team_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    label: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    char_limit: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    conversation_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    user_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    operation: Mapped[str] = mapped_column(String(32), default="create")
+
+
+class ConversationRow(Base):
+    """A Slack thread that Lore takes part in: (team, channel, thread) -> conversation id."""
+
+    __tablename__ = "conversations"
+    __table_args__ = (UniqueConstraint("team_id", "channel_id", "thread_ts"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(32), index=True)
+    channel_id: Mapped[str] = mapped_column(String(32))
+    thread_ts: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_activity_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    bot_replied: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+def _sqlite_pragmas(dbapi_connection: object, _record: ConnectionPoolEntry) -> None:
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def make_engine(url: str) -> AsyncEngine:
+    """Create the async engine; SQLite gets WAL and a busy timeout so writers wait, not fail."""
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url)
+        sync_engine: Engine = engine.sync_engine
+        event.listen(sync_engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+
+
+async def create_tables(engine: AsyncEngine) -> None:
+    """Create missing tables (idempotent; safe when several processes start at once)."""
+    async with engine.begin() as connection:
+        await connection.run_sync(Base.metadata.create_all, checkfirst=True)
