@@ -7,7 +7,9 @@ stale writer cannot clobber a newer version: it re-reads and re-applies its edit
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -29,7 +31,7 @@ DEFAULT_BLOCKS: dict[str, str] = {
     "org": "",
 }
 
-MAX_CAS_ATTEMPTS = 5
+MAX_CAS_ATTEMPTS = 20
 
 
 @dataclass(frozen=True)
@@ -115,6 +117,7 @@ class MemoryBlocks:
                     return await self._edit_once(team_id, label, edit, conversation_id, user_id)
                 except VersionConflict:
                     log.warning("memory edit conflict on %s/%s; re-applying", team_id, label)
+                    await asyncio.sleep(random.uniform(0, 0.01))
         raise EditError(f"block {label!r} changed too often while editing; try again")
 
     async def delete_team(self, team_id: str) -> None:

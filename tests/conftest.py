@@ -1,0 +1,71 @@
+"""Shared fixtures: real Redis, SQLite and PostgreSQL, the embedding model, unique team ids."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from memory.db import create_tables, make_engine
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL_DIR = Path(
+    os.environ.get("LORE_TEST_MODEL_DIR", ROOT.parent / "shared" / "models" / "all-MiniLM-L6-v2")
+)
+REDIS_URL = os.environ.get("LORE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+POSTGRES_URL = os.environ.get(
+    "LORE_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+
+
+def new_team() -> str:
+    """A workspace id no other test uses, so shared Redis and PostgreSQL need no cleaning."""
+    return "T" + uuid.uuid4().hex[:10].upper()
+
+
+async def postgres_engine_or_skip() -> AsyncEngine:
+    engine = make_engine(POSTGRES_URL)
+    try:
+        await create_tables(engine)
+    except (OSError, Exception) as error:  # asyncpg raises OSError or its own errors
+        await engine.dispose()
+        pytest.skip(f"PostgreSQL does not answer at {POSTGRES_URL}: {error}")
+    return engine
+
+
+@pytest.fixture
+async def redis_client() -> AsyncIterator[aioredis.Redis]:
+    client = aioredis.Redis.from_url(REDIS_URL)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def sqlite_engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'lore.db'}")
+    await create_tables(engine)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def postgres_engine() -> AsyncIterator[AsyncEngine]:
+    engine = await postgres_engine_or_skip()
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def any_engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'lore.db'}")
+        await create_tables(engine)
+    else:
+        engine = await postgres_engine_or_skip()
+    yield engine
+    await engine.dispose()

@@ -1,0 +1,95 @@
+"""Memory blocks: every version kept, edits serialised by a lock and checked by version."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import redis.asyncio as aioredis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from memory.blocks import MemoryBlocks
+from memory.edits import EditError, Insert, Replace
+from memory.locks import LocalLocks, RedisLocks, WorkspaceLocks
+from tests.conftest import new_team
+
+
+async def test_defaults_exist_at_version_one(sqlite_engine: AsyncEngine) -> None:
+    blocks = MemoryBlocks(sqlite_engine, LocalLocks(), char_limit=500)
+    team = new_team()
+    current = await blocks.current(team)
+    assert [b.label for b in current] == ["persona", "org"]
+    assert all(b.version == 1 and b.char_limit == 500 for b in current)
+
+
+async def test_edit_keeps_history_with_origin(sqlite_engine: AsyncEngine) -> None:
+    blocks = MemoryBlocks(sqlite_engine, LocalLocks())
+    team = new_team()
+    result = await blocks.edit(
+        team, "org", Insert("Deploys freeze on Fridays."), conversation_id="c1", user_id="U1"
+    )
+    assert result.block.version == 2
+    assert "+Deploys freeze on Fridays." in result.diff
+    await blocks.edit(team, "org", Replace("Fridays", "Thursdays"), conversation_id="c2")
+    history = await blocks.history(team, "org")
+    assert [(b.version, b.operation, b.conversation_id) for b in history] == [
+        (1, "create", None),
+        (2, "insert", "c1"),
+        (3, "replace", "c2"),
+    ]
+    assert history[1].user_id == "U1"
+    assert (await blocks.get(team, "org")).value == "Deploys freeze on Thursdays."  # type: ignore[union-attr]
+
+
+async def test_failed_edit_writes_nothing(sqlite_engine: AsyncEngine) -> None:
+    blocks = MemoryBlocks(sqlite_engine, LocalLocks())
+    team = new_team()
+    with pytest.raises(EditError, match="not found"):
+        await blocks.edit(team, "org", Replace("nope", "x"))
+    with pytest.raises(EditError, match="no memory block"):
+        await blocks.edit(team, "secrets", Insert("x"))
+    assert [b.version for b in await blocks.history(team, "org")] == [1]
+
+
+async def test_50_concurrent_inserts_under_redis_lock(
+    any_engine: AsyncEngine, redis_client: aioredis.Redis
+) -> None:
+    blocks = MemoryBlocks(any_engine, RedisLocks(redis_client))
+    team = new_team()
+    await blocks.current(team)
+    await asyncio.gather(
+        *(
+            blocks.edit(team, "org", Insert(f"fact {i}"), conversation_id=f"conv-{i}")
+            for i in range(50)
+        )
+    )
+    history = await blocks.history(team, "org")
+    assert [b.version for b in history] == list(range(1, 52))
+    assert sorted(history[-1].value.splitlines()) == sorted(f"fact {i}" for i in range(50))
+
+
+class NoLocks:
+    """Stands in for an expired lock: no mutual exclusion at all."""
+
+    def hold(self, team_id: str) -> asyncio.Lock:
+        del team_id
+        return _NullLock()
+
+
+class _NullLock(asyncio.Lock):
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+
+async def test_version_check_saves_edits_even_without_the_lock(any_engine: AsyncEngine) -> None:
+    unlocked: WorkspaceLocks = NoLocks()  # type: ignore[assignment]
+    blocks = MemoryBlocks(any_engine, unlocked)
+    team = new_team()
+    await blocks.current(team)
+    await asyncio.gather(*(blocks.edit(team, "org", Insert(f"line {i}")) for i in range(10)))
+    history = await blocks.history(team, "org")
+    assert [b.version for b in history] == list(range(1, 12))
+    assert len(history[-1].value.splitlines()) == 10
