@@ -1,0 +1,158 @@
+"""Ack latency: signed event POST -> HTTP 200, Lore beside a bare Bolt app, in one run.
+
+Both servers run as their own processes against one Slack emulator and receive the same kind of
+traffic: N plain channel messages (Lore archives each one, embeddings included, in the
+background) at concurrency C. Prints p50/p99 for each and the ratio; goal: Lore's p99 <= 1.2x.
+
+    .venv/bin/python bench/ack_latency.py [--events 1000] [--concurrency 50] [--rounds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.signed_events import message_event_body, signed_headers
+from emulator import EmulatorConfig, SlackEmulator
+
+MODEL_DIR = ROOT.parent / "shared" / "models" / "all-MiniLM-L6-v2"
+TEXTS = [
+    "the deploy to prod is blocked until the migration finishes",
+    "who is on call this week for payments?",
+    "we decided to move the offsite to March",
+    "customer Acme asked for SSO again, see the ticket",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(600):
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited early with {process.returncode}")
+            try:
+                async with session.get(url) as response:
+                    if response.status < 500:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError(f"{url} never answered")
+
+
+async def blast(url: str, secret: str, events: int, concurrency: int, channel: str) -> list[float]:
+    """POST `events` signed message events, `concurrency` at a time; return latencies in ms."""
+    latencies: list[float] = []
+    counter = iter(range(events))
+    base = time.time()
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        for n in counter:
+            ts = f"{base + n / 1000:.6f}"
+            body = message_event_body("T0LORE", channel, "U0ALICE", TEXTS[n % len(TEXTS)], ts)
+            start = time.perf_counter()
+            async with session.post(url, data=body, headers=signed_headers(secret, body)) as resp:
+                await resp.read()
+                if resp.status != 200:
+                    raise RuntimeError(f"{url} answered {resp.status}")
+            latencies.append((time.perf_counter() - start) * 1000)
+
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+    return latencies
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+async def measure(args: argparse.Namespace) -> None:
+    emulator = SlackEmulator(EmulatorConfig(events_url=None))
+    await emulator.start()
+    cfg = emulator.config
+    work = Path(tempfile.mkdtemp(prefix="lore-ack-"))
+    env = {
+        **os.environ,
+        "SLACK_BOT_TOKEN": cfg.bot_token,
+        "SLACK_SIGNING_SECRET": cfg.signing_secret,
+        "SLACK_API_URL": emulator.api_url,
+        "LORE_DATA_DIR": str(work / "data"),
+        "LORE_EMBEDDING_MODEL_DIR": str(MODEL_DIR),
+        "LORE_LOG_LEVEL": "WARNING",
+    }
+    env.pop("ANTHROPIC_API_KEY", None)
+    servers = {
+        "bare Bolt": [sys.executable, str(ROOT / "bench" / "bare_bolt.py")],
+        "Lore": [sys.executable, "-m", "app", "serve"],
+    }
+    results: dict[str, list[float]] = {name: [] for name in servers}
+    processes = {}
+    try:
+        for name, command in servers.items():
+            port = free_port()
+            processes[name] = (
+                subprocess.Popen(command, cwd=ROOT, env={**env, "PORT": str(port)}),
+                port,
+            )
+        for process, port in processes.values():
+            await wait_healthy(f"http://127.0.0.1:{port}/slack/events", process)
+        for round_number in range(args.rounds):
+            for name, (_process, port) in processes.items():
+                url = f"http://127.0.0.1:{port}/slack/events"
+                await blast(url, cfg.signing_secret, 50, 10, "C0RANDOM")  # warm-up
+                await asyncio.sleep(1.0)
+                latencies = await blast(
+                    url, cfg.signing_secret, args.events, args.concurrency, "C0GENERAL"
+                )
+                results[name].extend(latencies)
+                print(
+                    f"round {round_number + 1} {name:9s} p50 {percentile(latencies, 50):7.2f} ms"
+                    f"  p99 {percentile(latencies, 99):7.2f} ms",
+                    flush=True,
+                )
+                await asyncio.sleep(2.0)
+    finally:
+        for process, _port in processes.values():
+            process.terminate()
+            process.wait(timeout=60)
+        await emulator.stop()
+    print()
+    print(f"{args.events} events x {args.rounds} rounds at concurrency {args.concurrency}")
+    print("| server | p50 ms | p99 ms |")
+    print("|---|---|---|")
+    for name, latencies in results.items():
+        print(f"| {name} | {percentile(latencies, 50):.2f} | {percentile(latencies, 99):.2f} |")
+    lore99 = percentile(results["Lore"], 99)
+    bare99 = percentile(results["bare Bolt"], 99)
+    print(f"p99 ratio Lore / bare Bolt = {lore99 / bare99:.2f} (goal <= 1.2)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=2)
+    asyncio.run(measure(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,83 @@
+"""Running Lore for tests: real HTTP server, real Bolt, the emulator and the fake model server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from app.main import Lore, SlackCredentials, start_lore
+from app.settings import Settings
+from emulator import SlackEmulator
+from tests.conftest import MODEL_DIR, REDIS_URL
+from tests.fake_anthropic import FakeAnthropic
+
+
+def lore_settings(data_dir: Path, fake: FakeAnthropic | None, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "lore_data_dir": data_dir,
+        "lore_embedding_model_dir": MODEL_DIR,
+        "anthropic_api_key": "test-key" if fake else None,
+        "anthropic_base_url": fake.base_url if fake else None,
+        "lore_model_retries": 0,
+        "lore_model_timeout": 5.0,
+        "port": 0,
+        "lore_host": "127.0.0.1",
+        "redis_url": REDIS_URL,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+async def start_lore_on(
+    emulator: SlackEmulator, settings: Settings, *, socket_mode: bool = False
+) -> Lore:
+    """Start Lore against `emulator`, over HTTP events or Socket Mode."""
+    config = emulator.config
+    lore = await start_lore(settings)
+    if not socket_mode:
+        config.events_url = f"{lore.url}/slack/events"
+    await lore.connect_slack(
+        SlackCredentials(
+            bot_token=config.bot_token,
+            signing_secret=None if socket_mode else config.signing_secret,
+            api_url=emulator.api_url,
+            app_token=config.app_token if socket_mode else None,
+        )
+    )
+    return lore
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 15.0) -> None:
+    """Poll an async condition until it holds (TimeoutError after `within` seconds)."""
+    async with asyncio.timeout(within):
+        while not await check():  # noqa: ASYNC110 - polling a store, not an event
+            await asyncio.sleep(0.05)
+
+
+async def archived(lore: Lore, team_id: str, count: int) -> None:
+    """Wait until the workspace's archive holds at least `count` messages."""
+
+    async def enough() -> bool:
+        return await lore.stores.archive.count(team_id) >= count
+
+    await eventually(enough)
+
+
+def user_text(request: dict[str, Any]) -> str:
+    """All plain text the model received in user turns of one request."""
+    parts: list[str] = []
+    for message in request["messages"]:
+        content = message["content"]
+        if isinstance(content, str):
+            parts.append(content)
+            continue
+        for block in content:
+            if block.get("type") == "text":
+                parts.append(block["text"])
+    return "\n".join(parts)
+
+
+def system_text(request: dict[str, Any]) -> str:
+    return "\n".join(block["text"] for block in request["system"])
