@@ -183,12 +183,13 @@ class Lore:
         return checks
 
     async def stop(self) -> None:
-        """Stop taking events, finish queued work, then close the stores."""
+        """Stop taking events, finish queued work, then close the clients and stores."""
         if self.socket_mode is not None:
             await self.socket_mode.close_async()
         await self.runner.cleanup()
         await self.services.turns.drain()
         await self.services.background.drain()
+        await self.services.agent.close()
         await self.stores.close()
 
 

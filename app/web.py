@@ -20,8 +20,11 @@ def make_web_app(bolt: Callable[[], AsyncApp | None], readiness: ReadinessCheck)
         app = bolt()
         if app is None:
             return web.json_response({"error": "starting"}, status=503)
-        bolt_response = await app.async_dispatch(await to_bolt_request(request))
-        return await to_aiohttp_response(bolt_response)
+        try:
+            bolt_request = await to_bolt_request(request)
+        except ValueError:
+            return web.json_response({"error": "malformed request body"}, status=400)
+        return await to_aiohttp_response(await app.async_dispatch(bolt_request))
 
     async def healthz(_request: web.Request) -> web.StreamResponse:
         return web.json_response({"status": "ok"})

@@ -14,7 +14,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from app.agent.ports import TurnRequest
 from app.services import Services
 from handlers.channels import ChannelTypes
-from handlers.permalinks import permalink
+from handlers.permalinks import WorkspaceUrls, permalink
 from handlers.slack_thread import SlackThread
 from memory.archive import ArchivedMessage
 
@@ -23,6 +23,7 @@ NEW_MESSAGE_SUBTYPES = {None, "thread_broadcast", "file_share"}
 
 def register(app: AsyncApp, services: Services) -> None:
     channel_types = ChannelTypes()
+    workspace_urls = WorkspaceUrls()
 
     async def on_message(
         event: dict[str, Any], context: AsyncBoltContext, client: AsyncWebClient
@@ -46,7 +47,7 @@ def register(app: AsyncApp, services: Services) -> None:
             return
         if subtype not in NEW_MESSAGE_SUBTYPES or "ts" not in event:
             return
-        incoming = _Incoming(event, context, team_id)
+        incoming = _Incoming(event, context, team_id, workspace_urls)
         services.background.spawn(
             _archive(services, channel_types, client, incoming), name="archive"
         )
@@ -64,7 +65,13 @@ def register(app: AsyncApp, services: Services) -> None:
 class _Incoming:
     """The fields of a new message event that Lore uses."""
 
-    def __init__(self, event: dict[str, Any], context: AsyncBoltContext, team_id: str) -> None:
+    def __init__(
+        self,
+        event: dict[str, Any],
+        context: AsyncBoltContext,
+        team_id: str,
+        workspace_urls: WorkspaceUrls,
+    ) -> None:
         self.team_id = team_id
         self.channel_id: str = event["channel"]
         self.channel_type_hint: str | None = event.get("channel_type")
@@ -75,7 +82,11 @@ class _Incoming:
         self.text: str = event.get("text") or ""
         self.from_bot = bool(event.get("bot_id"))
         self.bot_user_id = context.bot_user_id
-        self.workspace_url = context.authorize_result.url if context.authorize_result else None
+        self._known_url = context.authorize_result.url if context.authorize_result else None
+        self._workspace_urls = workspace_urls
+
+    async def workspace_url(self, client: AsyncWebClient) -> str | None:
+        return await self._workspace_urls.of(client, self.team_id, self._known_url)
 
     @property
     def mentions_lore(self) -> bool:
@@ -96,7 +107,7 @@ async def _archive(
             user_id=incoming.user_id,
             thread_ts=incoming.thread_ts if incoming.in_thread else None,
             permalink=permalink(
-                incoming.workspace_url,
+                await incoming.workspace_url(client),
                 incoming.channel_id,
                 incoming.ts,
                 incoming.thread_ts if incoming.in_thread else None,
@@ -127,6 +138,6 @@ async def _answer(
         thread_ts=incoming.thread_ts,
         user_id=incoming.user_id,
         bot_user_id=incoming.bot_user_id,
-        workspace_url=incoming.workspace_url,
+        workspace_url=await incoming.workspace_url(client),
     )
     await services.agent.run(request, thread, mentioned=incoming.mentions_lore)

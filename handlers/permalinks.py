@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from slack_sdk.web.async_client import AsyncWebClient
+
 
 def permalink(
     workspace_url: str | None, channel_id: str, ts: str, thread_ts: str | None
@@ -14,3 +16,19 @@ def permalink(
     if thread_ts and thread_ts != ts:
         link += f"?thread_ts={thread_ts}&cid={channel_id}"
     return link
+
+
+class WorkspaceUrls:
+    """Each workspace's URL (from auth.test), looked up once per team."""
+
+    def __init__(self) -> None:
+        self._urls: dict[str, str | None] = {}
+
+    async def of(
+        self, client: AsyncWebClient, team_id: str, known: str | None = None
+    ) -> str | None:
+        if known:
+            self._urls[team_id] = known
+        if team_id not in self._urls:
+            self._urls[team_id] = (await client.auth_test()).get("url")
+        return self._urls[team_id]

@@ -11,7 +11,10 @@ import pytest
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.main import Lore
+from emulator import EmulatorConfig, SlackEmulator
 from memory.db import create_tables, make_engine
+from tests.fake_anthropic import FakeAnthropic
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = Path(
@@ -69,3 +72,39 @@ async def any_engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
         engine = await postgres_engine_or_skip()
     yield engine
     await engine.dispose()
+
+
+@pytest.fixture
+async def fake_llm() -> AsyncIterator[FakeAnthropic]:
+    fake = FakeAnthropic()
+    await fake.start()
+    yield fake
+    await fake.stop()
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[SlackEmulator]:
+    emu = SlackEmulator(EmulatorConfig(events_url=None, retry_delays=(0.3, 0.3, 0.3)))
+    await emu.start()
+    yield emu
+    await emu.stop()
+
+
+@pytest.fixture
+async def lore(
+    emulator: SlackEmulator, fake_llm: FakeAnthropic, tmp_path: Path
+) -> AsyncIterator[Lore]:
+    from tests.harness import lore_settings, start_lore_on
+
+    running = await start_lore_on(emulator, lore_settings(tmp_path, fake_llm))
+    yield running
+    await running.stop()
+
+
+@pytest.fixture
+async def lore_retrieval_only(emulator: SlackEmulator, tmp_path: Path) -> AsyncIterator[Lore]:
+    from tests.harness import lore_settings, start_lore_on
+
+    running = await start_lore_on(emulator, lore_settings(tmp_path, None))
+    yield running
+    await running.stop()

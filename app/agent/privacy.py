@@ -7,5 +7,10 @@ from memory.archive import ArchivedMessage
 
 
 def visible_in_answer(message: ArchivedMessage, request: TurnRequest) -> bool:
-    """An answer posted in a channel may show public channels and that channel only."""
+    """An answer posted in a channel may show public channels and that channel only.
+
+    The asked message itself is never a search result: it is already the question.
+    """
+    if (message.channel_id, message.ts) == (request.channel_id, request.ts):
+        return False
     return message.channel_type == "channel" or message.channel_id == request.channel_id

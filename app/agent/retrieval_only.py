@@ -45,9 +45,7 @@ class RetrievalOnly:
         visible = [
             hit
             for hit in hits
-            if visible_in_answer(hit.message, request)
-            and not hit.message.is_bot
-            and (hit.message.channel_id, hit.message.ts) != (request.channel_id, request.ts)
+            if visible_in_answer(hit.message, request) and not hit.message.is_bot
         ][:RESULTS]
         if not visible:
             await reply.append(f"I found nothing about that in the archive yet.\n\n{MODE_NOTE}")

@@ -59,6 +59,10 @@ class Agent:
     def retrieval_only(self) -> bool:
         return self._llm is None
 
+    async def close(self) -> None:
+        if self._llm is not None:
+            await self._llm.close()
+
     async def run(self, request: TurnRequest, thread: Thread, *, mentioned: bool) -> None:
         """Answer `request` if it is for Lore; never raises, the user sees a readable message.
 
