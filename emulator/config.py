@@ -1,0 +1,39 @@
+"""Configuration of the Slack emulator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_SIGNING_SECRET = "emulator-signing-secret"
+DEFAULT_BOT_TOKEN = "xoxb-emulator-bot-token"
+DEFAULT_APP_TOKEN = "xapp-1-emulator-app-token"
+DEFAULT_VERIFICATION_TOKEN = "emulator-verification-token"
+
+
+@dataclass
+class EmulatorConfig:
+    """Everything the emulator needs to know to play one Slack workspace with one app.
+
+    `events_url=None` means events are only delivered over Socket Mode (when a client is
+    connected) and otherwise dropped. `retry_delays` are the pauses before retry 1, 2, 3 of
+    a failed delivery (a non-2xx answer or none within `ack_timeout` seconds).
+    """
+
+    signing_secret: str = DEFAULT_SIGNING_SECRET
+    bot_token: str = DEFAULT_BOT_TOKEN
+    app_token: str = DEFAULT_APP_TOKEN
+    verification_token: str = DEFAULT_VERIFICATION_TOKEN
+    events_url: str | None = "http://127.0.0.1:3000/slack/events"
+    team_id: str = "T0LORE"
+    team_domain: str = "lore-demo"
+    team_name: str = "Lore Demo"
+    bot_user_id: str = "U0LORE"
+    bot_id: str = "B0LORE"
+    bot_name: str = "lore"
+    app_id: str = "A0LORE"
+    host: str = "127.0.0.1"
+    port: int = 0
+    retry_delays: tuple[float, ...] = (1.0, 60.0, 300.0)
+    ack_timeout: float = 3.0
+    seed_demo: bool = True
+    deliver_bot_messages: bool = True

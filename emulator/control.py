@@ -1,0 +1,170 @@
+"""Control endpoints (`/_emulator/…`) for people with curl and for other processes."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from emulator.workspace import EmulatorError
+
+if TYPE_CHECKING:
+    from emulator.server import SlackEmulator
+
+HINT = (
+    "Slack emulator. Post as a user: curl -XPOST {url}/_emulator/messages -d "
+    '\'{{"user":"U0ALICE","channel":"C0GENERAL","text":"<@{bot}> hello"}}\' ; '
+    "read the thread: curl {url}/_emulator/threads/C0GENERAL/<ts> ; "
+    "also GET /_emulator/channels, /_emulator/users, /_emulator/calls, "
+    "POST /_emulator/commands; Web API at {url}/api/\n"
+)
+
+_STATUS = {
+    "channel_not_found": 404,
+    "user_not_found": 404,
+    "message_not_found": 404,
+    "expired_url": 404,
+}
+
+
+def _error(error: EmulatorError | str, status: int | None = None) -> web.Response:
+    code = error.error if isinstance(error, EmulatorError) else error
+    return web.json_response({"ok": False, "error": code}, status=status or _STATUS.get(code, 400))
+
+
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise EmulatorError("invalid_json") from None
+    if not isinstance(body, dict):
+        raise EmulatorError("invalid_json")
+    return body
+
+
+def _field(body: dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value:
+        raise EmulatorError("invalid_arguments", f"missing {name}")
+    return value
+
+
+class ControlApi:
+    """The `/_emulator` routes (and `/`, and permalinks) of one emulator."""
+
+    def __init__(self, emulator: SlackEmulator) -> None:
+        self.emu = emulator
+
+    def routes(self) -> list[web.RouteDef]:
+        """Routes to add to the emulator's aiohttp application."""
+        return [
+            web.get("/", self.index),
+            web.post("/_emulator/messages", self.post_message),
+            web.get("/_emulator/threads/{channel}/{thread_ts}", self.thread),
+            web.get("/_emulator/channels", self.channels),
+            web.get("/_emulator/channels/{channel}/messages", self.channel_messages),
+            web.get("/_emulator/users", self.users),
+            web.get("/_emulator/calls", self.calls),
+            web.get("/_emulator/ephemerals", self.ephemerals),
+            web.get("/_emulator/command_responses", self.command_responses),
+            web.post("/_emulator/commands", self.command),
+            web.post("/_emulator/response_url/{command_id}", self.response_url),
+            web.get("/archives/{channel}/{permalink}", self.archive),
+        ]
+
+    async def index(self, request: web.Request) -> web.Response:
+        """A one-line hint of how to use the control API."""
+        return web.Response(text=HINT.format(url=self.emu.url, bot=self.emu.config.bot_user_id))
+
+    async def post_message(self, request: web.Request) -> web.Response:
+        """POST {user, channel, text, thread_ts?}: a human posts a message."""
+        try:
+            body = await _json_body(request)
+            thread_ts = body.get("thread_ts")
+            result = await self.emu.post_message(
+                _field(body, "user"),
+                _field(body, "channel"),
+                str(body.get("text") or ""),
+                thread_ts=str(thread_ts) if thread_ts else None,
+            )
+        except EmulatorError as error:
+            return _error(error)
+        return web.json_response(result)
+
+    async def thread(self, request: web.Request) -> web.Response:
+        """GET a thread: parent first, then replies."""
+        channel = request.match_info["channel"]
+        if channel not in self.emu.workspace.channels:
+            return _error("channel_not_found")
+        messages = self.emu.thread(channel, request.match_info["thread_ts"])
+        return web.json_response({"ok": True, "messages": messages})
+
+    async def channels(self, request: web.Request) -> web.Response:
+        """GET every conversation, with its members."""
+        config = self.emu.config
+        channels = [
+            {**c.to_api(config.team_id, config.bot_user_id), "members": c.members}
+            for c in self.emu.workspace.channels.values()
+        ]
+        return web.json_response({"ok": True, "channels": channels})
+
+    async def channel_messages(self, request: web.Request) -> web.Response:
+        """GET a channel's top-level messages, oldest first."""
+        channel = request.match_info["channel"]
+        if channel not in self.emu.workspace.channels:
+            return _error("channel_not_found")
+        return web.json_response({"ok": True, "messages": self.emu.messages(channel)})
+
+    async def users(self, request: web.Request) -> web.Response:
+        """GET every user."""
+        team_id = self.emu.config.team_id
+        users = [u.to_api(team_id) for u in self.emu.workspace.users.values()]
+        return web.json_response({"ok": True, "users": users})
+
+    async def calls(self, request: web.Request) -> web.Response:
+        """GET every Web API call received so far."""
+        calls = [{"method": method, "args": args} for method, args in self.emu.calls]
+        return web.json_response({"ok": True, "calls": calls})
+
+    async def ephemerals(self, request: web.Request) -> web.Response:
+        """GET the ephemeral messages the app posted."""
+        return web.json_response({"ok": True, "ephemerals": self.emu.ephemerals})
+
+    async def command_responses(self, request: web.Request) -> web.Response:
+        """GET what the app answered to slash commands."""
+        return web.json_response({"ok": True, "responses": self.emu.command_responses})
+
+    async def command(self, request: web.Request) -> web.Response:
+        """POST {user, channel, command, text}: a human runs a slash command."""
+        try:
+            body = await _json_body(request)
+            result = await self.emu.send_command(
+                _field(body, "user"),
+                _field(body, "channel"),
+                _field(body, "command"),
+                str(body.get("text") or ""),
+            )
+        except EmulatorError as error:
+            return _error(error)
+        return web.json_response(result)
+
+    async def response_url(self, request: web.Request) -> web.Response:
+        """What the app POSTs to a slash command's response_url."""
+        try:
+            self.emu.commands.respond(request.match_info["command_id"], await _json_body(request))
+        except EmulatorError as error:
+            return _error(error)
+        return web.json_response({"ok": True})
+
+    async def archive(self, request: web.Request) -> web.Response:
+        """A permalink: the message as JSON."""
+        channel = request.match_info["channel"]
+        raw = request.match_info["permalink"].removeprefix("p")
+        ts = f"{raw[:-6]}.{raw[-6:]}"
+        try:
+            message = self.emu.workspace.get_message(channel, ts)
+        except EmulatorError as error:
+            return _error(error)
+        return web.json_response(
+            {"ok": True, "message": self.emu.workspace.render(channel, message)}
+        )

@@ -1,0 +1,406 @@
+"""`SlackEmulator`: one local Slack workspace served over HTTP and WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from emulator import payloads
+from emulator.api import ApiContext
+from emulator.commands import SlashCommands
+from emulator.config import EmulatorConfig
+from emulator.control import ControlApi
+from emulator.events import DeliveryRecord, EventDelivery
+from emulator.faults import FaultInjector
+from emulator.notifier import Notifier
+from emulator.socket_mode import SocketModeHub
+from emulator.web_api import WebApi
+from emulator.workspace import Channel, EmulatorError, User, Workspace
+
+log = logging.getLogger(__name__)
+
+
+class SlackEmulator:
+    """Plays Slack towards one app: Web API, Events API, Socket Mode and slash commands.
+
+    In-process helpers let tests act as humans (post_message, edit_message, send_command…),
+    inspect what the app did (calls, thread, statuses, ephemerals, views…) and wait for it.
+    """
+
+    def __init__(self, config: EmulatorConfig | None = None) -> None:
+        self.config = config or EmulatorConfig()
+        cfg = self.config
+        self.workspace = Workspace(
+            team_id=cfg.team_id,
+            team_domain=cfg.team_domain,
+            team_name=cfg.team_name,
+            bot_user_id=cfg.bot_user_id,
+            bot_id=cfg.bot_id,
+            bot_name=cfg.bot_name,
+            app_id=cfg.app_id,
+        )
+        if cfg.seed_demo:
+            self.workspace.seed_demo()
+        self.socket = SocketModeHub(cfg.app_id)
+        self.delivery = EventDelivery(cfg, self.socket)
+        self.notifier = Notifier(cfg, self.workspace, self.delivery)
+        self.faults = FaultInjector()
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        context = ApiContext(cfg, self.workspace, self.notifier, lambda: self.url, self._socket_url)
+        self.web_api = WebApi(context, self.faults, self.calls)
+        self.commands = SlashCommands(
+            cfg, self.workspace, self.delivery, self.socket, self.notifier, lambda: self.url
+        )
+        self.control = ControlApi(self)
+        self._runner: web.AppRunner | None = None
+        self._url: str | None = None
+
+    # lifecycle
+
+    async def start(self) -> None:
+        """Listen on config.host:config.port (0 picks a free port)."""
+        app = web.Application()
+        app.router.add_route("GET", "/api/{method}", self.web_api.handle)
+        app.router.add_route("POST", "/api/{method}", self.web_api.handle)
+        app.router.add_get("/_emulator/socket", self.socket.handle)
+        app.add_routes(self.control.routes())
+        runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await runner.setup()
+        site = web.TCPSite(runner, self.config.host, self.config.port)
+        await site.start()
+        port = runner.addresses[0][1]
+        host = "127.0.0.1" if self.config.host in ("0.0.0.0", "", "::") else self.config.host
+        self._runner = runner
+        self._url = f"http://{host}:{port}"
+        await self.delivery.start()
+        log.info("Slack emulator listening on %s", self._url)
+
+    async def stop(self) -> None:
+        """Cancel pending deliveries, close sockets and stop listening."""
+        await self.delivery.close()
+        await self.socket.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> SlackEmulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    @property
+    def url(self) -> str:
+        """Base URL, e.g. "http://127.0.0.1:PORT" (start() first)."""
+        if self._url is None:
+            raise RuntimeError("the emulator is not started")
+        return self._url
+
+    @property
+    def api_url(self) -> str:
+        """What slack_sdk's `base_url` must be: url + "/api/"."""
+        return self.url + "/api/"
+
+    def _socket_url(self) -> str:
+        return self.socket.issue_url("ws" + self.url.removeprefix("http"))
+
+    # what the app did
+
+    @property
+    def ephemerals(self) -> list[dict[str, Any]]:
+        """Messages the app posted with chat.postEphemeral."""
+        return self.workspace.ephemerals
+
+    @property
+    def statuses(self) -> dict[tuple[str, str], str]:
+        """Current assistant thread status per (channel, thread_ts); absent once cleared."""
+        return self.workspace.statuses
+
+    @property
+    def views(self) -> dict[str, dict[str, Any]]:
+        """The App Home view published per user id."""
+        return self.workspace.views
+
+    @property
+    def socket_acks(self) -> list[dict[str, Any]]:
+        """Every Socket Mode acknowledgement (`{"envelope_id": …}`) the app sent."""
+        return self.socket.acks
+
+    @property
+    def command_responses(self) -> list[dict[str, Any]]:
+        """Answers to slash commands: immediate ones (`via: ack`) and via response_url."""
+        return self.commands.responses
+
+    @property
+    def deliveries(self) -> list[DeliveryRecord]:
+        """Every event delivery with its attempts."""
+        return self.delivery.records
+
+    @property
+    def events(self) -> list[dict[str, Any]]:
+        """Every event_callback body the emulator sent (or tried to)."""
+        return [record.body for record in self.delivery.records]
+
+    # workspace set-up
+
+    def add_user(
+        self,
+        user_id: str,
+        name: str,
+        *,
+        real_name: str | None = None,
+        is_admin: bool = False,
+        is_owner: bool = False,
+        is_bot: bool = False,
+        email: str | None = None,
+    ) -> User:
+        """Add a user (with a DM channel D… shared with the bot)."""
+        return self.workspace.add_user(
+            user_id,
+            name,
+            real_name=real_name,
+            is_admin=is_admin,
+            is_owner=is_owner,
+            is_bot=is_bot,
+            email=email,
+        )
+
+    def add_channel(
+        self,
+        channel_id: str,
+        name: str,
+        is_private: bool = False,
+        is_im: bool = False,
+        members: list[str] | tuple[str, ...] = (),
+        *,
+        is_mpim: bool = False,
+        bot_member: bool = True,
+    ) -> Channel:
+        """Add a conversation; the bot is a member unless `bot_member=False`."""
+        return self.workspace.add_channel(
+            channel_id,
+            name,
+            is_private=is_private,
+            is_im=is_im,
+            is_mpim=is_mpim,
+            members=members,
+            bot_member=bot_member,
+        )
+
+    def fail_method(
+        self,
+        method: str,
+        error: str = "internal_error",
+        times: int = 1,
+        *,
+        status: int | None = None,
+    ) -> None:
+        """Make the next `times` calls of a Web API method fail (ratelimited → HTTP 429)."""
+        self.faults.add(method, error, times, status=status)
+
+    # acting as humans
+
+    async def post_message(
+        self,
+        user: str,
+        channel: str,
+        text: str,
+        thread_ts: str | None = None,
+        ts: str | None = None,
+        deliver: bool = True,
+    ) -> dict[str, Any]:
+        """`user` posts `text`; the app gets `message` (and `app_mention` when mentioned)."""
+        workspace = self.workspace
+        author = workspace.user(user)
+        conversation = workspace.channel(channel)
+        if author.id not in conversation.members:
+            if conversation.is_private:
+                raise EmulatorError("not_in_channel", f"{user} is not in {channel}")
+            conversation.members.append(author.id)
+        parent_user = None
+        if thread_ts:
+            thread_ts = workspace.thread_root(conversation.id, thread_ts)
+            parent = workspace.messages.get(conversation.id, {}).get(thread_ts)
+            parent_user = parent.get("user") if parent else None
+        message = payloads.user_message(author.id, text, workspace.team_id, thread_ts, parent_user)
+        workspace.add_message(conversation.id, message, ts)
+        if deliver:
+            self.notifier.message_posted(conversation.id, message)
+        return {
+            "ok": True,
+            "channel": conversation.id,
+            "ts": message["ts"],
+            "thread_ts": thread_ts,
+            "permalink": workspace.permalink(self.url, conversation.id, message["ts"]),
+        }
+
+    async def edit_message(self, channel: str, ts: str, new_text: str) -> dict[str, Any]:
+        """Edit a message; the app gets `message_changed` with `message` and `previous_message`."""
+        message = self.workspace.get_message(channel, ts)
+        previous = copy.deepcopy(message)
+        message["text"] = new_text
+        if not self.workspace.is_from_bot(message):
+            message["blocks"] = payloads.rich_text_blocks(new_text)
+        message["edited"] = {"user": message.get("user"), "ts": self.workspace.clock.next()}
+        self.notifier.message_changed(channel, message, previous)
+        rendered = self.workspace.render(channel, message)
+        return {"ok": True, "channel": channel, "ts": ts, "message": rendered}
+
+    async def delete_message(self, channel: str, ts: str) -> dict[str, Any]:
+        """Delete a message; the app gets `message_deleted`."""
+        message = self.workspace.remove_message(channel, ts)
+        self.notifier.message_deleted(channel, message)
+        return {"ok": True, "channel": channel, "ts": ts}
+
+    async def send_command(
+        self, user: str, channel: str, command: str, text: str = ""
+    ) -> dict[str, Any]:
+        """`user` runs a slash command; returns the app's acknowledgement (see SlashCommands)."""
+        return await self.commands.send(user, channel, command, text)
+
+    # raw deliveries
+
+    async def deliver_event(
+        self,
+        event: dict[str, Any],
+        *,
+        event_id: str | None = None,
+        retry_num: int | None = None,
+        retry_reason: str | None = None,
+        signing_secret: str | None = None,
+        timestamp: int | None = None,
+    ) -> int:
+        """POST one signed event_callback wrapping `event` to events_url; the HTTP status."""
+        return await self.delivery.deliver_once(
+            event,
+            event_id=event_id,
+            retry_num=retry_num,
+            retry_reason=retry_reason,
+            signing_secret=signing_secret,
+            timestamp=timestamp,
+        )
+
+    async def emit_event(self, event: dict[str, Any]) -> DeliveryRecord:
+        """Deliver any inner event in the background, with retries, like the automatic ones."""
+        event = dict(event)
+        event.setdefault("event_ts", self.workspace.clock.next())
+        return self.delivery.enqueue(event)
+
+    async def open_app_home(self, user: str, tab: str = "home") -> DeliveryRecord:
+        """`user` opens the app's Home tab: an `app_home_opened` event (with their view)."""
+        author = self.workspace.user(user)
+        event: dict[str, Any] = {
+            "type": "app_home_opened",
+            "user": author.id,
+            "channel": self.workspace.dm_with(author.id).id,
+            "tab": tab,
+        }
+        if tab == "home" and author.id in self.workspace.views:
+            event["view"] = copy.deepcopy(self.workspace.views[author.id])
+        return await self.emit_event(event)
+
+    async def send_raw(self, body: bytes, headers: dict[str, str]) -> tuple[int, str]:
+        """POST exactly `body` with exactly `headers` (unsigned) to events_url."""
+        status, text, _ = await self.delivery.post(body, headers, wait_seconds=30.0, signed=False)
+        return status, text
+
+    async def drain(self) -> None:
+        """Wait until every pending event delivery (with its retries) is finished."""
+        await self.delivery.drain()
+
+    # reading the workspace
+
+    def thread(self, channel: str, thread_ts: str) -> list[dict[str, Any]]:
+        """Copies of a thread's messages, parent first (a stream shows its text so far)."""
+        root = self.workspace.thread_root(channel, thread_ts)
+        return [self.workspace.render(channel, m) for m in self.workspace.thread(channel, root)]
+
+    def messages(self, channel: str) -> list[dict[str, Any]]:
+        """Copies of a channel's top-level messages, oldest first."""
+        return [self.workspace.render(channel, m) for m in self.workspace.top_level(channel)]
+
+    def message(self, channel: str, ts: str) -> dict[str, Any]:
+        """A copy of one message."""
+        return self.workspace.render(channel, self.workspace.get_message(channel, ts))
+
+    def bot_replies(
+        self, channel: str, thread_ts: str, finished: bool = True
+    ) -> list[dict[str, Any]]:
+        """The bot's replies in a thread; `finished` leaves out streams still in progress."""
+        return [
+            m
+            for m in self.thread(channel, thread_ts)[1:]
+            if self.workspace.is_from_bot(m)
+            and not (finished and m.get("streaming_state") == "in_progress")
+        ]
+
+    # waiting
+
+    async def wait_for(
+        self,
+        predicate: Callable[[], Any],
+        timeout: float = 10.0,  # noqa: ASYNC109 - the documented public signature
+        *,
+        interval: float = 0.01,
+        description: str | None = None,
+    ) -> Any:
+        """Poll `predicate()` (sync or async) until truthy and return its value.
+
+        Raises TimeoutError naming the condition, its last value and recent activity.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            value = predicate()
+            if inspect.isawaitable(value):
+                value = await value
+            if value:
+                return value
+            if loop.time() >= deadline:
+                what = description or getattr(predicate, "__name__", repr(predicate))
+                raise TimeoutError(
+                    f"{what} still not true after {timeout}s (last value {value!r}); "
+                    f"{self._activity()}"
+                )
+            await asyncio.sleep(interval)
+
+    async def wait_for_reply(
+        self,
+        channel: str,
+        thread_ts: str,
+        count: int = 1,
+        timeout: float = 10.0,  # noqa: ASYNC109 - the documented public signature
+        *,
+        finished: bool = True,
+    ) -> list[dict[str, Any]]:
+        """Wait until the thread holds at least `count` bot replies and return them.
+
+        A plain bot message counts as soon as it exists. A streamed message (chat.startStream)
+        counts once it is finished (chat.stopStream or chat.update), unless `finished=False`,
+        in which case it counts as soon as it exists and shows its text so far.
+        """
+
+        def replies() -> list[dict[str, Any]] | None:
+            found = self.bot_replies(channel, thread_ts, finished)
+            return found if len(found) >= count else None
+
+        description = f"{count} bot repl{'y' if count == 1 else 'ies'} in {channel}/{thread_ts}"
+        result: list[dict[str, Any]] = await self.wait_for(
+            replies, timeout, description=description
+        )
+        return result
+
+    def _activity(self) -> str:
+        calls = ", ".join(method for method, _ in self.calls[-8:]) or "none"
+        failed = [r.event_id for r in self.delivery.records if r.done and not r.delivered]
+        return (
+            f"last Web API calls: {calls}; pending deliveries: {self.delivery.pending}; "
+            f"undelivered events: {failed[-5:] or 'none'}"
+        )

@@ -1,0 +1,96 @@
+"""The Web API over HTTP: argument parsing, tokens, faults and dispatch to method handlers."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from emulator.api import METHODS, ApiContext, ApiError, Handler
+from emulator.faults import FaultInjector
+
+log = logging.getLogger(__name__)
+
+APP_TOKEN_METHODS = frozenset({"apps.connections.open"})
+
+
+async def parse_args(request: web.Request) -> dict[str, Any]:
+    """Query parameters merged with a JSON, urlencoded or multipart body."""
+    args: dict[str, Any] = dict(request.query)
+    if not request.body_exists:
+        return args
+    if request.content_type == "application/json":
+        try:
+            body = await request.json()
+        except ValueError:
+            raise ApiError("invalid_json") from None
+        if not isinstance(body, dict):
+            raise ApiError("invalid_json")
+        args.update(body)
+        return args
+    form = await request.post()
+    for key, value in form.items():
+        args[key] = value if isinstance(value, str) else getattr(value, "filename", "")
+    return args
+
+
+def _token(request: web.Request, args: dict[str, Any]) -> str | None:
+    token = args.pop("token", None)
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer "):
+        token = header[7:].strip() or token
+    return str(token) if token else None
+
+
+class WebApi:
+    """Answers `/api/{method}` like slack.com: always JSON, HTTP 200 unless rate limited."""
+
+    def __init__(
+        self,
+        context: ApiContext,
+        faults: FaultInjector,
+        calls: list[tuple[str, dict[str, Any]]],
+    ) -> None:
+        self.context = context
+        self.faults = faults
+        self.calls = calls
+        self.handlers: dict[str, Handler] = dict(METHODS)
+
+    def _check_token(self, method: str, token: str | None) -> None:
+        config = self.context.config
+        if token is None:
+            raise ApiError("not_authed")
+        if token not in (config.bot_token, config.app_token):
+            raise ApiError("invalid_auth")
+        wants_app_token = method in APP_TOKEN_METHODS
+        if (token == config.app_token) != wants_app_token:
+            raise ApiError("not_allowed_token_type")
+
+    async def handle(self, request: web.Request) -> web.Response:
+        """aiohttp handler of `/api/{method}`."""
+        method = request.match_info["method"]
+        try:
+            args = await parse_args(request)
+        except ApiError as error:
+            return web.json_response({"ok": False, "error": error.error})
+        token = _token(request, args)
+        self.calls.append((method, args))
+        handler = self.handlers.get(method)
+        try:
+            if handler is None:
+                raise ApiError("unknown_method")
+            self._check_token(method, token)
+            fault = self.faults.take(method)
+            if fault is not None:
+                headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
+                body = {"ok": False, "error": fault.error}
+                return web.json_response(body, status=fault.status, headers=headers)
+            result = handler(self.context, args)
+        except ApiError as error:
+            log.debug("web api %s -> %s", method, error.error)
+            result = {"ok": False, "error": error.error, **error.extra}
+        return web.Response(
+            text=json.dumps(result), content_type="application/json", charset="utf-8"
+        )
