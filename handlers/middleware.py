@@ -17,7 +17,7 @@ def dedupe_keys(body: dict[str, Any]) -> list[str]:
     """Keys that identify one delivery: the event id, and for new messages team+channel+ts."""
     if body.get("type") != "event_callback":
         return []
-    keys = [f"event:{body.get('event_id')}"]
+    keys = [f"event:{body.get('team_id')}:{body.get('event_id')}"]
     event = body.get("event") or {}
     is_message = event.get("type") in ("message", "app_mention")
     if is_message and event.get("subtype") in NEW_MESSAGE_SUBTYPES and event.get("ts"):

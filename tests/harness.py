@@ -10,6 +10,7 @@ from typing import Any
 from app.main import Lore, SlackCredentials, start_lore
 from app.settings import Settings
 from emulator import SlackEmulator
+from memory.archive import ArchivedMessage
 from tests.conftest import MODEL_DIR, REDIS_URL
 from tests.fake_anthropic import FakeAnthropic
 
@@ -63,6 +64,19 @@ async def archived(lore: Lore, team_id: str, count: int) -> None:
         return await lore.stores.archive.count(team_id) >= count
 
     await eventually(enough)
+
+
+async def archived_message(lore: Lore, team_id: str, channel_id: str, ts: str) -> ArchivedMessage:
+    """Wait until one message is in the archive and return it."""
+    found: list[ArchivedMessage] = []
+
+    async def stored() -> bool:
+        message = await lore.stores.archive.get(team_id, channel_id, ts)
+        found[:] = [message] if message else []
+        return bool(found)
+
+    await eventually(stored)
+    return found[0]
 
 
 def user_text(request: dict[str, Any]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from pathlib import Path
 
 import aiohttp
@@ -13,7 +14,13 @@ from slack_sdk.signature import SignatureVerifier
 from app.main import Lore
 from emulator import SlackEmulator
 from tests.fake_anthropic import FakeAnthropic, delay, error, reply, text, tool_use
-from tests.harness import archived, lore_settings, start_lore_on, user_text
+from tests.harness import (
+    archived,
+    archived_message,
+    lore_settings,
+    start_lore_on,
+    user_text,
+)
 
 BOT = "<@U0LORE>"
 
@@ -36,9 +43,10 @@ async def test_retries_and_double_delivery_give_exactly_one_reply(
         "channel": "C0GENERAL",
         "event_ts": posted["ts"],
     }
+    retried_id = f"Ev{uuid.uuid4().hex[:12].upper()}"
     for retry in (1, 2, 3):
         status = await emulator.deliver_event(
-            event, event_id="EvRETRY0001", retry_num=retry, retry_reason="http_timeout"
+            event, event_id=retried_id, retry_num=retry, retry_reason="http_timeout"
         )
         assert status == 200
     await emulator.wait_for_reply("C0GENERAL", posted["ts"], timeout=20)
@@ -121,11 +129,10 @@ async def test_huge_and_odd_unicode_messages_are_archived_and_answered(
         "שלום 👋"
         in (await emulator.wait_for_reply("C0GENERAL", second["ts"], timeout=30))[0]["text"]
     )
-    await archived(lore, "T0LORE", 2)
-    stored = await lore.stores.archive.get("T0LORE", "C0GENERAL", first["ts"])
-    assert stored is not None and len(stored.text) == len(huge)
-    stored_odd = await lore.stores.archive.get("T0LORE", "C0GENERAL", second["ts"])
-    assert stored_odd is not None and stored_odd.text == odd
+    stored = await archived_message(lore, "T0LORE", "C0GENERAL", first["ts"])
+    assert len(stored.text) == len(huge)
+    stored_odd = await archived_message(lore, "T0LORE", "C0GENERAL", second["ts"])
+    assert stored_odd.text == odd
     asked_huge = [r for r in fake_llm.requests if "release notes line" in user_text(r)]
     assert "message cut" in user_text(asked_huge[0])
 

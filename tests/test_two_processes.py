@@ -123,7 +123,8 @@ async def test_two_processes_answer_once_and_lose_no_edit(
             targets = chooser.choice([[0], [1], [0, 1], [1, 0]])
             for target in targets:
                 emulator.config.events_url = f"{urls[target]}/slack/events"
-                assert await emulator.deliver_event(event, event_id=f"EvTWO{n:04d}") == 200
+                event_id = f"Ev{team}{n:04d}"
+                assert await emulator.deliver_event(event, event_id=event_id) == 200
         for posted in posts:
             await emulator.wait_for_reply("C0GENERAL", posted["ts"], timeout=60)
         await asyncio.sleep(1.0)
