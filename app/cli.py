@@ -8,8 +8,10 @@ import logging
 import signal
 import sys
 
-from app.main import credentials_from, open_stores, start_lore
+from app.main import credentials_from, open_database, start_lore
 from app.settings import Settings, SettingsError, load_settings
+from memory.blocks import MemoryBlocks
+from memory.locks import LocalLocks
 
 log = logging.getLogger("lore")
 
@@ -71,19 +73,21 @@ async def _wait_for_signal() -> None:
 
 
 async def _memory(settings: Settings, action: str, team: str, label: str) -> int:
-    stores = await open_stores(settings)
+    """Reads the SQL store only, so it is safe beside a running server."""
+    engine = await open_database(settings)
+    blocks = MemoryBlocks(engine, LocalLocks(), settings.lore_memory_block_limit)
     try:
         if action == "show":
-            for block in await stores.blocks.current(team):
+            for block in await blocks.current(team):
                 size = f"{len(block.value)}/{block.char_limit}"
                 print(f"== {block.label} (version {block.version}, {size} characters)")
                 print(block.value)
         else:
-            for block in await stores.blocks.history(team, label):
+            for block in await blocks.history(team, label):
                 when = f"{block.created_at:%Y-%m-%d %H:%M}"
                 origin = block.conversation_id or "-"
                 print(f"== v{block.version} {when} {block.operation} from {origin}")
                 print(block.value)
     finally:
-        await stores.close()
+        await engine.dispose()
     return 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import anthropic
 from aiohttp import web
@@ -66,10 +65,16 @@ class Stores:
         await self.engine.dispose()
 
 
-async def open_stores(settings: Settings) -> Stores:
+async def open_database(settings: Settings) -> AsyncEngine:
+    """The durable SQL store, with its tables created."""
     settings.lore_data_dir.mkdir(parents=True, exist_ok=True)
     engine = make_engine(settings.database)
     await create_tables(engine)
+    return engine
+
+
+async def open_stores(settings: Settings) -> Stores:
+    engine = await open_database(settings)
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     locks: WorkspaceLocks = RedisLocks(redis) if redis else LocalLocks()
     once: OnceKeys = RedisOnceKeys(redis) if redis else LocalOnceKeys()
@@ -227,7 +232,3 @@ def credentials_from(settings: Settings) -> SlackCredentials | None:
         api_url=settings.slack_api_url,
         app_token=settings.slack_app_token.get_secret_value() if settings.slack_app_token else None,
     )
-
-
-def data_path(settings: Settings, *parts: str) -> Path:
-    return settings.lore_data_dir.joinpath(*parts)

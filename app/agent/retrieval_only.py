@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from app.agent.ports import PostedReply, Reply, Source, TurnRequest
+from app.agent.ports import PostedReply, Reply, TurnRequest
 from app.agent.privacy import visible_in_answer
 from memory.archive import Archive, SearchFilters
 from memory.blocks import MemoryBlocks
@@ -51,7 +51,6 @@ class RetrievalOnly:
             await reply.append(f"I found nothing about that in the archive yet.\n\n{MODE_NOTE}")
             return await reply.finish([])
         lines = [MODE_NOTE, ""]
-        sources: list[Source] = []
         for hit in visible:
             message = hit.message
             day = datetime.fromtimestamp(float(message.ts), UTC).strftime("%Y-%m-%d")
@@ -60,10 +59,8 @@ class RetrievalOnly:
                 snippet = snippet[:SNIPPET_CHARS] + "…"
             link = f"[{day}]({message.permalink})" if message.permalink else day
             lines.append(f"• <@{message.user_id}> in <#{message.channel_id}>, {link}: {snippet}")
-            if message.permalink:
-                sources.append(Source(message.permalink, f"{day} in <#{message.channel_id}>"))
         await reply.append("\n".join(lines))
-        return await reply.finish(sources)
+        return await reply.finish([])
 
     async def _edit_memory(
         self, request: TurnRequest, conversation_id: str, verb: str, text: str
