@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from dataclasses import dataclass, field
 
@@ -79,7 +80,10 @@ async def open_stores(settings: Settings) -> Stores:
     locks: WorkspaceLocks = RedisLocks(redis) if redis else LocalLocks()
     once: OnceKeys = RedisOnceKeys(redis) if redis else LocalOnceKeys()
     embedder = await asyncio.to_thread(
-        load_embedder, settings.lore_embedding_model_dir, settings.lore_data_dir / "models"
+        load_embedder,
+        settings.lore_embedding_model_dir,
+        settings.lore_data_dir / "models",
+        threads=settings.lore_embedding_threads,
     )
     if settings.chroma_url:
         archive = await Archive.open_http(settings.chroma_url, embedder)
@@ -122,7 +126,7 @@ def make_services(settings: Settings, stores: Stores) -> Services:
     return Services(
         agent=agent,
         turns=TurnQueue(settings.lore_max_concurrent_turns),
-        ingest=Ingest(stores.archive),
+        ingest=Ingest(stores.archive, linger=settings.lore_ingest_linger),
         background=TaskPool(settings.lore_max_concurrent_turns * 4),
         once=stores.once,
     )
@@ -216,6 +220,9 @@ async def start_lore(settings: Settings, credentials: SlackCredentials | None = 
     lore = Lore(settings=settings, stores=stores, services=services, runner=runner, port=port)
     if credentials is not None:
         await lore.connect_slack(credentials)
+    # The libraries loaded at start-up leave a large heap that never becomes garbage; a full
+    # collection scanning it froze the event loop for ~190 ms under load (bench/ack_latency.py).
+    gc.freeze()
     return lore
 
 

@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     chroma_url: str | None = None
     lore_embedding_model_dir: Path | None = None
+    lore_embedding_threads: int = Field(default=1, ge=1, le=64)
+    lore_ingest_linger: float = Field(default=0.05, ge=0, le=5)
     port: int = Field(default=3000, ge=0, le=65535)
     lore_host: str = "0.0.0.0"
     lore_emulator_port: int = Field(default=3001, ge=0, le=65535)

@@ -81,6 +81,24 @@ async def blast(url: str, secret: str, events: int, concurrency: int, channel: s
     return latencies
 
 
+def cpu_times() -> tuple[int, int]:
+    """(idle, total) jiffies of the whole machine, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    return fields[3] + fields[4], sum(fields)
+
+
+async def machine_idle(threshold: float = 0.9, window: float = 0.5, limit: float = 60.0) -> None:
+    """Wait until the machine is mostly idle, so no server's leftover work skews a round."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        idle0, total0 = cpu_times()
+        await asyncio.sleep(window)
+        idle1, total1 = cpu_times()
+        if (idle1 - idle0) / max(1, total1 - total0) >= threshold:
+            return
+    print("warning: the machine never became idle; figures may be skewed", flush=True)
+
+
 def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
@@ -119,7 +137,7 @@ async def measure(args: argparse.Namespace) -> None:
             for name, (_process, port) in processes.items():
                 url = f"http://127.0.0.1:{port}/slack/events"
                 await blast(url, cfg.signing_secret, 50, 10, "C0RANDOM")  # warm-up
-                await asyncio.sleep(1.0)
+                await machine_idle()
                 latencies = await blast(
                     url, cfg.signing_secret, args.events, args.concurrency, "C0GENERAL"
                 )
@@ -129,7 +147,6 @@ async def measure(args: argparse.Namespace) -> None:
                     f"  p99 {percentile(latencies, 99):7.2f} ms",
                     flush=True,
                 )
-                await asyncio.sleep(2.0)
     finally:
         for process, _port in processes.values():
             process.terminate()

@@ -12,6 +12,7 @@ from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 
 from app.agent.ports import TurnRequest
+from app.agent.turn import may_be_for_lore
 from app.services import Services
 from handlers.channels import ChannelTypes
 from handlers.permalinks import WorkspaceUrls, permalink
@@ -52,6 +53,10 @@ def register(app: AsyncApp, services: Services) -> None:
             _archive(services, channel_types, client, incoming), name="archive"
         )
         if incoming.from_bot or not incoming.user_id:
+            return
+        if not may_be_for_lore(
+            incoming.channel_type_hint, incoming.ts, incoming.thread_ts, incoming.mentions_lore
+        ):
             return
         services.turns.submit(
             (team_id, incoming.channel_id, incoming.thread_ts),

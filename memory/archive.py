@@ -7,16 +7,28 @@ collection and neither do different vector spaces. Every search also filters on 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import os
 import re
+import threading
 from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TypeVar
 
 from chromadb.errors import NotFoundError
 
-from memory.chroma_client import ChromaCollection, ChromaStore, Metadata, Record, Where
+from memory.chroma_client import (
+    ChromaCollection,
+    ChromaStore,
+    Metadata,
+    Record,
+    Where,
+    open_embedded,
+    open_http,
+)
 from memory.embeddings import Embedder
 
 T = TypeVar("T")
@@ -138,16 +150,19 @@ class Archive:
         self._collections: dict[str, ChromaCollection] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._open_lock = asyncio.Lock()
+        self._write_embedder = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="lore-embed", initializer=_lower_priority
+        )
 
     @classmethod
     async def open_embedded(cls, path: Path, embedder: Embedder) -> Archive:
         """An archive in a local persistent Chroma directory."""
-        return cls(await ChromaStore.embedded(Path(path)), embedder)
+        return cls(await open_embedded(Path(path)), embedder)
 
     @classmethod
     async def open_http(cls, url: str, embedder: Embedder) -> Archive:
         """An archive on a Chroma server, e.g. "http://127.0.0.1:8000"."""
-        return cls(await ChromaStore.http(url), embedder)
+        return cls(await open_http(url), embedder)
 
     def _name(self, team_id: str) -> str:
         return collection_name(team_id, self._embedder.name)
@@ -188,7 +203,12 @@ class Archive:
             return default
 
     async def _embed(self, texts: list[str]) -> list[list[float]]:
-        return await asyncio.to_thread(self._embedder.embed, texts)
+        """Embed texts being written, on a low-priority thread that yields to requests."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._write_embedder, self._embedder.embed, texts)
+
+    async def _embed_query(self, text: str) -> list[float]:
+        return (await asyncio.to_thread(self._embedder.embed, [text]))[0]
 
     async def _upsert(
         self, team_id: str, messages: list[ArchivedMessage], vectors: list[list[float]]
@@ -260,7 +280,7 @@ class Archive:
             return []
         if await self._collection(team_id, create=False) is None:
             return []
-        vector = (await self._embed([clean_text(query)]))[0]
+        vector = await self._embed_query(clean_text(query))
         where = build_where(team_id, filters)
         records: list[Record] = await self._read(
             team_id, lambda c: c.query(vector, limit, where), []
@@ -279,9 +299,16 @@ class Archive:
                 await self._store.drop(self._name(team_id))
 
     async def close(self) -> None:
-        """Release the Chroma client."""
+        """Release the Chroma client and the embedding thread."""
         self._collections.clear()
         await self._store.close()
+        await asyncio.to_thread(self._write_embedder.shutdown, wait=True)
+
+
+def _lower_priority() -> None:
+    """Background embedding yields the CPU to request handling (Linux allows per-thread nice)."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
 
 
 async def _delete(collection: ChromaCollection, key: str) -> bool:

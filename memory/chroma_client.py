@@ -1,38 +1,33 @@
-"""A small async facade over Chroma's embedded (sync) and HTTP (async) clients.
+"""A small async facade over Chroma's embedded and HTTP clients.
 
-The embedded client's calls run in a worker thread (asyncio.to_thread) so the event loop never
-blocks; the HTTP client is awaited directly. Collections are cosine-space and are given
-embeddings explicitly: no embedding function is ever attached, so Chroma never loads a model.
+The embedded client lives in one worker process (`chroma_worker.py`), because its Rust calls
+hold the GIL and would freeze the event loop even from a thread; the HTTP client is awaited
+directly. Collections are cosine-space and are given embeddings explicitly: no embedding
+function is ever attached, so Chroma never loads a model.
 """
 
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import chromadb
 from chromadb.config import Settings
 from chromadb.errors import NotFoundError
 
+from memory import chroma_worker
+
 Metadata = Mapping[str, str | int | float | bool]
 Where = dict[str, Any]
-Call = Callable[..., Awaitable[Any]]
-
-COSINE: dict[str, Any] = {"hnsw": {"space": "cosine"}}
 
 
-async def _in_thread(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Run a blocking Chroma call in a worker thread."""
-    return await asyncio.to_thread(fn, *args, **kwargs)
-
-
-async def _direct(fn: Callable[..., Awaitable[Any]], *args: Any, **kwargs: Any) -> Any:
-    """Await an async Chroma call."""
-    return await fn(*args, **kwargs)
+CollectionCall = Callable[[str, dict[str, Any]], Awaitable[Any]]
 
 
 @dataclass(frozen=True)
@@ -48,8 +43,7 @@ class Record:
 class ChromaCollection:
     """One Chroma collection, used through async methods whichever client backs it."""
 
-    def __init__(self, raw: Any, call: Call) -> None:
-        self._raw = raw
+    def __init__(self, call: CollectionCall) -> None:
         self._call = call
 
     async def upsert(
@@ -61,16 +55,13 @@ class ChromaCollection:
     ) -> None:
         """Insert or replace records by id."""
         await self._call(
-            self._raw.upsert,
-            ids=ids,
-            embeddings=embeddings,
-            documents=documents,
-            metadatas=metadatas,
+            "upsert",
+            {"ids": ids, "embeddings": embeddings, "documents": documents, "metadatas": metadatas},
         )
 
     async def get(self, ids: list[str]) -> list[Record]:
         """The records among ids that exist."""
-        res = await self._call(self._raw.get, ids=ids, include=["documents", "metadatas"])
+        res = await self._call("get", {"ids": ids, "include": ["documents", "metadatas"]})
         return [
             Record(id=i, document=d or "", metadata=m or {})
             for i, d, m in zip(res["ids"], res["documents"], res["metadatas"], strict=True)
@@ -79,11 +70,13 @@ class ChromaCollection:
     async def query(self, embedding: list[float], limit: int, where: Where | None) -> list[Record]:
         """The nearest records to embedding that satisfy where, nearest first."""
         res = await self._call(
-            self._raw.query,
-            query_embeddings=[embedding],
-            n_results=limit,
-            where=where,
-            include=["documents", "metadatas", "distances"],
+            "query",
+            {
+                "query_embeddings": [embedding],
+                "n_results": limit,
+                "where": where,
+                "include": ["documents", "metadatas", "distances"],
+            },
         )
         rows = zip(
             res["ids"][0],
@@ -96,69 +89,125 @@ class ChromaCollection:
 
     async def delete(self, ids: list[str]) -> None:
         """Delete records by id."""
-        await self._call(self._raw.delete, ids=ids)
+        await self._call("delete", {"ids": ids})
 
     async def count(self) -> int:
         """Number of records."""
-        return int(await self._call(self._raw.count))
+        return int(await self._call("count", {}))
 
 
-class ChromaStore:
+class ChromaStore(Protocol):
     """A Chroma client (embedded or HTTP) with async collection management."""
 
-    def __init__(self, client: Any, call: Call, max_batch_size: int) -> None:
-        self._client = client
-        self._call = call
-        self.max_batch_size = max_batch_size
-
-    @classmethod
-    async def embedded(cls, path: Path) -> ChromaStore:
-        """A persistent on-disk store at path."""
-        settings = Settings(anonymized_telemetry=False, allow_reset=False)
-        client = await asyncio.to_thread(chromadb.PersistentClient, str(path), settings)
-        batch = await asyncio.to_thread(client.get_max_batch_size)
-        return cls(client, _in_thread, int(batch))
-
-    @classmethod
-    async def http(cls, url: str) -> ChromaStore:
-        """A store on a Chroma server at url (http:// or https://)."""
-        host, port, ssl = parse_server_url(url)
-        settings = Settings(anonymized_telemetry=False)
-        client = await chromadb.AsyncHttpClient(host=host, port=port, ssl=ssl, settings=settings)
-        batch = await client.get_max_batch_size()
-        return cls(client, _direct, int(batch))
+    max_batch_size: int
 
     async def collection(self, name: str, *, create: bool) -> ChromaCollection | None:
         """The named collection; created (cosine space) when create, else None if absent."""
-        try:
-            if create:
-                raw = await self._call(
-                    self._client.get_or_create_collection,
-                    name=name,
-                    configuration=dict(COSINE),
-                    embedding_function=None,
-                )
-            else:
-                raw = await self._call(
-                    self._client.get_collection, name=name, embedding_function=None
-                )
-        except NotFoundError:
-            return None
-        return ChromaCollection(raw, self._call)
+        ...
 
     async def drop(self, name: str) -> None:
         """Delete the named collection if it exists."""
+        ...
+
+    async def close(self) -> None:
+        """Release the client's resources."""
+        ...
+
+
+async def open_embedded(path: Path) -> ChromaStore:
+    """A persistent on-disk store at path, served by its own worker process."""
+    return await EmbeddedStore.start(path)
+
+
+async def open_http(url: str) -> ChromaStore:
+    """A store on a Chroma server at url (http:// or https://)."""
+    return await HttpStore.start(url)
+
+
+class EmbeddedStore:
+    """The embedded PersistentClient, run in one worker process (never two: see DESIGN)."""
+
+    def __init__(self, pool: ProcessPoolExecutor, max_batch_size: int) -> None:
+        self._pool = pool
+        self.max_batch_size = max_batch_size
+
+    @classmethod
+    async def start(cls, path: Path) -> EmbeddedStore:
+        pool = ProcessPoolExecutor(
+            max_workers=1,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=chroma_worker.open_client,
+            initargs=(str(path),),
+        )
+        loop = asyncio.get_running_loop()
         try:
-            await self._call(self._client.delete_collection, name=name)
+            batch = await loop.run_in_executor(pool, chroma_worker.max_batch_size)
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        return cls(pool, batch)
+
+    async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    async def collection(self, name: str, *, create: bool) -> ChromaCollection | None:
+        try:
+            await self._run(chroma_worker.open_collection, name, create)
+        except NotFoundError:
+            return None
+
+        async def call(method: str, kwargs: dict[str, Any]) -> Any:
+            return await self._run(chroma_worker.call, name, method, kwargs)
+
+        return ChromaCollection(call)
+
+    async def drop(self, name: str) -> None:
+        try:
+            await self._run(chroma_worker.drop, name)
         except NotFoundError:
             pass
 
     async def close(self) -> None:
-        """Release the client's resources."""
-        close = getattr(self._client, "close", None)
-        if callable(close):
-            await self._call(close)
-            return
+        await asyncio.to_thread(self._pool.shutdown, wait=True)
+
+
+class HttpStore:
+    """A Chroma server reached with chromadb's AsyncHttpClient."""
+
+    def __init__(self, client: Any, max_batch_size: int) -> None:
+        self._client = client
+        self.max_batch_size = max_batch_size
+
+    @classmethod
+    async def start(cls, url: str) -> HttpStore:
+        host, port, ssl = parse_server_url(url)
+        settings = Settings(anonymized_telemetry=False)
+        client = await chromadb.AsyncHttpClient(host=host, port=port, ssl=ssl, settings=settings)
+        return cls(client, int(await client.get_max_batch_size()))
+
+    async def collection(self, name: str, *, create: bool) -> ChromaCollection | None:
+        try:
+            if create:
+                raw = await self._client.get_or_create_collection(
+                    name=name, configuration=dict(chroma_worker.COSINE), embedding_function=None
+                )
+            else:
+                raw = await self._client.get_collection(name=name, embedding_function=None)
+        except NotFoundError:
+            return None
+
+        async def call(method: str, kwargs: dict[str, Any]) -> Any:
+            return await getattr(raw, method)(**kwargs)
+
+        return ChromaCollection(call)
+
+    async def drop(self, name: str) -> None:
+        try:
+            await self._client.delete_collection(name=name)
+        except NotFoundError:
+            pass
+
+    async def close(self) -> None:
         cleanup = getattr(getattr(self._client, "_server", None), "_cleanup", None)
         if callable(cleanup):  # AsyncHttpClient has no public close: shut its HTTP sessions
             await cleanup()

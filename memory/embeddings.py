@@ -256,6 +256,7 @@ def load_embedder(
     download_base_url: str = DEFAULT_DOWNLOAD_BASE_URL,
     allow_download: bool = True,
     timeout: float = 10.0,
+    threads: int | None = None,
 ) -> Embedder:
     """The ONNX embedder from model_dir or the cache (fetched once), else the hashing fallback.
 
@@ -268,17 +269,17 @@ def load_embedder(
         missing = _missing_files(model_dir)
         if missing:
             raise ValueError(f"embedding model directory {model_dir} lacks {', '.join(missing)}")
-        return OnnxEmbedder(model_dir)
+        return OnnxEmbedder(model_dir, threads=threads)
     target = Path(cache_dir) / MODEL_NAME
     if not _missing_files(target):
         try:
-            return OnnxEmbedder(target)
+            return OnnxEmbedder(target, threads=threads)
         except Exception as exc:  # a corrupt cache must not stop the app
             return _fallback(f"cached copy in {target} does not load: {exc}", Path(cache_dir))
     if not allow_download:
         return _fallback("not found and downloading is disabled", Path(cache_dir))
     try:
         _fetch_model(download_base_url, target, timeout)
-        return OnnxEmbedder(target)
+        return OnnxEmbedder(target, threads=threads)
     except Exception as exc:
         return _fallback(f"download from {download_base_url} failed: {exc}", Path(cache_dir))

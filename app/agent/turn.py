@@ -68,6 +68,8 @@ class Agent:
 
         Lore answers a mention, any DM, and any later message of a thread it has replied in.
         """
+        if not may_be_for_lore(request.channel_type, request.ts, request.thread_ts, mentioned):
+            return
         if not mentioned and request.channel_type != "im":
             known = await self._conversations.find(
                 request.team_id, request.channel_id, request.thread_ts
@@ -161,6 +163,15 @@ class Agent:
             )
         except Exception:
             log.exception("could not archive Lore's reply %s", posted.ts)
+
+
+def may_be_for_lore(channel_type: str | None, ts: str, thread_ts: str, mentioned: bool) -> bool:
+    """Cheap first test of whether a message asks Lore: a mention, a DM, or a thread reply.
+
+    A thread reply without a mention is for Lore only if Lore has replied in that thread,
+    which `Agent.run` checks in the conversation registry.
+    """
+    return mentioned or channel_type == "im" or ts != thread_ts
 
 
 def _collect_citations(
