@@ -306,9 +306,16 @@ class Archive:
 
 
 def _lower_priority() -> None:
-    """Background embedding yields the CPU to request handling (Linux allows per-thread nice)."""
-    with contextlib.suppress(OSError, AttributeError):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    """Background embedding runs only when request handling leaves a core idle.
+
+    Linux: SCHED_IDLE for this thread; elsewhere, or if refused, a higher nice value.
+    """
+    thread = threading.get_native_id()
+    try:
+        os.sched_setscheduler(thread, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):
+        with contextlib.suppress(AttributeError, OSError):
+            os.setpriority(os.PRIO_PROCESS, thread, 10)
 
 
 async def _delete(collection: ChromaCollection, key: str) -> bool:
