@@ -31,13 +31,22 @@ def register(app: AsyncApp, services: Services) -> None:
     ) -> None:
         team_id = context.team_id or event.get("team") or ""
         subtype = event.get("subtype")
-        if subtype == "message_changed":
-            changed = event.get("message") or {}
+        if (
+            subtype == "message_changed"
+            and (event.get("message") or {}).get("subtype") != "tombstone"
+        ):
+            changed = event["message"]
             services.background.spawn(
                 services.ingest.update_text(
                     team_id, event["channel"], changed["ts"], changed.get("text") or ""
                 ),
                 name="archive-edit",
+            )
+            return
+        if subtype == "message_changed":
+            services.background.spawn(
+                services.ingest.delete(team_id, event["channel"], event["message"]["ts"]),
+                name="archive-delete",
             )
             return
         if subtype == "message_deleted":

@@ -1,0 +1,68 @@
+"""Edits and deletions in Slack reach the archive: new text replaces old, deleted text is gone."""
+
+from __future__ import annotations
+
+from app.main import Lore
+from emulator import SlackEmulator
+from tests.harness import archived_message, eventually
+
+
+async def test_edit_replaces_the_archived_text(lore: Lore, emulator: SlackEmulator) -> None:
+    posted = await emulator.post_message("U0BOB", "C0GENERAL", "The launch is on the 14th.")
+    await archived_message(lore, "T0LORE", "C0GENERAL", posted["ts"])
+    await emulator.edit_message("C0GENERAL", posted["ts"], "The launch moved to the 21st.")
+
+    async def edited() -> bool:
+        message = await lore.stores.archive.get("T0LORE", "C0GENERAL", posted["ts"])
+        return message is not None and message.text == "The launch moved to the 21st."
+
+    await eventually(edited)
+
+
+async def test_deletions_remove_messages_and_thread_parents(
+    lore: Lore, emulator: SlackEmulator
+) -> None:
+    parent = await emulator.post_message("U0BOB", "C0GENERAL", "Secret plan: rename the product.")
+    reply = await emulator.post_message("U0CAROL", "C0GENERAL", "Love it.", thread_ts=parent["ts"])
+    lone = await emulator.post_message("U0BOB", "C0GENERAL", "Oops, wrong channel.")
+    for ts in (parent["ts"], reply["ts"], lone["ts"]):
+        await archived_message(lore, "T0LORE", "C0GENERAL", ts)
+    await emulator.delete_message("C0GENERAL", lone["ts"])
+    await emulator.delete_message("C0GENERAL", parent["ts"])
+
+    async def gone() -> bool:
+        lone_left = await lore.stores.archive.get("T0LORE", "C0GENERAL", lone["ts"])
+        parent_left = await lore.stores.archive.get("T0LORE", "C0GENERAL", parent["ts"])
+        return lone_left is None and parent_left is None
+
+    await eventually(gone)
+    assert await lore.stores.archive.get("T0LORE", "C0GENERAL", reply["ts"]) is not None
+
+
+async def test_a_parent_turned_into_a_tombstone_is_removed(
+    lore: Lore, emulator: SlackEmulator
+) -> None:
+    parent = await emulator.post_message("U0BOB", "C0GENERAL", "Draft numbers: 12% churn.")
+    await archived_message(lore, "T0LORE", "C0GENERAL", parent["ts"])
+    tombstone = {
+        "type": "message",
+        "subtype": "message_changed",
+        "hidden": True,
+        "channel": "C0GENERAL",
+        "channel_type": "channel",
+        "ts": "1795600000.000001",
+        "message": {
+            "type": "message",
+            "subtype": "tombstone",
+            "text": "This message was deleted.",
+            "user": "USLACKBOT",
+            "ts": parent["ts"],
+            "thread_ts": parent["ts"],
+        },
+    }
+    assert await emulator.deliver_event(tombstone) == 200
+
+    async def gone() -> bool:
+        return await lore.stores.archive.get("T0LORE", "C0GENERAL", parent["ts"]) is None
+
+    await eventually(gone)
