@@ -32,6 +32,12 @@ DEFAULT_BLOCKS: dict[str, str] = {
 }
 
 MAX_CAS_ATTEMPTS = 20
+SCOPED_PREFIX = "private:"
+
+
+def scoped_label(channel_id: str) -> str:
+    """The label of the memory block private to one channel or DM."""
+    return f"{SCOPED_PREFIX}{channel_id}"
 
 
 @dataclass(frozen=True)
@@ -68,23 +74,25 @@ class MemoryBlocks:
         self._locks = locks
         self._char_limit = char_limit
 
-    async def current(self, team_id: str) -> list[Block]:
-        """The newest version of each of the workspace's blocks, creating defaults once."""
+    async def current(self, team_id: str, scope: str | None = None) -> list[Block]:
+        """The workspace-wide blocks (created once) and, when given, the `scope` block.
+
+        Scoped blocks of other channels are never included: they stay where they were written.
+        """
+        wanted = [*DEFAULT_BLOCKS, *([scope] if scope else [])]
         async with self._sessions() as session:
             blocks = await self._heads(session, team_id)
-        missing = [label for label in DEFAULT_BLOCKS if label not in {b.label for b in blocks}]
+        missing = [label for label in wanted if label not in {b.label for b in blocks}]
         for label in missing:
             await self._create_default(team_id, label)
         if missing:
             async with self._sessions() as session:
                 blocks = await self._heads(session, team_id)
-        order = list(DEFAULT_BLOCKS)
-        return sorted(
-            blocks, key=lambda b: (order.index(b.label) if b.label in order else 99, b.label)
-        )
+        return sorted((b for b in blocks if b.label in wanted), key=_display_order)
 
     async def get(self, team_id: str, label: str) -> Block | None:
-        return next((b for b in await self.current(team_id) if b.label == label), None)
+        scope = label if label.startswith(SCOPED_PREFIX) else None
+        return next((b for b in await self.current(team_id, scope) if b.label == label), None)
 
     async def history(self, team_id: str, label: str) -> list[Block]:
         """Every stored version of one block, oldest first."""
@@ -109,7 +117,8 @@ class MemoryBlocks:
 
         Raises EditError when the edit does not apply (unknown block, text not found, ...).
         """
-        if label not in {b.label for b in await self.current(team_id)}:
+        scope = label if label.startswith(SCOPED_PREFIX) else None
+        if label not in {b.label for b in await self.current(team_id, scope)}:
             raise EditError(f"no memory block named {label!r}")
         async with self._locks.hold(team_id):
             for _attempt in range(MAX_CAS_ATTEMPTS):
@@ -161,7 +170,7 @@ class MemoryBlocks:
                     team_id=team_id,
                     label=label,
                     version=1,
-                    value=DEFAULT_BLOCKS[label],
+                    value=DEFAULT_BLOCKS.get(label, ""),
                     char_limit=self._char_limit,
                     operation="create",
                 )

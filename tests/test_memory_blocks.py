@@ -8,7 +8,7 @@ import pytest
 import redis.asyncio as aioredis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from memory.blocks import MemoryBlocks
+from memory.blocks import MemoryBlocks, scoped_label
 from memory.edits import EditError, Insert, Replace
 from memory.locks import LocalLocks, RedisLocks, WorkspaceLocks
 from tests.conftest import new_team
@@ -93,3 +93,17 @@ async def test_version_check_saves_edits_even_without_the_lock(any_engine: Async
     history = await blocks.history(team, "org")
     assert [b.version for b in history] == list(range(1, 12))
     assert len(history[-1].value.splitlines()) == 10
+
+
+async def test_scoped_block_is_seen_only_with_its_scope(sqlite_engine: AsyncEngine) -> None:
+    blocks = MemoryBlocks(sqlite_engine, LocalLocks())
+    team = new_team()
+    private = scoped_label("C0LEADS")
+    assert [b.label for b in await blocks.current(team, private)] == ["persona", "org", private]
+    result = await blocks.edit(team, private, Insert("Reorg announced on the 3rd."))
+    assert result.block.version == 2
+    assert [b.label for b in await blocks.current(team)] == ["persona", "org"]
+    other = await blocks.current(team, scoped_label("D0BOB"))
+    assert all("Reorg" not in b.value for b in other)
+    org = await blocks.get(team, "org")
+    assert org is not None and org.value == ""

@@ -10,6 +10,7 @@ from typing import Any
 import anthropic
 
 from app.agent import prompt
+from app.agent.memory_scope import memory_scope
 from app.agent.ports import PostedReply, Reply, Source, Thread, TurnRequest
 from app.agent.retrieval_only import RetrievalOnly
 from app.agent.tools import TOOLS, ToolRunner
@@ -107,7 +108,8 @@ class Agent:
         conversation_id: str,
     ) -> PostedReply | None:
         history = await thread.history(request.ts)
-        system = prompt.system_blocks(await self._blocks.current(request.team_id))
+        blocks = await self._blocks.current(request.team_id, memory_scope(request))
+        system = prompt.system_blocks(blocks)
         messages = prompt.thread_messages(history, request, self._limits.history_tokens)
         offered: dict[str, Source] = {}
         cited: dict[str, Source] = {}
