@@ -25,6 +25,7 @@ import handlers
 from app.agent.turn import Agent, TurnLimits
 from app.background import TaskPool
 from app.ingest import Ingest
+from app.recall import Recall
 from app.services import Services
 from app.settings import Settings
 from app.turns import TurnQueue
@@ -111,8 +112,9 @@ def make_llm(settings: Settings) -> anthropic.AsyncAnthropic | None:
 
 
 def make_services(settings: Settings, stores: Stores) -> Services:
+    llm = make_llm(settings)
     agent = Agent(
-        llm=make_llm(settings),
+        llm=llm,
         limits=TurnLimits(
             model=settings.lore_model,
             max_steps=settings.lore_max_steps,
@@ -127,6 +129,7 @@ def make_services(settings: Settings, stores: Stores) -> Services:
         agent=agent,
         turns=TurnQueue(settings.lore_max_concurrent_turns),
         ingest=Ingest(stores.archive, linger=settings.lore_ingest_linger),
+        recall=Recall(stores.archive, llm, settings.lore_model),
         background=TaskPool(settings.lore_max_concurrent_turns * 4),
         once=stores.once,
     )

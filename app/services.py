@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from app.agent.turn import Agent
 from app.background import TaskPool
 from app.ingest import Ingest
+from app.recall import Recall
 from app.turns import TurnQueue
 from memory.dedupe import OnceKeys
 
@@ -16,5 +17,6 @@ class Services:
     agent: Agent
     turns: TurnQueue
     ingest: Ingest
+    recall: Recall
     background: TaskPool
     once: OnceKeys

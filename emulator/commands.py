@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
@@ -113,6 +114,43 @@ class SlashCommands:
             "response_url": fields["response_url"],
             "trigger_id": fields["trigger_id"],
         }
+
+    async def press_button(
+        self, user_id: str, response_url: str, action_id: str, value: str
+    ) -> int | None:
+        """`user_id` clicks a button of an answer sent to `response_url` (a block_actions POST)."""
+        command_id = response_url.rsplit("/", 1)[-1]
+        fields = self._issued[command_id]
+        payload = {
+            "type": "block_actions",
+            "token": self.config.verification_token,
+            "api_app_id": self.config.app_id,
+            "team": {"id": self.config.team_id, "domain": self.config.team_domain},
+            "user": {"id": user_id, "team_id": self.config.team_id},
+            "channel": {"id": fields["channel_id"]},
+            "container": {"type": "message", "is_ephemeral": True},
+            "trigger_id": new_trigger_id(),
+            "response_url": response_url,
+            "actions": [
+                {
+                    "type": "button",
+                    "action_id": action_id,
+                    "block_id": "recall",
+                    "value": value,
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
+        }
+        body = urlencode({"payload": json.dumps(payload)}).encode()
+        try:
+            status, _, _ = await self.delivery.post(
+                body,
+                {"Content-Type": "application/x-www-form-urlencoded"},
+                wait_seconds=self.config.ack_timeout,
+            )
+        except (TimeoutError, aiohttp.ClientError):
+            return None
+        return status
 
     def respond(self, command_id: str, body: dict[str, Any]) -> None:
         """Take a POST to a response_url; `in_channel` answers become channel messages."""

@@ -265,6 +265,12 @@ class SlackEmulator:
         """`user` runs a slash command; returns the app's acknowledgement (see SlashCommands)."""
         return await self.commands.send(user, channel, command, text)
 
+    async def press_button(
+        self, user: str, response_url: str, action_id: str, value: str
+    ) -> int | None:
+        """`user` clicks a button in an answer sent to `response_url`; the app's HTTP status."""
+        return await self.commands.press_button(user, response_url, action_id, value)
+
     # raw deliveries
 
     async def deliver_event(

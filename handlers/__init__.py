@@ -5,11 +5,14 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 
 from app.services import Services
-from handlers import ignored, messages, middleware
+from handlers import ignored, messages, middleware, recall
+from handlers.membership import Memberships
 
 
 def register(app: AsyncApp, services: Services) -> None:
     """Attach every listener and middleware of the Slack edge to `app`."""
+    memberships = Memberships()
     middleware.register(app, services)
-    messages.register(app, services)
+    messages.register(app, services, memberships)
+    recall.register(app, services, memberships)
     ignored.register(app)

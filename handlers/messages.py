@@ -15,6 +15,7 @@ from app.agent.ports import TurnRequest
 from app.agent.turn import may_be_for_lore
 from app.services import Services
 from handlers.channels import ChannelTypes
+from handlers.membership import Memberships
 from handlers.permalinks import WorkspaceUrls, permalink
 from handlers.slack_thread import SlackThread
 from memory.archive import ArchivedMessage
@@ -22,7 +23,7 @@ from memory.archive import ArchivedMessage
 NEW_MESSAGE_SUBTYPES = {None, "thread_broadcast", "file_share"}
 
 
-def register(app: AsyncApp, services: Services) -> None:
+def register(app: AsyncApp, services: Services, memberships: Memberships) -> None:
     channel_types = ChannelTypes()
     workspace_urls = WorkspaceUrls()
 
@@ -69,7 +70,7 @@ def register(app: AsyncApp, services: Services) -> None:
             return
         services.turns.submit(
             (team_id, incoming.channel_id, incoming.thread_ts),
-            lambda: _answer(services, channel_types, client, incoming),
+            lambda: _answer(services, channel_types, memberships, client, incoming),
         )
 
     app.event("message")(on_message)
@@ -132,10 +133,19 @@ async def _archive(
 
 
 async def _answer(
-    services: Services, channel_types: ChannelTypes, client: AsyncWebClient, incoming: _Incoming
+    services: Services,
+    channel_types: ChannelTypes,
+    memberships: Memberships,
+    client: AsyncWebClient,
+    incoming: _Incoming,
 ) -> None:
     assert incoming.user_id is not None
     channel_type = await channel_types.of(client, incoming.channel_id, incoming.channel_type_hint)
+    reader_channels: frozenset[str] = frozenset()
+    if channel_type == "im":
+        reader_channels = await memberships.private_conversations(
+            client, incoming.team_id, incoming.user_id
+        )
     request = TurnRequest(
         team_id=incoming.team_id,
         channel_id=incoming.channel_id,
@@ -144,6 +154,7 @@ async def _answer(
         ts=incoming.ts,
         user_id=incoming.user_id,
         text=incoming.text,
+        reader_channels=reader_channels,
     )
     thread = SlackThread(
         client,

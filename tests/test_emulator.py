@@ -774,3 +774,30 @@ def test_cli_prints_its_urls():
             process.wait(timeout=10)
     assert re.match(r"Slack emulator at http://127\.0\.0\.1:\d+$", first.strip())
     assert second.strip().endswith("/api/")
+
+
+async def test_users_conversations_lists_what_the_bot_may_see(
+    emu: SlackEmulator, client: AsyncWebClient
+) -> None:
+    emu.add_channel("C0SECRET", "secret", is_private=True, members=["U0BOB"], bot_member=False)
+    carol = await client.users_conversations(user="U0CAROL", types="private_channel,mpim,im")
+    assert {c["id"] for c in carol["channels"]} == {"C0LEADS", "D0CAROL"}
+    bob = await client.users_conversations(user="U0BOB", types="private_channel,mpim,im")
+    assert {c["id"] for c in bob["channels"]} == {"D0BOB"}
+    public = await client.users_conversations(user="U0BOB")
+    assert {c["id"] for c in public["channels"]} == {"C0GENERAL", "C0RANDOM"}
+
+
+async def test_press_button_posts_signed_block_actions(
+    emu: SlackEmulator, receiver: Receiver
+) -> None:
+    command = await emu.send_command("U0ALICE", "C0GENERAL", "/recall", "hello")
+    status = await emu.press_button("U0ALICE", command["response_url"], "recall_more", "v1")
+    assert status == 200
+    clicked = receiver.requests[-1]
+    assert clicked.valid
+    form = json.loads(clicked.form["payload"])
+    assert form["type"] == "block_actions"
+    assert form["actions"][0]["action_id"] == "recall_more"
+    assert form["actions"][0]["value"] == "v1"
+    assert form["response_url"] == command["response_url"]

@@ -1,4 +1,5 @@
-"""conversations.* methods: info, history, replies, members, list, join, open."""
+"""conversations.* methods (info, history, replies, members, list, join, open) and
+users.conversations."""
 
 from __future__ import annotations
 
@@ -130,6 +131,29 @@ def list_(ctx: ApiContext, args: Args) -> dict[str, Any]:
     return {"ok": True, "channels": page, "response_metadata": {"next_cursor": next_cursor}}
 
 
+def users_conversations(ctx: ApiContext, args: Args) -> dict[str, Any]:
+    """users.conversations: a user's conversations that this bot token may see.
+
+    As in Slack, a bot token sees a user's private channels, DMs and group DMs only where the
+    bot is a member too; public channels are listed when the user is a member.
+    """
+    user = text_arg(args, "user") or ctx.config.bot_user_id
+    if user not in ctx.workspace.users and user != ctx.config.bot_user_id:
+        raise ApiError("user_not_found")
+    types = {t.strip() for t in (text_arg(args, "types") or "public_channel").split(",")}
+    unknown = types - {"public_channel", "private_channel", "mpim", "im"}
+    if unknown:
+        raise ApiError("invalid_types", detail=", ".join(sorted(unknown)))
+    exclude_archived = bool_arg(args, "exclude_archived")
+    channels = [
+        c.to_api(ctx.config.team_id, ctx.config.bot_user_id)
+        for c in ctx.workspace.channels.values()
+        if user in c.members and _listed(ctx, c, types, exclude_archived)
+    ]
+    page, next_cursor = paginate(channels, args, 100)
+    return {"ok": True, "channels": page, "response_metadata": {"next_cursor": next_cursor}}
+
+
 def join(ctx: ApiContext, args: Args) -> dict[str, Any]:
     """conversations.join (public channels only, as in Slack)."""
     channel = channel_arg(ctx, args)
@@ -172,4 +196,5 @@ METHODS: dict[str, Handler] = {
     "conversations.list": list_,
     "conversations.join": join,
     "conversations.open": open_,
+    "users.conversations": users_conversations,
 }

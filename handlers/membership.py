@@ -1,0 +1,40 @@
+"""Which private channels and DMs a person belongs to, from Slack, cached for a short time."""
+
+from __future__ import annotations
+
+import time
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+TTL_SECONDS = 60.0
+PRIVATE_TYPES = "private_channel,mpim,im"
+MAX_PAGES = 20
+
+
+class Memberships:
+    """users.conversations per (team, user), remembered for a minute."""
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[str, str], tuple[frozenset[str], float]] = {}
+
+    async def private_conversations(
+        self, client: AsyncWebClient, team_id: str, user_id: str
+    ) -> frozenset[str]:
+        """Private channels, group DMs and DMs of `user_id` that Lore can see too."""
+        key = (team_id, user_id)
+        known = self._known.get(key)
+        if known and known[1] > time.monotonic():
+            return known[0]
+        channels: set[str] = set()
+        cursor: str | None = None
+        for _page in range(MAX_PAGES):
+            response = await client.users_conversations(
+                user=user_id, types=PRIVATE_TYPES, limit=200, cursor=cursor
+            )
+            channels.update(channel["id"] for channel in response.get("channels") or [])
+            cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
+            if not cursor:
+                break
+        found = frozenset(channels)
+        self._known[key] = (found, time.monotonic() + TTL_SECONDS)
+        return found

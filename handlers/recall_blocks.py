@@ -1,0 +1,113 @@
+"""Block Kit for `/recall`: the short answer, the matches, and a "more" button."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from app.recall import RecallPage
+
+SNIPPET_CHARS = 300
+USAGE = (
+    "*Usage:* `/recall your question` — searches every conversation you can see and shows the "
+    "best matching messages, only to you. Example: `/recall who owns the deploy pipeline?`"
+)
+
+
+def relative_date(ts: str, now: float) -> str:
+    """ "just now", "5 minutes ago", "yesterday", "4 days ago", or the date for older ones."""
+    seconds = max(0.0, now - float(ts))
+    if seconds < 60:
+        return "just now"
+    for unit, size in (("minute", 60), ("hour", 3600)):
+        if seconds < size * (60 if unit == "minute" else 24):
+            count = int(seconds // size)
+            return f"{count} {unit}{'s' if count != 1 else ''} ago"
+    days = int(seconds // 86400)
+    if days == 1:
+        return "yesterday"
+    if days < 30:
+        return f"{days} days ago"
+    return datetime.fromtimestamp(float(ts), UTC).strftime("on %Y-%m-%d")
+
+
+def recall_blocks(page: RecallPage, now: float) -> list[dict[str, Any]]:
+    """The ephemeral answer to one `/recall` page."""
+    blocks: list[dict[str, Any]] = []
+    if page.answer:
+        blocks.append(_section(f"*Answer:* {page.answer}"))
+        blocks.append({"type": "divider"})
+    if not page.hits:
+        blocks.append(
+            _section(
+                f"No messages match “{page.question}”"
+                + (" beyond these." if page.offset else ". Try other words, or a longer question.")
+            )
+        )
+    for number, hit in enumerate(page.hits, start=page.offset + 1):
+        message = hit.message
+        snippet = " ".join(message.text.split())
+        if len(snippet) > SNIPPET_CHARS:
+            snippet = snippet[:SNIPPET_CHARS] + "…"
+        author = f"<@{message.user_id}>" if message.user_id else "Lore"
+        header = (
+            f"*{number}.* {author} in <#{message.channel_id}> · {relative_date(message.ts, now)}"
+        )
+        section = _section(f"{header}\n>{snippet or '(no text)'}")
+        if message.permalink:
+            section["accessory"] = {
+                "type": "button",
+                "text": {"type": "plain_text", "text": "Open"},
+                "url": message.permalink,
+                "action_id": f"recall_open_{number}",
+            }
+        blocks.append(section)
+    if page.has_more:
+        blocks.append(
+            {
+                "type": "actions",
+                "elements": [
+                    {
+                        "type": "button",
+                        "text": {"type": "plain_text", "text": "More results"},
+                        "action_id": "recall_more",
+                        "value": more_value(page.question, page.offset + len(page.hits)),
+                    }
+                ],
+            }
+        )
+    blocks.append(
+        {
+            "type": "context",
+            "elements": [
+                {
+                    "type": "mrkdwn",
+                    "text": "Only you can see this. Searched public channels and the private "
+                    "conversations you are in.",
+                }
+            ],
+        }
+    )
+    return blocks
+
+
+def recall_text(page: RecallPage) -> str:
+    """The notification text of a `/recall` answer."""
+    if page.answer:
+        return page.answer
+    return f"{len(page.hits)} messages match “{page.question}”" if page.hits else "No matches"
+
+
+def more_value(question: str, offset: int) -> str:
+    """The "more" button's value: the question (cut to fit Slack's 2,000 chars) and offset."""
+    return json.dumps({"q": question[:1500], "o": offset})
+
+
+def parse_more_value(value: str) -> tuple[str, int]:
+    data = json.loads(value)
+    return str(data["q"]), int(data["o"])
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}
