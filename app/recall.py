@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import anthropic
-from memory.archive import Archive, SearchHit
-from memory.audience import Audience
 
 from app.agent.citations import search_result_block
+from memory.archive import Archive, SearchHit
+from memory.audience import Audience
 
 log = logging.getLogger("lore.recall")
 
@@ -36,9 +37,7 @@ class RecallPage:
 class Recall:
     """Searches for `/recall`; answers briefly when a model is configured."""
 
-    def __init__(
-        self, archive: Archive, llm: anthropic.AsyncAnthropic | None, model: str
-    ) -> None:
+    def __init__(self, archive: Archive, llm: anthropic.AsyncAnthropic | None, model: str) -> None:
         self._archive = archive
         self._llm = llm
         self._model = model
@@ -60,14 +59,13 @@ class Recall:
     ) -> str | None:
         """A short answer with [n] markers that point into the listed matches."""
         blocks = [search_result_block(hit) for hit in hits]
+        content: list[Any] = [*blocks, {"type": "text", "text": question}]
         try:
             message = await llm.messages.create(
                 model=self._model,
                 max_tokens=ANSWER_TOKENS,
                 system=ANSWER_RULES,
-                messages=[
-                    {"role": "user", "content": [*blocks, {"type": "text", "text": question}]}  # type: ignore[list-item]
-                ],
+                messages=[{"role": "user", "content": content}],
             )
         except anthropic.APIError as error:
             log.warning("recall answer failed: %s", error)
@@ -78,8 +76,7 @@ class Recall:
             if block.type != "text":
                 continue
             parts.append(block.text)
-            cited = sorted(
-                {numbers[c.source] for c in block.citations or [] if getattr(c, "source", None) in numbers}  # type: ignore[union-attr]
-            )
+            sources = [getattr(citation, "source", None) for citation in block.citations or []]
+            cited = sorted({numbers[source] for source in sources if source in numbers})
             parts.extend(f" [{n}]" for n in cited)
         return "".join(parts).strip() or None

@@ -32,29 +32,8 @@ def register(app: AsyncApp, services: Services, memberships: Memberships) -> Non
     ) -> None:
         team_id = context.team_id or event.get("team") or ""
         subtype = event.get("subtype")
-        if (
-            subtype == "message_changed"
-            and (event.get("message") or {}).get("subtype") != "tombstone"
-        ):
-            changed = event["message"]
-            services.background.spawn(
-                services.ingest.update_text(
-                    team_id, event["channel"], changed["ts"], changed.get("text") or ""
-                ),
-                name="archive-edit",
-            )
-            return
-        if subtype == "message_changed":
-            services.background.spawn(
-                services.ingest.delete(team_id, event["channel"], event["message"]["ts"]),
-                name="archive-delete",
-            )
-            return
-        if subtype == "message_deleted":
-            services.background.spawn(
-                services.ingest.delete(team_id, event["channel"], event["deleted_ts"]),
-                name="archive-delete",
-            )
+        if subtype in ("message_changed", "message_deleted"):
+            services.background.spawn(_apply_change(services, team_id, event), name="archive")
             return
         if subtype not in NEW_MESSAGE_SUBTYPES or "ts" not in event:
             return
@@ -75,6 +54,21 @@ def register(app: AsyncApp, services: Services, memberships: Memberships) -> Non
 
     app.event("message")(on_message)
     app.event("app_mention")(on_message)
+
+
+async def _apply_change(services: Services, team_id: str, event: dict[str, Any]) -> None:
+    """An edit updates the archived text; a deletion (or a parent turned tombstone) removes it."""
+    channel_id = event["channel"]
+    if event["subtype"] == "message_deleted":
+        await services.ingest.delete(team_id, channel_id, event["deleted_ts"])
+        return
+    changed = event["message"]
+    if changed.get("subtype") == "tombstone":
+        await services.ingest.delete(team_id, channel_id, changed["ts"])
+    else:
+        await services.ingest.update_text(
+            team_id, channel_id, changed["ts"], changed.get("text") or ""
+        )
 
 
 class _Incoming:
