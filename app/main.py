@@ -87,9 +87,9 @@ async def open_stores(settings: Settings) -> Stores:
         threads=settings.lore_embedding_threads,
     )
     if settings.chroma_url:
-        archive = await Archive.open_http(settings.chroma_url, embedder)
+        archive = await Archive.open_http(settings.chroma_url, embedder, engine)
     else:
-        archive = await Archive.open_embedded(settings.lore_data_dir / "chroma", embedder)
+        archive = await Archive.open_embedded(settings.lore_data_dir / "chroma", embedder, engine)
     return Stores(
         engine=engine,
         redis=redis,

@@ -41,12 +41,14 @@ class Settings(BaseSettings):
     lore_memory_block_limit: int = Field(default=5000, ge=100)
     lore_model_timeout: float = Field(default=60.0, gt=0)
     lore_model_retries: int = Field(default=2, ge=0, le=10)
+    lore_admin_token: SecretStr | None = None
 
     @field_validator(
         "slack_bot_token",
         "slack_signing_secret",
         "slack_app_token",
         "anthropic_api_key",
+        "lore_admin_token",
         mode="before",
     )
     @classmethod

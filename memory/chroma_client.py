@@ -67,24 +67,35 @@ class ChromaCollection:
             for i, d, m in zip(res["ids"], res["documents"], res["metadatas"], strict=True)
         ]
 
-    async def query(self, embedding: list[float], limit: int, where: Where | None) -> list[Record]:
-        """The nearest records to embedding that satisfy where, nearest first."""
-        res = await self._call(
-            "query",
-            {
-                "query_embeddings": [embedding],
-                "n_results": limit,
-                "where": where,
-                "include": ["documents", "metadatas", "distances"],
-            },
-        )
-        rows = zip(
-            res["ids"][0],
-            res["documents"][0],
-            res["metadatas"][0],
-            res["distances"][0],
-            strict=True,
-        )
+    async def query(
+        self,
+        embedding: list[float],
+        limit: int,
+        where: Where | None = None,
+        *,
+        ids: list[str] | None = None,
+        documents: bool = True,
+        metadatas: bool = True,
+    ) -> list[Record]:
+        """The nearest records to embedding, nearest first: among `ids` when given, and
+        satisfying `where` when given. Documents and metadata left out read as empty."""
+        include = ["distances"]
+        include += ["documents"] if documents else []
+        include += ["metadatas"] if metadatas else []
+        kwargs: dict[str, Any] = {
+            "query_embeddings": [embedding],
+            "n_results": limit,
+            "include": include,
+        }
+        if where is not None:
+            kwargs["where"] = where
+        if ids is not None:
+            kwargs["ids"] = ids
+        res = await self._call("query", kwargs)
+        found = res["ids"][0]
+        docs = res["documents"][0] if documents else [""] * len(found)
+        metas = res["metadatas"][0] if metadatas else [{}] * len(found)
+        rows = zip(found, docs, metas, res["distances"][0], strict=True)
         return [Record(id=i, document=d or "", metadata=m or {}, distance=x) for i, d, m, x in rows]
 
     async def delete(self, ids: list[str]) -> None:

@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from memory.archive import (
     Archive,
@@ -21,6 +22,7 @@ from memory.archive import (
     build_where,
     collection_name,
 )
+from memory.audience import Audience
 from memory.embeddings import HashingEmbedder, OnnxEmbedder
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "shared" / "models" / "all-MiniLM-L6-v2"
@@ -76,6 +78,7 @@ OFFSITE = msg(
     is_bot=True,
 )
 CORPUS = [MIGRATION, LUNCH, SALES, CI, VACATION, OFFSITE]
+EVERYONE = Audience.everyone()
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +89,10 @@ def embedder() -> OnnxEmbedder:
 
 
 @pytest.fixture
-async def archive(tmp_path: Path, embedder: OnnxEmbedder) -> AsyncIterator[Archive]:
-    arc = await Archive.open_embedded(tmp_path / "chroma", embedder)
+async def archive(
+    tmp_path: Path, embedder: OnnxEmbedder, sqlite_engine: AsyncEngine
+) -> AsyncIterator[Archive]:
+    arc = await Archive.open_embedded(tmp_path / "chroma", embedder, sqlite_engine)
     yield arc
     await arc.close()
 
@@ -99,15 +104,19 @@ async def loaded(archive: Archive) -> Archive:
 
 
 async def keys(arc: Archive, query: str, filters: SearchFilters, team: str = "T1") -> set[str]:
-    return {h.message.key for h in await arc.search(team, query, filters, limit=20)}
+    hits = await arc.search(team, query, audience=EVERYONE, filters=filters, limit=20)
+    return {h.message.key for h in hits}
 
 
 async def test_paraphrase_is_found_first(loaded: Archive) -> None:
-    hits = await loaded.search("T1", "when are we migrating the prod DB?", limit=3)
+    hits = await loaded.search(
+        "T1", "when are we migrating the prod DB?", audience=EVERYONE, limit=3
+    )
     assert hits[0].message == MIGRATION
-    assert hits[0].score > 0.4
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
-    hits = await loaded.search("T1", "which unit test is unreliable in the build?", limit=1)
+    hits = await loaded.search(
+        "T1", "which unit test is unreliable in the build?", audience=EVERYONE, limit=1
+    )
     assert hits[0].message == CI
 
 
@@ -127,7 +136,8 @@ async def test_channel_filter(loaded: Archive) -> None:
         VACATION.key,
         OFFSITE.key,
     }
-    assert await loaded.search("T1", "database", SearchFilters(channels=frozenset())) == []
+    nothing = SearchFilters(channels=frozenset())
+    assert await loaded.search("T1", "database", audience=EVERYONE, filters=nothing) == []
     assert await keys(loaded, "x", SearchFilters(channels=frozenset({"C-none"}))) == set()
 
 
@@ -149,9 +159,17 @@ async def test_date_filters(loaded: Archive) -> None:
 async def test_combined_filters(loaded: Archive) -> None:
     filters = SearchFilters(channels=frozenset({"C1", "C2"}), user_id="U1", after=BASE + 2 * DAY)
     assert await keys(loaded, "database", filters) == {SALES.key}
-    where = build_where("T1", filters)
-    assert len(where["$and"]) == 4  # team + three filters
-    assert build_where("T1", SearchFilters()) == {"team": "T1"}  # no one-element $and
+    where = build_where(filters, EVERYONE)
+    assert where is not None and len(where["$and"]) == 3  # no team: the collection is the team's
+    assert build_where(SearchFilters(), EVERYONE) is None
+    public = build_where(SearchFilters(), Audience(frozenset()))
+    assert public == {"channel_type": "channel"}
+    mine = build_where(SearchFilters(user_id="U1"), Audience(frozenset({"G1"})))
+    assert mine is not None
+    assert mine["$and"][0] == {"$or": [{"channel_type": "channel"}, {"channel": {"$in": ["G1"]}}]}
+    # a channel filter inside the audience's own channels needs no audience condition
+    own = build_where(SearchFilters(channels=frozenset({"G1"})), Audience(frozenset({"G1"})))
+    assert own == {"channel": {"$in": ["G1"]}}
 
 
 async def test_upsert_same_key_does_not_duplicate(archive: Archive) -> None:
@@ -168,9 +186,9 @@ async def test_update_text_changes_search(loaded: Archive) -> None:
     assert await loaded.update_text("T1", LUNCH.channel_id, LUNCH.ts, new_text)
     stored = await loaded.get("T1", LUNCH.channel_id, LUNCH.ts)
     assert stored == replace(LUNCH, text=new_text)
-    top = await loaded.search("T1", "the AC is not working", limit=1)
+    top = await loaded.search("T1", "the AC is not working", audience=EVERYONE, limit=1)
     assert top[0].message.key == LUNCH.key
-    for hit in await loaded.search("T1", "tacos for lunch", limit=10):
+    for hit in await loaded.search("T1", "tacos for lunch", audience=EVERYONE, limit=10):
         assert "tacos" not in hit.message.text
     assert await loaded.count("T1") == len(CORPUS)
     assert not await loaded.update_text("T1", "C1", ts(42), "nope")
@@ -181,7 +199,9 @@ async def test_delete(loaded: Archive) -> None:
     assert await loaded.delete("T1", SALES.channel_id, SALES.ts)
     assert await loaded.get("T1", SALES.channel_id, SALES.ts) is None
     assert await loaded.count("T1") == len(CORPUS) - 1
-    hits = await loaded.search("T1", "quarterly sales beat the forecast", limit=10)
+    hits = await loaded.search(
+        "T1", "quarterly sales beat the forecast", audience=EVERYONE, limit=10
+    )
     assert SALES.key not in {h.message.key for h in hits}
     assert not await loaded.delete("T1", SALES.channel_id, SALES.ts)
     assert not await loaded.delete("T9", SALES.channel_id, SALES.ts)
@@ -192,14 +212,14 @@ async def test_team_isolation(loaded: Archive) -> None:
     await loaded.add([twin, replace(CI, team_id="T2")])
     assert await loaded.count("T1") == len(CORPUS)
     assert await loaded.count("T2") == 2
-    t1_hits = await loaded.search("T1", "database migration", limit=50)
-    t2_hits = await loaded.search("T2", "database migration", limit=50)
+    t1_hits = await loaded.search("T1", "database migration", audience=EVERYONE, limit=50)
+    t2_hits = await loaded.search("T2", "database migration", audience=EVERYONE, limit=50)
     assert {h.message.team_id for h in t1_hits} == {"T1"}
     assert {h.message.team_id for h in t2_hits} == {"T2"}
     assert len(t2_hits) == 2
     assert await loaded.get("T2", MIGRATION.channel_id, MIGRATION.ts) == twin
     assert await loaded.get("T1", MIGRATION.channel_id, MIGRATION.ts) == MIGRATION
-    assert await loaded.search("T3", "database migration") == []
+    assert await loaded.search("T3", "database migration", audience=EVERYONE) == []
     assert await loaded.count("T3") == 0
 
 
@@ -207,7 +227,7 @@ async def test_delete_team(loaded: Archive) -> None:
     await loaded.add([replace(CI, team_id="T2")])
     await loaded.delete_team("T1")
     assert await loaded.count("T1") == 0
-    assert await loaded.search("T1", "database migration") == []
+    assert await loaded.search("T1", "database migration", audience=EVERYONE) == []
     assert await loaded.get("T1", MIGRATION.channel_id, MIGRATION.ts) is None
     assert await loaded.count("T2") == 1
     await loaded.delete_team("T1")  # idempotent
@@ -228,7 +248,7 @@ async def test_long_and_odd_unicode_round_trip(archive: Archive) -> None:
     assert len(big.text) == 40_000
     assert await archive.get("T1", "C9", big.ts) == big
     assert await archive.get("T1", "C9", strange.ts) == strange
-    hits = await archive.search("T1", "how to upgrade kubernetes nodes", limit=1)
+    hits = await archive.search("T1", "how to upgrade kubernetes nodes", audience=EVERYONE, limit=1)
     assert hits[0].message.text == long_text
 
 
@@ -240,29 +260,42 @@ async def test_lone_surrogates_are_replaced(archive: Archive) -> None:
     assert joined is not None and joined.text == "pair 😀 ok"
 
 
-async def test_reopen_finds_data(tmp_path: Path, embedder: OnnxEmbedder) -> None:
+async def test_reopen_finds_data(
+    tmp_path: Path, embedder: OnnxEmbedder, sqlite_engine: AsyncEngine
+) -> None:
     path = tmp_path / "persist"
-    first = await Archive.open_embedded(path, embedder)
+    first = await Archive.open_embedded(path, embedder, sqlite_engine)
     await first.add(CORPUS)
     await first.close()
-    second = await Archive.open_embedded(path, embedder)
+    second = await Archive.open_embedded(path, embedder, sqlite_engine)
     try:
         assert await second.count("T1") == len(CORPUS)
-        hits = await second.search("T1", "where is the team offsite this spring?", limit=1)
+        hits = await second.search(
+            "T1", "where is the team offsite this spring?", audience=EVERYONE, limit=1
+        )
         assert hits[0].message == OFFSITE
     finally:
         await second.close()
 
 
-async def test_vector_spaces_never_share_a_collection(loaded: Archive, tmp_path: Path) -> None:
-    lexical = await Archive.open_embedded(tmp_path / "chroma", HashingEmbedder())
+async def vectors(arc: Archive, team: str) -> int:
+    """Records in the team's Chroma collection (count() is the SQL record's)."""
+    return await arc._read(team, lambda c: c.count(), 0)
+
+
+async def test_vector_spaces_never_share_a_collection(
+    loaded: Archive, tmp_path: Path, sqlite_engine: AsyncEngine
+) -> None:
+    hashing = await Archive.open_embedded(tmp_path / "chroma", HashingEmbedder(), sqlite_engine)
     try:
-        assert await lexical.count("T1") == 0  # same dir, same team, different space
-        await lexical.add([LUNCH])
-        assert (await lexical.search("T1", "tacos downtown"))[0].message == LUNCH
-        assert await loaded.count("T1") == len(CORPUS)
+        assert await vectors(hashing, "T1") == 0  # same dir, same team, different space
+        await hashing.add([LUNCH])
+        hits = await hashing.search("T1", "tacos downtown", audience=EVERYONE)
+        assert hits[0].message == LUNCH
+        assert await vectors(hashing, "T1") == 1
+        assert await vectors(loaded, "T1") == len(CORPUS)
     finally:
-        await lexical.close()
+        await hashing.close()
     assert collection_name("T1", "a") != collection_name("T1", "b")
     assert collection_name("T1", "a") != collection_name("T2", "a")
 
@@ -351,20 +384,27 @@ def chroma_server(tmp_path: Path) -> Iterator[str]:
             proc.wait()
 
 
-async def test_open_http_against_local_server(chroma_server: str, embedder: OnnxEmbedder) -> None:
-    arc = await Archive.open_http(chroma_server, embedder)
+async def test_open_http_against_local_server(
+    chroma_server: str, embedder: OnnxEmbedder, sqlite_engine: AsyncEngine
+) -> None:
+    arc = await Archive.open_http(chroma_server, embedder, sqlite_engine)
     try:
         await arc.add([*CORPUS, replace(SALES, team_id="T2")])
         assert await arc.count("T1") == len(CORPUS)
-        hits = await arc.search("T1", "when are we migrating the prod DB?", limit=2)
+        hits = await arc.search(
+            "T1", "when are we migrating the prod DB?", audience=EVERYONE, limit=2
+        )
         assert hits[0].message == MIGRATION
-        filtered = await arc.search("T1", "x", SearchFilters(user_id="U2", after=float(CI.ts)))
+        filters = SearchFilters(user_id="U2", after=float(CI.ts))
+        filtered = await arc.search("T1", "x", audience=EVERYONE, filters=filters)
         assert {h.message.key for h in filtered} == {CI.key, OFFSITE.key}
         assert await arc.update_text("T1", "C1", LUNCH.ts, "Pizza instead.")
         assert (await arc.get("T1", "C1", LUNCH.ts)) == replace(LUNCH, text="Pizza instead.")
         assert await arc.delete("T1", SALES.channel_id, SALES.ts)
         assert await arc.count("T1") == len(CORPUS) - 1
-        assert [h.message.team_id for h in await arc.search("T2", "sales")] == ["T2"]
+        assert [h.message.team_id for h in await arc.search("T2", "sales", audience=EVERYONE)] == [
+            "T2"
+        ]
         await arc.delete_team("T1")
         assert await arc.count("T1") == 0
         assert await arc.count("T2") == 1
@@ -372,6 +412,8 @@ async def test_open_http_against_local_server(chroma_server: str, embedder: Onnx
         await arc.close()
 
 
-async def test_open_http_rejects_bad_url(embedder: OnnxEmbedder) -> None:
+async def test_open_http_rejects_bad_url(
+    embedder: OnnxEmbedder, sqlite_engine: AsyncEngine
+) -> None:
     with pytest.raises(ValueError, match="http://host:port"):
-        await Archive.open_http("chroma.example:8000", embedder)
+        await Archive.open_http("chroma.example:8000", embedder, sqlite_engine)

@@ -6,8 +6,8 @@ import re
 from datetime import UTC, datetime
 
 from app.agent.ports import PostedReply, Reply, TurnRequest
-from app.agent.privacy import visible_in_answer
-from memory.archive import Archive, SearchFilters
+from app.agent.privacy import audience_for_answer
+from memory.archive import Archive
 from memory.blocks import MemoryBlocks
 from memory.edits import EditError, Forget, Insert
 
@@ -40,12 +40,13 @@ class RetrievalOnly:
             await reply.append(f"Ask me something, or say `remember: …`.\n\n{MODE_NOTE}")
             return await reply.finish([])
         hits = await self._archive.search(
-            request.team_id, question, SearchFilters(), limit=RESULTS * 4
+            request.team_id, question, audience=audience_for_answer(request), limit=RESULTS * 4
         )
+        asked = (request.channel_id, request.ts)  # the question itself is no answer
         visible = [
             hit
             for hit in hits
-            if visible_in_answer(hit.message, request) and not hit.message.is_bot
+            if (hit.message.channel_id, hit.message.ts) != asked and not hit.message.is_bot
         ][:RESULTS]
         if not visible:
             await reply.append(f"I found nothing about that in the archive yet.\n\n{MODE_NOTE}")

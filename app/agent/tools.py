@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from app.agent.ports import Source, TurnRequest
-from app.agent.privacy import visible_in_answer
+from app.agent.privacy import audience_for_answer
 from memory.archive import Archive, SearchFilters, SearchHit
 from memory.blocks import MemoryBlocks
 from memory.edits import Edit, EditError, Insert, Replace, Rethink
@@ -134,8 +134,15 @@ class ToolRunner:
             after=_day(tool_input.get("after")),
             before=_day(tool_input.get("before")),
         )
-        hits = await self._archive.search(request.team_id, query, filters, limit=limit * 3)
-        visible = [hit for hit in hits if visible_in_answer(hit.message, request)][:limit]
+        hits = await self._archive.search(
+            request.team_id,
+            query,
+            audience=audience_for_answer(request),
+            filters=filters,
+            limit=limit + 1,
+        )
+        asked = (request.channel_id, request.ts)  # the question itself is no answer
+        visible = [h for h in hits if (h.message.channel_id, h.message.ts) != asked][:limit]
         if not visible:
             return ToolOutcome("No messages matched.")
         blocks = [_search_result_block(hit) for hit in visible]

@@ -1,0 +1,539 @@
+"""The archive's lexical index and record of messages, in the SQL store (SQLite or PostgreSQL).
+
+One row per archived message holds its metadata, its text, and a `context`: the texts of its
+thread neighbours (the previous and next message of the thread and the thread's parent). The
+context is indexed with a lower weight than the text, so a message is also found by words its
+thread puts around it; a result is still the message itself.
+
+- SQLite: an FTS5 table (porter stemming over unicode61) with the rows table as external content,
+  kept in step by triggers; ranked by `bm25()`.
+- PostgreSQL: a stored, generated `tsvector` (english configuration) with a GIN index; ranked by
+  a BM25-style sum over the query's terms of idf(term) * ts_rank(term). Plain `ts_rank` has no
+  document frequencies, so common words swamp rare ones: on LoCoMo its hit@5 was 0.643 against
+  0.682 with the idf weights (`ts_rank_cd`: 0.578), FTS5's bm25 0.689.
+
+A query's words are OR-ed (AND-ing a question's words finds almost nothing), after dropping
+English stop words, which carry no ranking weight but would make every row a candidate.
+
+This table is the record the archive answers from: `get`, `count`, `thread`, and every search
+hit (lexical or dense) are read from here, so search never shows removed or outdated text.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Float,
+    MetaData,
+    String,
+    Table,
+    Text,
+    bindparam,
+    delete,
+    func,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Row
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from memory.audience import PUBLIC, Audience, audience_check_needed, sees_nothing
+from memory.messages import ArchivedMessage, SearchFilters
+
+CONTEXT_WEIGHT = 0.35  # of a context match relative to a text match (LoCoMo: 0.2-0.5 all help)
+CONTEXT_PART_CHARS = 1000  # of each neighbour's text kept in a context
+MAX_TERMS = 32
+IN_CHUNK = 400  # keys per IN (...) list
+
+# PostgreSQL's english.stop (the Snowball list): the same words both backends ignore.
+STOPWORDS = frozenset(
+    """i me my myself we our ours ourselves you your yours yourself yourselves he him his himself
+    she her hers herself it its itself they them their theirs themselves what which who whom this
+    that these those am is are was were be been being have has had having do does did doing a an
+    the and but if or because as until while of at by for with about against between into through
+    during before after above below to from up down in out on off over under again further then
+    once here there when where why how all any both each few more most other some such no nor not
+    only own same so than too very s t can will just don should now""".split()
+)
+_WORD = re.compile(r"[^\W_]+")  # letters and digits: what unicode61 and the PG parser keep
+
+TABLE = "archive_messages"
+_metadata = MetaData()
+messages = Table(
+    TABLE,
+    _metadata,
+    Column("team_id", String, nullable=False),
+    Column("channel_id", String, nullable=False),
+    Column("ts", String, nullable=False),
+    Column("ts_num", Float, nullable=False),
+    Column("thread_key", String, nullable=False),
+    Column("channel_type", String, nullable=False),
+    Column("user_id", String),
+    Column("thread_ts", String),
+    Column("permalink", String),
+    Column("is_bot", Boolean, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("context", Text, nullable=False),
+    Column("scope", Text, nullable=False),
+)
+_RECORD = [
+    messages.c.team_id,
+    messages.c.channel_id,
+    messages.c.channel_type,
+    messages.c.ts,
+    messages.c.text,
+    messages.c.user_id,
+    messages.c.thread_ts,
+    messages.c.permalink,
+    messages.c.is_bot,
+]
+
+_COLUMNS = """
+    team_id TEXT NOT NULL,
+    channel_id TEXT NOT NULL,
+    ts TEXT NOT NULL,
+    ts_num {float} NOT NULL,
+    thread_key TEXT NOT NULL,
+    channel_type TEXT NOT NULL,
+    user_id TEXT,
+    thread_ts TEXT,
+    permalink TEXT,
+    is_bot BOOLEAN NOT NULL,
+    text TEXT NOT NULL,
+    context TEXT NOT NULL,
+    scope TEXT NOT NULL,
+    UNIQUE (team_id, channel_id, ts)"""
+_INDEXES = (
+    f"CREATE INDEX IF NOT EXISTS {TABLE}_thread "
+    f"ON {TABLE} (team_id, channel_id, thread_key, ts_num)",
+    f"CREATE INDEX IF NOT EXISTS {TABLE}_user ON {TABLE} (team_id, user_id, ts_num)",
+    f"CREATE INDEX IF NOT EXISTS {TABLE}_time ON {TABLE} (team_id, ts_num)",
+)
+SQLITE_SCHEMA = (
+    f"CREATE TABLE IF NOT EXISTS {TABLE} (id INTEGER PRIMARY KEY,"
+    + _COLUMNS.format(float="REAL")
+    + ")",
+    *_INDEXES,
+    "CREATE VIRTUAL TABLE IF NOT EXISTS archive_fts USING fts5(text, context, scope, "
+    f"content='{TABLE}', content_rowid='id', tokenize='porter unicode61 remove_diacritics 2')",
+    f"CREATE TRIGGER IF NOT EXISTS archive_fts_insert AFTER INSERT ON {TABLE} BEGIN "
+    "INSERT INTO archive_fts(rowid, text, context, scope) "
+    "VALUES (new.id, new.text, new.context, new.scope); END",
+    f"CREATE TRIGGER IF NOT EXISTS archive_fts_delete AFTER DELETE ON {TABLE} BEGIN "
+    "INSERT INTO archive_fts(archive_fts, rowid, text, context, scope) "
+    "VALUES ('delete', old.id, old.text, old.context, old.scope); END",
+    f"CREATE TRIGGER IF NOT EXISTS archive_fts_update AFTER UPDATE OF text, context, scope "
+    f"ON {TABLE} BEGIN INSERT INTO archive_fts(archive_fts, rowid, text, context, scope) "
+    "VALUES ('delete', old.id, old.text, old.context, old.scope); "
+    "INSERT INTO archive_fts(rowid, text, context, scope) "
+    "VALUES (new.id, new.text, new.context, new.scope); END",
+)
+POSTGRES_SCHEMA = (
+    "SELECT pg_advisory_xact_lock(7266203010)",  # one creator at a time across processes
+    f"CREATE TABLE IF NOT EXISTS {TABLE} (id BIGSERIAL PRIMARY KEY,"
+    + _COLUMNS.format(float="DOUBLE PRECISION")
+    + ", tsv tsvector GENERATED ALWAYS AS (setweight(to_tsvector('english', text), 'A') "
+    "|| setweight(to_tsvector('english', context), 'B')) STORED)",
+    *_INDEXES,
+    f"CREATE INDEX IF NOT EXISTS {TABLE}_tsv ON {TABLE} USING gin (tsv)",
+)
+
+# ts_rank weights are {D, C, B, A}: text is labelled A, context B.
+_PG_WEIGHTS = f"'{{{{0, 0, {CONTEXT_WEIGHT}, 1}}}}'"  # braces doubled for str.format
+POSTGRES_SEARCH = f"""
+WITH terms AS MATERIALIZED (
+    SELECT websearch_to_tsquery('english', t) AS tq FROM unnest(CAST(:terms AS text[])) AS t
+), total AS MATERIALIZED (
+    SELECT count(*) AS n FROM {TABLE} WHERE team_id = :team
+), weights AS MATERIALIZED (
+    SELECT terms.tq, ln(1 + (total.n - df.n + 0.5) / (df.n + 0.5)) AS idf
+    FROM terms CROSS JOIN total
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS n FROM {TABLE} WHERE team_id = :team AND tsv @@ terms.tq
+    ) AS df
+    WHERE numnode(terms.tq) > 0
+)
+SELECT m.channel_id, m.ts,
+    (SELECT sum(w.idf * ts_rank({_PG_WEIGHTS}, m.tsv, w.tq, 1)) FROM weights AS w) AS score
+FROM {TABLE} AS m
+WHERE m.tsv @@ websearch_to_tsquery('english', :query) AND {{scope}}
+ORDER BY score DESC, m.id
+LIMIT :limit
+"""
+SQLITE_SEARCH = f"""
+SELECT m.channel_id, m.ts
+FROM archive_fts JOIN {TABLE} AS m ON m.id = archive_fts.rowid
+WHERE archive_fts MATCH :match AND {{scope}}
+ORDER BY bm25(archive_fts, 1.0, {CONTEXT_WEIGHT}, 0.0), m.id
+LIMIT :limit
+"""
+
+Key = tuple[str, str]  # (channel_id, ts)
+ThreadId = tuple[str, str]  # (channel_id, thread_key)
+
+
+@dataclass(frozen=True)
+class ThreadRow:
+    """What the context of a thread's messages is computed from."""
+
+    ts: str
+    ts_num: float
+    text: str  # the first CONTEXT_PART_CHARS characters
+    context: str
+
+
+def query_terms(query: str) -> list[str]:
+    """The query's distinct words, lower-cased, stop words dropped, at most MAX_TERMS."""
+    terms: dict[str, None] = {}
+    for word in _WORD.findall(query.lower()):
+        if word not in STOPWORDS:
+            terms.setdefault(word)
+            if len(terms) == MAX_TERMS:
+                break
+    return list(terms)
+
+
+_ID = re.compile(r"[A-Za-z0-9]+")
+
+
+def _token(prefix: str, value: str) -> str | None:
+    """A scope token for an id, or None if the id has characters the tokenizer would split."""
+    return f"{prefix}{value.lower()}" if _ID.fullmatch(value) else None
+
+
+def scope_tokens(message: ArchivedMessage) -> str:
+    """The `scope` column: tokens of the message's channel, author and publicness.
+
+    They let FTS5 intersect a query's words with a channel or user filter inside the index,
+    instead of ranking every match and filtering after; the SQL conditions stay the rule.
+    """
+    tokens = [_token("zch", message.channel_id), _token("zus", message.user_id or "")]
+    if message.channel_type == PUBLIC:
+        tokens.append("zpub")
+    return " ".join(t for t in tokens if t)
+
+
+def _any_of(prefix: str, values: Iterable[str]) -> str | None:
+    tokens = [_token(prefix, v) for v in sorted(values)]
+    if not tokens or None in tokens:
+        return None
+    return "scope: (" + " OR ".join(str(t) for t in tokens) + ")"
+
+
+def fts_match(terms: Sequence[str], audience: Audience, filters: SearchFilters) -> str:
+    """The FTS5 query: any of the terms in the text or its context, and the selective scope
+    conditions (channel and user filters, a non-public audience) as scope tokens."""
+    words = " OR ".join(f'"{t}"' for t in terms)
+    parts: list[str | None] = [f"{{text context}}: ({words})"]
+    if filters.channels is not None:
+        parts.append(_any_of("zch", filters.channels))
+    if filters.user_id is not None:
+        parts.append(_any_of("zus", [filters.user_id]))
+    if audience_check_needed(audience, filters.channels) and not audience.public:
+        parts.append(_any_of("zch", audience.channels))
+    return " AND ".join(p for p in parts if p)
+
+
+def thread_contexts(rows: Sequence[ThreadRow], thread_key: str) -> dict[str, str]:
+    """ts -> context of each message of one thread: its parent (unless that is the previous
+    message), previous and next messages, each cut to CONTEXT_PART_CHARS."""
+    ordered = sorted(rows, key=lambda r: (r.ts_num, r.ts))
+    parent = next((r for r in ordered if r.ts == thread_key), None)
+    contexts: dict[str, str] = {}
+    for i, row in enumerate(ordered):
+        parts: list[str] = []
+        if parent is not None and i >= 2 and row is not parent:
+            parts.append(parent.text)
+        if i > 0:
+            parts.append(ordered[i - 1].text)
+        if i + 1 < len(ordered):
+            parts.append(ordered[i + 1].text)
+        contexts[row.ts] = "\n".join(p[:CONTEXT_PART_CHARS] for p in parts)
+    return contexts
+
+
+def scope_sql(
+    team_id: str, audience: Audience, filters: SearchFilters
+) -> tuple[str, dict[str, Any], list[str]]:
+    """SQL conditions on rows `m` for a team, audience and filters: (sql, params, expanding)."""
+    conditions = ["m.team_id = :team"]
+    params: dict[str, Any] = {"team": team_id}
+    expanding: list[str] = []
+    if audience_check_needed(audience, filters.channels):
+        allowed = [f"m.channel_type = '{PUBLIC}'"] if audience.public else []
+        if audience.channels:
+            allowed.append("m.channel_id IN :audience")
+            params["audience"] = sorted(audience.channels)
+            expanding.append("audience")
+        conditions.append("(" + (" OR ".join(allowed) or "1 = 0") + ")")
+    if filters.channels is not None:
+        conditions.append("m.channel_id IN :channels")
+        params["channels"] = sorted(filters.channels)
+        expanding.append("channels")
+    if filters.user_id is not None:
+        conditions.append("m.user_id = :user")
+        params["user"] = filters.user_id
+    if filters.after is not None:
+        conditions.append("m.ts_num >= :after")
+        params["after"] = float(filters.after)
+    if filters.before is not None:
+        conditions.append("m.ts_num < :before")
+        params["before"] = float(filters.before)
+    return " AND ".join(conditions), params, expanding
+
+
+def _message(row: Row[Any]) -> ArchivedMessage:
+    return ArchivedMessage(
+        team_id=row.team_id,
+        channel_id=row.channel_id,
+        channel_type=row.channel_type,
+        ts=row.ts,
+        text=row.text,
+        user_id=row.user_id,
+        thread_ts=row.thread_ts,
+        permalink=row.permalink,
+        is_bot=bool(row.is_bot),
+    )
+
+
+def _pairs(pairs: Sequence[tuple[str, str]]) -> tuple[str, dict[str, str]]:
+    """A CTE `k(a, b)` of string pairs, and its parameters.
+
+    Joined to the table it makes both SQLite and PostgreSQL look each pair up in an index;
+    a row-value IN list does not (SQLite scans the whole team).
+    """
+    rows = ", ".join(f"(:a{i}, :b{i})" for i in range(len(pairs)))
+    params = {f"{n}{i}": v for i, pair in enumerate(pairs) for n, v in zip("ab", pair, strict=True)}
+    return f"WITH k(a, b) AS (VALUES {rows})", params
+
+
+def _chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class LexicalIndex:
+    """The messages table and its full-text index, on Lore's SQLAlchemy async engine."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._postgres = engine.dialect.name == "postgresql"
+        if not self._postgres and engine.dialect.name != "sqlite":
+            raise ValueError(
+                f"the archive's lexical index needs SQLite or PostgreSQL, not {engine.dialect.name}"
+            )
+
+    @classmethod
+    async def open(cls, engine: AsyncEngine) -> LexicalIndex:
+        """The index, its tables created if missing (idempotent; safe from several processes)."""
+        index = cls(engine)
+        async with engine.begin() as connection:
+            for statement in POSTGRES_SCHEMA if index._postgres else SQLITE_SCHEMA:
+                await connection.execute(text(statement))
+        return index
+
+    # Reading the record
+
+    async def get_many(self, team_id: str, keys: Sequence[Key]) -> dict[Key, ArchivedMessage]:
+        """The archived messages among keys."""
+        found: dict[Key, ArchivedMessage] = {}
+        columns = ", ".join(f"m.{c.name}" for c in _RECORD)
+        async with self._engine.connect() as connection:
+            for chunk in _chunks(list(dict.fromkeys(keys))):
+                cte, params = _pairs(chunk)
+                query = text(
+                    f"{cte} SELECT {columns} FROM k JOIN {TABLE} AS m "
+                    "ON m.team_id = :team AND m.channel_id = k.a AND m.ts = k.b"
+                )
+                for row in await connection.execute(query, {**params, "team": team_id}):
+                    found[(row.channel_id, row.ts)] = _message(row)
+        return found
+
+    async def count(self, team_id: str) -> int:
+        query = select(func.count()).select_from(messages).where(messages.c.team_id == team_id)
+        async with self._engine.connect() as connection:
+            return int((await connection.execute(query)).scalar_one())
+
+    async def thread(self, team_id: str, channel_id: str, thread_ts: str) -> list[ArchivedMessage]:
+        """A thread's messages (the parent included), oldest first."""
+        query = (
+            select(*_RECORD)
+            .where(
+                messages.c.team_id == team_id,
+                messages.c.channel_id == channel_id,
+                messages.c.thread_key == thread_ts,
+            )
+            .order_by(messages.c.ts_num, messages.c.ts)
+        )
+        async with self._engine.connect() as connection:
+            return [_message(row) for row in await connection.execute(query)]
+
+    async def channel_stats(self, team_id: str) -> list[tuple[str, str, int, float, float]]:
+        """(channel_id, channel_type, messages, first ts, last ts) of each channel."""
+        query = (
+            select(
+                messages.c.channel_id,
+                messages.c.channel_type,
+                func.count(),
+                func.min(messages.c.ts_num),
+                func.max(messages.c.ts_num),
+            )
+            .where(messages.c.team_id == team_id)
+            .group_by(messages.c.channel_id, messages.c.channel_type)
+        )
+        async with self._engine.connect() as connection:
+            return [
+                (row[0], row[1], int(row[2]), float(row[3]), float(row[4]))
+                for row in await connection.execute(query)
+            ]
+
+    async def scope_ids(
+        self, team_id: str, *, audience: Audience, filters: SearchFilters, limit: int
+    ) -> list[str]:
+        """Record ids (`message_key`) of the messages within the audience and filters, at most
+        limit, in no order. Joined into one string in SQL: returning 20,000 rows one by one
+        through the async driver costs ten times more."""
+        if sees_nothing(audience, filters.channels):
+            return []
+        scope, params, expanding = scope_sql(team_id, audience, filters)
+        params["limit"] = limit
+        join = "string_agg(id, ',')" if self._postgres else "group_concat(id, ',')"
+        statement = text(
+            f"SELECT {join} FROM (SELECT m.channel_id || ':' || m.ts AS id "
+            f"FROM {TABLE} AS m WHERE {scope} LIMIT :limit) AS scope"
+        ).bindparams(*(bindparam(n, expanding=True) for n in expanding))
+        async with self._engine.connect() as connection:
+            joined = (await connection.execute(statement, params)).scalar()
+        return str(joined).split(",") if joined else []
+
+    async def thread_rows(
+        self, team_id: str, threads: Iterable[ThreadId]
+    ) -> dict[ThreadId, list[ThreadRow]]:
+        """The stored messages of these threads, for computing contexts."""
+        wanted = sorted(set(threads))
+        found: dict[ThreadId, list[ThreadRow]] = {t: [] for t in wanted}
+        async with self._engine.connect() as connection:
+            for chunk in _chunks(wanted):
+                cte, params = _pairs(chunk)
+                query = text(
+                    f"{cte} SELECT m.channel_id, m.thread_key, m.ts, m.ts_num, "
+                    f"substr(m.text, 1, {CONTEXT_PART_CHARS}) AS text, m.context "
+                    f"FROM k JOIN {TABLE} AS m "
+                    "ON m.team_id = :team AND m.channel_id = k.a AND m.thread_key = k.b"
+                )
+                for row in await connection.execute(query, {**params, "team": team_id}):
+                    found[(row.channel_id, row.thread_key)].append(
+                        ThreadRow(row.ts, float(row.ts_num), row.text, row.context)
+                    )
+        return found
+
+    # Writing
+
+    async def write(
+        self,
+        team_id: str,
+        *,
+        upserts: Sequence[tuple[ArchivedMessage, str]] = (),
+        contexts: Sequence[tuple[Key, str]] = (),
+        deletes: Sequence[Key] = (),
+    ) -> int:
+        """In one transaction: delete keys, insert or replace (message, context) rows, and set
+        the context of other rows. Returns the number of rows deleted."""
+        deleted = 0
+        async with self._engine.begin() as connection:
+            for channel_id, ts in deletes:
+                result = await connection.execute(
+                    delete(messages).where(
+                        messages.c.team_id == team_id,
+                        messages.c.channel_id == channel_id,
+                        messages.c.ts == ts,
+                    )
+                )
+                deleted += int(getattr(result, "rowcount", 0) or 0)
+            if upserts:
+                await self._upsert(connection, upserts)
+            if contexts:
+                await connection.execute(
+                    update(messages)
+                    .where(
+                        messages.c.team_id == bindparam("b_team"),
+                        messages.c.channel_id == bindparam("b_channel"),
+                        messages.c.ts == bindparam("b_ts"),
+                    )
+                    .values(context=bindparam("b_context")),
+                    [
+                        {"b_team": team_id, "b_channel": c, "b_ts": ts, "b_context": context}
+                        for (c, ts), context in contexts
+                    ],
+                )
+        return deleted
+
+    async def _upsert(
+        self, connection: AsyncConnection, rows: Sequence[tuple[ArchivedMessage, str]]
+    ) -> None:
+        insert = postgresql.insert(messages) if self._postgres else sqlite.insert(messages)
+        keys = [messages.c.team_id.name, messages.c.channel_id.name, messages.c.ts.name]
+        statement = insert.on_conflict_do_update(
+            index_elements=keys,
+            set_={c.name: insert.excluded[c.name] for c in messages.c if c.name not in keys},
+        )
+        values = [
+            {
+                "team_id": m.team_id,
+                "channel_id": m.channel_id,
+                "ts": m.ts,
+                "ts_num": float(m.ts),
+                "thread_key": m.thread_key,
+                "channel_type": m.channel_type,
+                "user_id": m.user_id,
+                "thread_ts": m.thread_ts,
+                "permalink": m.permalink,
+                "is_bot": m.is_bot,
+                "text": m.text,
+                "context": context,
+                "scope": scope_tokens(m),
+            }
+            for m, context in rows
+        ]
+        for chunk in _chunks(values, 1000):
+            await connection.execute(statement, list(chunk))
+
+    async def delete_team(self, team_id: str) -> None:
+        async with self._engine.begin() as connection:
+            await connection.execute(delete(messages).where(messages.c.team_id == team_id))
+
+    # Searching
+
+    async def search(
+        self,
+        team_id: str,
+        query: str,
+        *,
+        audience: Audience,
+        filters: SearchFilters,
+        limit: int,
+    ) -> list[Key]:
+        """Keys of the best lexical matches within the audience and filters, best first."""
+        terms = query_terms(query)
+        if not terms or limit <= 0 or sees_nothing(audience, filters.channels):
+            return []
+        scope, params, expanding = scope_sql(team_id, audience, filters)
+        params["limit"] = limit
+        if self._postgres:
+            sql = POSTGRES_SEARCH.format(scope=scope)
+            params.update(terms=terms, query=" or ".join(terms))
+        else:
+            sql = SQLITE_SEARCH.format(scope=scope)
+            params["match"] = fts_match(terms, audience, filters)
+        statement = text(sql).bindparams(*(bindparam(n, expanding=True) for n in expanding))
+        async with self._engine.connect() as connection:
+            rows = await connection.execute(statement, params)
+            return [(row.channel_id, row.ts) for row in rows]

@@ -1,0 +1,64 @@
+"""The archive's records: a message as archived, search filters and hits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ArchivedMessage:
+    """One Slack message as archived."""
+
+    team_id: str
+    channel_id: str
+    channel_type: str  # "channel" | "group" | "im" | "mpim"
+    ts: str  # Slack ts, e.g. "1700000000.000100"; unique within a channel
+    text: str
+    user_id: str | None = None
+    thread_ts: str | None = None  # None for a top-level message that has no replies
+    permalink: str | None = None
+    is_bot: bool = False
+
+    @property
+    def key(self) -> str:
+        """The record id: unique within a workspace."""
+        return message_key(self.channel_id, self.ts)
+
+    @property
+    def thread_key(self) -> str:
+        """The ts of the thread's parent: thread_ts for replies, the message's own ts otherwise."""
+        return self.thread_ts or self.ts
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    """Restrictions on a search; all given ones must hold."""
+
+    channels: frozenset[str] | None = None  # None = all; an empty set matches nothing
+    user_id: str | None = None
+    after: float | None = None  # unix seconds, inclusive, against the message ts
+    before: float | None = None  # unix seconds, exclusive
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """A search result; score is the fused rank score (higher is better, comparable within
+    one search only)."""
+
+    message: ArchivedMessage
+    score: float
+
+
+def message_key(channel_id: str, ts: str) -> str:
+    """The record id of a message."""
+    return f"{channel_id}:{ts}"
+
+
+def clean_text(text: str) -> str:
+    """text made storable everywhere: surrogate pairs joined, lone surrogates and NUL (which
+    PostgreSQL cannot store) become U+FFFD."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
