@@ -1,4 +1,9 @@
-"""`python -m app` / `lore`: serve (default) and memory commands."""
+"""`python -m app` / `lore`: serve (default), import-export, search and memory commands.
+
+`serve`, `import-export` and `search` open the stores as `serve` does (`open_stores`); with the
+embedded Chroma store they hold `$LORE_DATA_DIR/chroma.lock`, so the CLI refuses to run beside a
+server on the same data dir (and the other way round) instead of corrupting its index.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,16 @@ import asyncio
 import logging
 import signal
 import sys
+from pathlib import Path
 
-from app.main import credentials_from, open_database, start_lore
+from app import search_cli
+from app.api import enable_api
+from app.importer.convert import workspace_host
+from app.importer.export import ExportError, open_export
+from app.importer.run import import_export
+from app.main import credentials_from, open_database, open_stores, start_lore
 from app.settings import Settings, SettingsError, load_settings
+from app.store_lock import StoreBusy, embedded_store_lock
 from memory.blocks import MemoryBlocks
 from memory.locks import LocalLocks
 
@@ -18,7 +30,12 @@ log = logging.getLogger("lore")
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="lore", description="Lore, the workspace memory for Slack"
+        prog="lore",
+        description="Lore, the workspace memory for Slack",
+        epilog="With the embedded store (no CHROMA_URL), `serve`, `import-export` and `search` "
+        "never run at once on one LORE_DATA_DIR: the second one stops with exit status 3 "
+        "(two processes must never open one Chroma directory). Stop the server first, or use "
+        "a Chroma server.",
     )
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("serve", help="run the Slack app (default)")
@@ -26,7 +43,11 @@ def main(argv: list[str] | None = None) -> int:
     memory.add_argument("action", choices=["show", "history"])
     memory.add_argument("--team", required=True)
     memory.add_argument("--label", default="org", help="block for `history` (default org)")
+    _add_import_parser(commands)
+    _add_search_parser(commands)
     args = parser.parse_args(argv)
+    if args.command == "search" and (args.query is None) == (args.queries is None):
+        parser.error("search needs either QUERY or --queries FILE")
     try:
         settings = load_settings()
     except SettingsError as error:
@@ -37,12 +58,100 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.command == "memory":
         return asyncio.run(_memory(settings, args.action, args.team, args.label))
-    return asyncio.run(_serve(settings))
+    command = args.command or "serve"
+    try:
+        with embedded_store_lock(settings, command):
+            if command == "import-export":
+                return asyncio.run(_import(settings, args.path, args.team, args.domain))
+            if command == "search":
+                return asyncio.run(_search(settings, args))
+            return asyncio.run(_serve(settings))
+    except StoreBusy as error:
+        print(f"lore: {error}", file=sys.stderr)
+        return 3
+
+
+def _add_import_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "import-export",
+        help="import a Slack workspace export (ZIP or folder) into the archive",
+        description="Import a Slack workspace export. Idempotent: messages already archived "
+        "with the same content are left alone. Exit status 1 if some files were malformed "
+        "(they are named and skipped; the rest is imported).",
+    )
+    parser.add_argument("path", type=Path, help="the export: a .zip file or its unpacked folder")
+    parser.add_argument("--team", required=True, help="workspace (team) id to import into")
+    parser.add_argument(
+        "--domain",
+        help="workspace domain for permalinks: `acme` or `acme.slack.com` "
+        "(default: the team id lower-cased, e.g. t024be7ld.slack.com)",
+    )
+
+
+def _add_search_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "search",
+        help="search a workspace's archive (admin view: every channel)",
+        description='One QUERY, or --queries FILE of JSON lines {"id", "query"} ("-" = stdin) '
+        'answered as JSON lines {"id", "results": [{"channel", "ts", "thread_ts", "user", '
+        '"text", "permalink", "score"}]}.',
+    )
+    parser.add_argument("query", nargs="?", help="what to look for")
+    parser.add_argument("--team", required=True, help="workspace (team) id")
+    parser.add_argument("--k", type=_result_count, default=10, help="results per query (10)")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of lines")
+    parser.add_argument("--queries", metavar="FILE", help="JSON-lines file of queries")
+
+
+def _result_count(value: str) -> int:
+    number = int(value)
+    if not 1 <= number <= 1000:
+        raise argparse.ArgumentTypeError("must be between 1 and 1000")
+    return number
+
+
+async def _import(settings: Settings, path: Path, team: str, domain: str | None) -> int:
+    try:
+        with open_export(path) as export:
+            stores = await open_stores(settings)
+            try:
+                report = await import_export(
+                    export, stores.archive, team, workspace_host(team, domain)
+                )
+            finally:
+                await stores.close()
+    except ExportError as error:
+        print(f"lore: import-export: {error}", file=sys.stderr)
+        return 2
+    print("\n".join(report.lines()))
+    return 1 if report.problems else 0
+
+
+async def _search(settings: Settings, args: argparse.Namespace) -> int:
+    items = None
+    if args.queries is not None:
+        try:
+            items = search_cli.load_queries(args.queries)
+        except OSError as error:
+            print(f"lore: search: cannot read {args.queries}: {error}", file=sys.stderr)
+            return 2
+    stores = await open_stores(settings)
+    try:
+        if items is None:
+            return await search_cli.search_one(
+                stores.archive, args.team, args.query, args.k, args.json, sys.stdout
+            )
+        return await search_cli.search_file(
+            stores.archive, args.team, items, args.k, sys.stdout, sys.stderr
+        )
+    finally:
+        await stores.close()
 
 
 async def _serve(settings: Settings) -> int:
     credentials = credentials_from(settings)
     lore = await start_lore(settings, credentials)
+    enable_api(lore)
     emulator = None
     if credentials is None:
         from app.local import start_local_slack
