@@ -1,4 +1,5 @@
-"""Lore's HTTP surface: `/slack/events` into Bolt, and `/healthz` / `/readyz` for operators."""
+"""Lore's HTTP surface: `/slack/events` into Bolt, `/healthz` / `/readyz` for operators, and the
+JSON API over the agent (`/api/...`, see `app.api`; `/` leads to the playground in local mode)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
+
+from app.api import add_api_routes
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, str]]]
 
@@ -41,4 +44,5 @@ def make_web_app(bolt: Callable[[], AsyncApp | None], readiness: ReadinessCheck)
     application.router.add_post("/slack/events", slack_events)
     application.router.add_get("/healthz", healthz)
     application.router.add_get("/readyz", readyz)
+    add_api_routes(application)
     return application

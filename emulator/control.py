@@ -12,11 +12,13 @@ if TYPE_CHECKING:
     from emulator.server import SlackEmulator
 
 HINT = (
-    "Slack emulator. Post as a user: curl -XPOST {url}/_emulator/messages -d "
+    "Slack emulator (open {url}/ in a browser for the playground). "
+    "Post as a user: curl -XPOST {url}/_emulator/messages -d "
     '\'{{"user":"U0ALICE","channel":"C0GENERAL","text":"<@{bot}> hello"}}\' ; '
     "read the thread: curl {url}/_emulator/threads/C0GENERAL/<ts> ; "
     "also GET /_emulator/channels, /_emulator/users, /_emulator/calls, "
-    "POST /_emulator/commands; Web API at {url}/api/\n"
+    "POST /_emulator/commands, /_emulator/actions; GET /_emulator/stream (server-sent "
+    "events of changes); Web API at {url}/api/\n"
 )
 
 _STATUS = {
@@ -40,6 +42,11 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise EmulatorError("invalid_json")
     return body
+
+
+def _wants_html(request: web.Request) -> bool:
+    """A browser navigating here (not curl or a script asking for JSON)."""
+    return "text/html" in request.headers.get("Accept", "")
 
 
 def _field(body: dict[str, Any], name: str) -> str:
@@ -68,12 +75,15 @@ class ControlApi:
             web.get("/_emulator/ephemerals", self.ephemerals),
             web.get("/_emulator/command_responses", self.command_responses),
             web.post("/_emulator/commands", self.command),
+            web.post("/_emulator/actions", self.action),
             web.post("/_emulator/response_url/{command_id}", self.response_url),
             web.get("/archives/{channel}/{permalink}", self.archive),
         ]
 
-    async def index(self, request: web.Request) -> web.Response:
-        """A one-line hint of how to use the control API."""
+    async def index(self, request: web.Request) -> web.StreamResponse:
+        """The playground page for browsers; for everyone else a hint of the control API."""
+        if _wants_html(request):
+            return await self.emu.playground.page(request)
         return web.Response(text=HINT.format(url=self.emu.url, bot=self.emu.config.bot_user_id))
 
     async def post_message(self, request: web.Request) -> web.Response:
@@ -148,16 +158,34 @@ class ControlApi:
             return _error(error)
         return web.json_response(result)
 
+    async def action(self, request: web.Request) -> web.Response:
+        """POST {user, command_id, action_id, value}: a human clicks a button of an answer to
+        the slash command `command_id` (e.g. "More results"); the app's HTTP status."""
+        try:
+            body = await _json_body(request)
+            command_id = _field(body, "command_id")
+            if command_id not in {r["command_id"] for r in self.emu.command_responses}:
+                raise EmulatorError("expired_url", command_id)
+            status = await self.emu.press_button(
+                _field(body, "user"),
+                f"{self.emu.url}/_emulator/response_url/{command_id}",
+                _field(body, "action_id"),
+                str(body.get("value") or ""),
+            )
+        except EmulatorError as error:
+            return _error(error)
+        return web.json_response({"ok": status is not None and status < 300, "status": status})
+
     async def response_url(self, request: web.Request) -> web.Response:
         """What the app POSTs to a slash command's response_url."""
         try:
-            self.emu.commands.respond(request.match_info["command_id"], await _json_body(request))
+            self.emu.respond_to_command(request.match_info["command_id"], await _json_body(request))
         except EmulatorError as error:
             return _error(error)
         return web.json_response({"ok": True})
 
     async def archive(self, request: web.Request) -> web.Response:
-        """A permalink: the message as JSON."""
+        """A permalink: the message as JSON, or for a browser the playground showing it."""
         channel = request.match_info["channel"]
         raw = request.match_info["permalink"].removeprefix("p")
         ts = f"{raw[:-6]}.{raw[-6:]}"
@@ -165,6 +193,9 @@ class ControlApi:
             message = self.emu.workspace.get_message(channel, ts)
         except EmulatorError as error:
             return _error(error)
+        if _wants_html(request):
+            root = self.emu.workspace.thread_root(channel, ts)
+            raise web.HTTPFound(f"/#/{channel}/{root}/{ts}")
         return web.json_response(
             {"ok": True, "message": self.emu.workspace.render(channel, message)}
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import inspect
+import json
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +20,7 @@ from emulator.control import ControlApi
 from emulator.events import DeliveryRecord, EventDelivery
 from emulator.faults import FaultInjector
 from emulator.notifier import Notifier
+from emulator.playground import WATCHED_METHODS, Playground
 from emulator.socket_mode import SocketModeHub
 from emulator.web_api import WebApi
 from emulator.workspace import Channel, EmulatorError, User, Workspace
@@ -58,6 +60,7 @@ class SlackEmulator:
             cfg, self.workspace, self.delivery, self.socket, self.notifier, lambda: self.url
         )
         self.control = ControlApi(self)
+        self.playground = Playground(self)
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
 
@@ -66,10 +69,11 @@ class SlackEmulator:
     async def start(self) -> None:
         """Listen on config.host:config.port (0 picks a free port)."""
         app = web.Application()
-        app.router.add_route("GET", "/api/{method}", self.web_api.handle)
-        app.router.add_route("POST", "/api/{method}", self.web_api.handle)
+        app.router.add_route("GET", "/api/{method}", self._web_api)
+        app.router.add_route("POST", "/api/{method}", self._web_api)
         app.router.add_get("/_emulator/socket", self.socket.handle)
         app.add_routes(self.control.routes())
+        app.add_routes(self.playground.routes())
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
         site = web.TCPSite(runner, self.config.host, self.config.port)
@@ -79,10 +83,13 @@ class SlackEmulator:
         self._runner = runner
         self._url = f"http://{host}:{port}"
         await self.delivery.start()
+        await self.playground.start()
         log.info("Slack emulator listening on %s", self._url)
 
     async def stop(self) -> None:
-        """Cancel pending deliveries, close sockets and stop listening."""
+        """Cancel pending deliveries, close sockets and stop listening (saving the workspace
+        first when the playground keeps it in a file)."""
+        await self.playground.close()
         await self.delivery.close()
         await self.socket.close()
         if self._runner is not None:
@@ -110,6 +117,16 @@ class SlackEmulator:
 
     def _socket_url(self) -> str:
         return self.socket.issue_url("ws" + self.url.removeprefix("http"))
+
+    async def _web_api(self, request: web.Request) -> web.Response:
+        """The Web API, telling the playground what the app changed."""
+        response = await self.web_api.handle(request)
+        method = request.match_info["method"]
+        if method in WATCHED_METHODS and self.playground.watching and self.calls:
+            called, args = self.calls[-1]
+            if called == method and response.text:
+                self.playground.api_call(method, args, json.loads(response.text))
+        return response
 
     # what the app did
 
@@ -162,7 +179,7 @@ class SlackEmulator:
         email: str | None = None,
     ) -> User:
         """Add a user (with a DM channel D… shared with the bot)."""
-        return self.workspace.add_user(
+        user = self.workspace.add_user(
             user_id,
             name,
             real_name=real_name,
@@ -171,6 +188,8 @@ class SlackEmulator:
             is_bot=is_bot,
             email=email,
         )
+        self.playground.workspace_changed()
+        return user
 
     def add_channel(
         self,
@@ -184,7 +203,7 @@ class SlackEmulator:
         bot_member: bool = True,
     ) -> Channel:
         """Add a conversation; the bot is a member unless `bot_member=False`."""
-        return self.workspace.add_channel(
+        channel = self.workspace.add_channel(
             channel_id,
             name,
             is_private=is_private,
@@ -193,6 +212,8 @@ class SlackEmulator:
             members=members,
             bot_member=bot_member,
         )
+        self.playground.workspace_changed()
+        return channel
 
     def fail_method(
         self,
@@ -231,6 +252,7 @@ class SlackEmulator:
             parent_user = parent.get("user") if parent else None
         message = payloads.user_message(author.id, text, workspace.team_id, thread_ts, parent_user)
         workspace.add_message(conversation.id, message, ts)
+        self.playground.message(conversation.id, message["ts"])
         if deliver:
             self.notifier.message_posted(conversation.id, message)
         return {
@@ -249,6 +271,7 @@ class SlackEmulator:
         if not self.workspace.is_from_bot(message):
             message["blocks"] = payloads.rich_text_blocks(new_text)
         message["edited"] = {"user": message.get("user"), "ts": self.workspace.clock.next()}
+        self.playground.message(channel, ts)
         self.notifier.message_changed(channel, message, previous)
         rendered = self.workspace.render(channel, message)
         return {"ok": True, "channel": channel, "ts": ts, "message": rendered}
@@ -256,6 +279,7 @@ class SlackEmulator:
     async def delete_message(self, channel: str, ts: str) -> dict[str, Any]:
         """Delete a message; the app gets `message_deleted`."""
         message = self.workspace.remove_message(channel, ts)
+        self.playground.message_deleted(channel, ts, message.get("thread_ts"))
         self.notifier.message_deleted(channel, message)
         return {"ok": True, "channel": channel, "ts": ts}
 
@@ -263,7 +287,15 @@ class SlackEmulator:
         self, user: str, channel: str, command: str, text: str = ""
     ) -> dict[str, Any]:
         """`user` runs a slash command; returns the app's acknowledgement (see SlashCommands)."""
-        return await self.commands.send(user, channel, command, text)
+        try:
+            return await self.commands.send(user, channel, command, text)
+        finally:
+            self.playground.command_responses()
+
+    def respond_to_command(self, command_id: str, body: dict[str, Any]) -> None:
+        """What the app POSTs to a slash command's response_url (see SlashCommands.respond)."""
+        self.commands.respond(command_id, body)
+        self.playground.command_responses()
 
     async def press_button(
         self, user: str, response_url: str, action_id: str, value: str

@@ -1,6 +1,8 @@
-"""Make sure the services the tests need answer: start Redis when nothing answers on its URL.
+"""Make sure what the tests need is here: start Redis when nothing answers on its URL, and
+install Debian's chromium (for the playground's browser test) when it is missing.
 
 PostgreSQL is not started here: the tests that need it skip, saying why, where none answers.
+The browser test never downloads a browser (no `playwright install`): it drives this chromium.
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 from urllib.parse import urlparse
 
 import redis
 
 REDIS_URL = os.environ.get("LORE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+CHROMIUM = Path("/usr/bin/chromium")
 
 
 def redis_answers() -> bool:
@@ -49,7 +53,23 @@ def start_redis() -> None:
     )
 
 
+def ensure_chromium() -> None:
+    """Install Debian's chromium if it is missing; without it the browser test skips."""
+    if CHROMIUM.exists():
+        return
+    print("ensure_services: installing chromium from Debian's packages", flush=True)
+    try:
+        subprocess.run(["apt-get", "update", "-qq"], check=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True)
+    except (OSError, subprocess.CalledProcessError) as error:
+        print(
+            f"ensure_services: could not install chromium ({error}); the browser test will skip",
+            file=sys.stderr,
+        )
+
+
 def main() -> int:
+    ensure_chromium()
     if redis_answers():
         return 0
     start_redis()
