@@ -7,6 +7,7 @@ from typing import Any
 
 from app.main import Lore
 from emulator import SlackEmulator
+from memory.audience import Audience
 from tests.fake_anthropic import FakeAnthropic, reply, text, tool_use
 from tests.harness import archived, eventually, system_text, user_text
 
@@ -153,7 +154,9 @@ async def test_lore_reply_is_archived_for_later_search(
     await emulator.wait_for_reply("C0GENERAL", asked["ts"], timeout=20)
 
     async def reply_archived() -> bool:
-        hits = await lore.stores.archive.search("T0LORE", "vault ops/staging", limit=5)
+        hits = await lore.stores.archive.search(
+            "T0LORE", "vault ops/staging", audience=Audience.everyone(), limit=5
+        )
         return any(hit.message.is_bot for hit in hits)
 
     await eventually(reply_archived)
