@@ -311,6 +311,7 @@ export class Chat {
     const channelId = this.channelId;
     const root = this.threadTs;
     this.threadMessages = new Map(); // filled by events that arrive while loading
+    this.dom.threadMessagesList.replaceChildren(); // never show the previous thread's messages
     const { messages } = await getJSON(
       `/_emulator/threads/${encodeURIComponent(channelId)}/${encodeURIComponent(root)}`,
     );
