@@ -2,8 +2,9 @@
 
 One query (`QUERY`, printed for people or with `--json` as one JSON line) or a file of JSON lines
 (`--queries FILE`, `-` for stdin): in `{"id", "query"}`, out
-`{"id", "results": [{"channel", "ts", "thread_ts", "user", "text", "permalink", "score"}]}`,
-in input order. The model and the store are opened once for the whole file.
+`{"id", "results": [{"channel", "ts", "thread_ts", "user", "text", "permalink", "score"}]}`
+(each result also has "user_name", the author's name when known), in input order. The model
+and the store are opened once for the whole file.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ def result_json(hit: SearchHit) -> dict[str, Any]:
         "ts": m.ts,
         "thread_ts": m.thread_ts,
         "user": m.user_id,
+        "user_name": m.user_name,
         "text": m.text,
         "permalink": m.permalink,
         "score": round(hit.score, 6),
@@ -64,14 +66,15 @@ def result_json(hit: SearchHit) -> dict[str, Any]:
 
 
 def human_line(hit: SearchHit) -> str:
-    """`score  #channel  date  user  snippet  permalink` on one line."""
+    """`score  #channel  date  author  snippet  permalink` on one line, two spaces apart."""
     m = hit.message
     when = datetime.fromtimestamp(float(m.ts), UTC).strftime("%Y-%m-%d %H:%M")
     snippet = re.sub(r"\s+", " ", m.text).strip()
     if len(snippet) > SNIPPET_CHARS:
         snippet = snippet[: SNIPPET_CHARS - 1] + "…"
     link = m.permalink or f"{m.channel_id}/{m.ts}"
-    return f"{hit.score:.4f}  #{m.channel_id}  {when}  {m.user_id or '-'}  {snippet}  {link}"
+    author = m.user_name or m.user_id or "-"
+    return f"{hit.score:.4f}  #{m.channel_id}  {when}  {author}  {snippet}  {link}"
 
 
 async def search(archive: Archive, team_id: str, query: str, k: int) -> list[SearchHit]:

@@ -18,6 +18,7 @@ from handlers.channels import ChannelTypes
 from handlers.membership import Memberships
 from handlers.permalinks import WorkspaceUrls, permalink
 from handlers.slack_thread import SlackThread
+from handlers.user_names import UserNames
 from memory.archive import ArchivedMessage
 
 NEW_MESSAGE_SUBTYPES = {None, "thread_broadcast", "file_share"}
@@ -26,6 +27,7 @@ NEW_MESSAGE_SUBTYPES = {None, "thread_broadcast", "file_share"}
 def register(app: AsyncApp, services: Services, memberships: Memberships) -> None:
     channel_types = ChannelTypes()
     workspace_urls = WorkspaceUrls()
+    user_names = UserNames()
 
     async def on_message(
         event: dict[str, Any], context: AsyncBoltContext, client: AsyncWebClient
@@ -39,7 +41,7 @@ def register(app: AsyncApp, services: Services, memberships: Memberships) -> Non
             return
         incoming = _Incoming(event, context, team_id, workspace_urls)
         services.background.spawn(
-            _archive(services, channel_types, client, incoming), name="archive"
+            _archive(services, channel_types, user_names, client, incoming), name="archive"
         )
         if incoming.from_bot or not incoming.user_id:
             return
@@ -90,6 +92,9 @@ class _Incoming:
         self.user_id: str | None = event.get("user")
         self.text: str = event.get("text") or ""
         self.from_bot = bool(event.get("bot_id"))
+        profile = event.get("bot_profile")
+        bot_name = event.get("username") or (profile.get("name") if profile else None)
+        self.bot_name: str | None = bot_name if isinstance(bot_name, str) and bot_name else None
         self.bot_user_id = context.bot_user_id
         self._known_url = context.authorize_result.url if context.authorize_result else None
         self._workspace_urls = workspace_urls
@@ -103,9 +108,14 @@ class _Incoming:
 
 
 async def _archive(
-    services: Services, channel_types: ChannelTypes, client: AsyncWebClient, incoming: _Incoming
+    services: Services,
+    channel_types: ChannelTypes,
+    user_names: UserNames,
+    client: AsyncWebClient,
+    incoming: _Incoming,
 ) -> None:
     channel_type = await channel_types.of(client, incoming.channel_id, incoming.channel_type_hint)
+    author = incoming.bot_name or await user_names.of(client, incoming.team_id, incoming.user_id)
     await services.ingest.add(
         ArchivedMessage(
             team_id=incoming.team_id,
@@ -122,6 +132,7 @@ async def _archive(
                 incoming.thread_ts if incoming.in_thread else None,
             ),
             is_bot=incoming.from_bot,
+            user_name=author,
         )
     )
 

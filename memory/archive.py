@@ -53,7 +53,14 @@ from memory.chroma_client import (
 from memory.embeddings import Embedder
 from memory.lexical import CONTEXT_PART_CHARS, Key, LexicalIndex, ThreadId, ThreadRow
 from memory.lexical import thread_contexts as _thread_contexts
-from memory.messages import ArchivedMessage, SearchFilters, SearchHit, clean_text, message_key
+from memory.messages import (
+    ArchivedMessage,
+    SearchFilters,
+    SearchHit,
+    clean_text,
+    indexed_text,
+    message_key,
+)
 
 __all__ = [
     "Archive",
@@ -366,7 +373,7 @@ class Archive:
     ) -> None:
         """Insert or replace messages (by team and key), embedding them in one batch.
 
-        `vectors`, one per message, are embeddings of the messages' texts made with this
+        `vectors`, one per message, are embeddings of the messages' `indexed_text` made with this
         archive's embedder (for bulk loads that embed elsewhere); by default add embeds.
         """
         if vectors is not None and len(vectors) != len(messages):
@@ -379,7 +386,7 @@ class Archive:
             return
         unique = [replace(messages[i], text=clean_text(messages[i].text)) for i in picked]
         embedded = (
-            await self._embed([m.text for m in unique])
+            await self._embed([indexed_text(m) for m in unique])
             if vectors is None
             else [list(vectors[i]) for i in picked]
         )
@@ -407,7 +414,7 @@ class Archive:
             if old is None:
                 return False
             new = replace(old, text=clean_text(text))
-            await self._store_messages(team_id, [new], await self._embed([new.text]))
+            await self._store_messages(team_id, [new], await self._embed([indexed_text(new)]))
             return True
 
     async def delete(self, team_id: str, channel_id: str, ts: str) -> bool:
@@ -441,8 +448,11 @@ class Archive:
             return []
         query = clean_text(query)
         depth = max(DEPTH, 2 * limit)
+        total = sum((await self._channel_stats(team_id)).counts.values())
         lexical, dense = await asyncio.gather(
-            self._lexical.search(team_id, query, audience=audience, filters=filters, limit=depth),
+            self._lexical.search(
+                team_id, query, audience=audience, filters=filters, limit=depth, total=total
+            ),
             self._dense(team_id, query, audience, filters, depth),
         )
         scores = fuse(lexical, dense)

@@ -18,6 +18,7 @@ class ArchivedMessage:
     thread_ts: str | None = None  # None for a top-level message that has no replies
     permalink: str | None = None
     is_bot: bool = False
+    user_name: str | None = None  # the author's name when archived, indexed with the text
 
     @property
     def key(self) -> str:
@@ -47,6 +48,12 @@ class SearchHit:
 
     message: ArchivedMessage
     score: float
+
+
+def indexed_text(message: ArchivedMessage) -> str:
+    """What the dense index embeds: "Author: text", so a question naming a person finds what
+    they said (as in a transcript), or the text alone when the author is unknown."""
+    return f"{message.user_name}: {message.text}" if message.user_name else message.text
 
 
 def message_key(channel_id: str, ts: str) -> str:

@@ -9,7 +9,8 @@ from tests.harness import archived_message, eventually
 
 async def test_edit_replaces_the_archived_text(lore: Lore, emulator: SlackEmulator) -> None:
     posted = await emulator.post_message("U0BOB", "C0GENERAL", "The launch is on the 14th.")
-    await archived_message(lore, "T0LORE", "C0GENERAL", posted["ts"])
+    archived = await archived_message(lore, "T0LORE", "C0GENERAL", posted["ts"])
+    assert archived.user_name == "Bob Brown"  # from users.info: events carry only the user id
     await emulator.edit_message("C0GENERAL", posted["ts"], "The launch moved to the 21st.")
 
     async def edited() -> bool:
@@ -17,6 +18,8 @@ async def test_edit_replaces_the_archived_text(lore: Lore, emulator: SlackEmulat
         return message is not None and message.text == "The launch moved to the 21st."
 
     await eventually(edited)
+    message = await lore.stores.archive.get("T0LORE", "C0GENERAL", posted["ts"])
+    assert message is not None and message.user_name == "Bob Brown"
 
 
 async def test_deletions_remove_messages_and_thread_parents(

@@ -108,9 +108,11 @@ async def test_folder_import_keeps_structure(imported: Path) -> None:
     assert parent.thread_ts == reply.thread_ts == late_reply.thread_ts == PARENT
     assert plain.thread_ts is None
     assert (parent.user_id, reply.user_id, plain.user_id) == ("U01ALICE", "U02BOB", "U03CAROL")
+    names = (parent.user_name, reply.user_name, plain.user_name)
+    assert names == ("Alice Archer", "Bob Baker", "Carol Chen")  # users.json's real names
     assert not parent.is_bot
     bot = messages["C01GENERAL:1709553600.000400"]
-    assert bot.is_bot and bot.user_id == "B01DEPLOY"
+    assert bot.is_bot and bot.user_id == "B01DEPLOY" and bot.user_name == "deploybot"
     assert bot.text == "Deploy of api v2.3.1 to production finished successfully"
     types = {m.channel_id: m.channel_type for m in messages.values()}
     assert types == {

@@ -42,6 +42,7 @@ class Corpus:
         channel_type: str = "channel",
         user: str = "U1",
         thread: int | None = None,
+        name: str | None = None,
     ) -> ArchivedMessage:
         return ArchivedMessage(
             team_id=self.team,
@@ -52,6 +53,7 @@ class Corpus:
             user_id=user,
             thread_ts=ts(thread) if thread is not None else None,
             permalink=f"https://x.slack.com/archives/{channel}/p{i}",
+            user_name=name,
         )
 
 
@@ -166,6 +168,30 @@ async def test_thread_neighbours_give_context(archive: Archive) -> None:
     assert await archive.thread(c.team, "C1", ts(1)) == [question, answer]
     assert await archive.thread(c.team, "C1", ts(3)) == [other]
     assert await archive.thread(c.team, "C1", ts(9)) == []
+
+
+async def test_the_authors_name_is_searched_in_both_retrievals(archive: Archive) -> None:
+    c = Corpus()
+    priya = c.msg("C1", 1, "I think the launch slips to March.", user="U1", name="Priya Raman")
+    tom = c.msg("C1", 2, "I think the launch slips to April.", user="U2", name="Tom Okafor")
+    chatter = [
+        c.msg("C1", 3 + i, f"Launch checklist item {i} is done.", user="U2", name="Tom Okafor")
+        for i in range(6)
+    ]
+    await archive.add([priya, tom, *chatter])
+    question = "When does Priya think the launch will happen?"
+    assert (await lexical(archive, c.team, question))[0] == key(priya)
+    assert (await dense(archive, c.team, question))[0] == key(priya)
+    assert (await archive.search(c.team, question, audience=EVERYONE))[0].message == priya
+    assert (await archive.search(c.team, "What did Tom say?", audience=EVERYONE))[
+        0
+    ].message.user_name == "Tom Okafor"
+    # an edit keeps the author, in the record and in both indexes
+    assert await archive.update_text(c.team, "C1", priya.ts, "Launch is now set for May.")
+    edited = await archive.get(c.team, "C1", priya.ts)
+    assert edited == replace(priya, text="Launch is now set for May.")
+    assert (await lexical(archive, c.team, "what does priya say now"))[0] == key(priya)
+    assert (await dense(archive, c.team, "What does Priya say now?"))[0] == key(priya)
 
 
 async def test_each_filter_in_both_retrievals(archive: Archive) -> None:

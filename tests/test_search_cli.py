@@ -13,7 +13,7 @@ from app.settings import Settings
 from app.store_lock import StoreBusy, embedded_store_lock
 from tests.test_import_export import FIXTURE, PARENT, TEAM, import_into, run_cli
 
-RESULT_KEYS = {"channel", "ts", "thread_ts", "user", "text", "permalink", "score"}
+RESULT_KEYS = {"channel", "ts", "thread_ts", "user", "user_name", "text", "permalink", "score"}
 
 
 @pytest.fixture(scope="module")
@@ -31,11 +31,11 @@ def test_search_for_people(data_dir: Path) -> None:
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert len(lines) == 3
-    score, channel, day, hour, user, *rest = lines[0].split()
+    score, channel, when, author, snippet, link = lines[0].split("  ")
     assert float(score) > 0
-    assert (channel, day, hour, user) == ("#C01GENERAL", "2024-03-04", "11:00", "U01ALICE")
-    assert "The database migration to Postgres 16" in lines[0]
-    assert rest[-1] == "https://acme.slack.com/archives/C01GENERAL/p1709550000000200"
+    assert (channel, when, author) == ("#C01GENERAL", "2024-03-04 11:00", "Alice Archer")
+    assert snippet.startswith("The database migration to Postgres 16")
+    assert link == "https://acme.slack.com/archives/C01GENERAL/p1709550000000200"
 
 
 def test_search_json(data_dir: Path) -> None:
@@ -73,6 +73,7 @@ def test_search_queries_file(data_dir: Path, tmp_path: Path) -> None:
     # the admin view sees the private channel and the DM too
     assert [r["channel"] for r in top] == ["G01LEADERS", "D01ALICEBOB", "C01GENERAL"]
     assert top[2]["user"] == "B01DEPLOY" and top[2]["thread_ts"] is None
+    assert (top[0]["user_name"], top[2]["user_name"]) == ("Alice Archer", "deploybot")
 
 
 def test_read_queries() -> None:

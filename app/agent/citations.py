@@ -14,7 +14,13 @@ def search_result_block(hit: SearchHit) -> dict[str, Any]:
     """One hit as a citable `search_result` content block."""
     message = hit.message
     when = datetime.fromtimestamp(float(message.ts), UTC).strftime("%Y-%m-%d %H:%M UTC")
-    author = f"<@{message.user_id}>" if message.user_id else "someone"
+    author = message.user_name or "someone"
+    if message.user_id:
+        author = (
+            f"{message.user_name} (<@{message.user_id}>)"
+            if message.user_name
+            else f"<@{message.user_id}>"
+        )
     text = message.text
     if len(text) > MAX_RESULT_CHARS:
         text = text[:MAX_RESULT_CHARS] + "…"

@@ -7,15 +7,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
+from app.agent.citations import search_result_block
 from app.agent.ports import Source, TurnRequest
 from app.agent.privacy import audience_for_answer
-from memory.archive import Archive, SearchFilters, SearchHit
+from memory.archive import Archive, SearchFilters
 from memory.blocks import MemoryBlocks
 from memory.edits import Edit, EditError, Insert, Replace, Rethink
 
 log = logging.getLogger("lore.tools")
-
-MAX_RESULT_CHARS = 2000
 
 TOOLS: list[dict[str, Any]] = [
     {
@@ -145,27 +144,9 @@ class ToolRunner:
         visible = [h for h in hits if (h.message.channel_id, h.message.ts) != asked][:limit]
         if not visible:
             return ToolOutcome("No messages matched.")
-        blocks = [_search_result_block(hit) for hit in visible]
+        blocks = [search_result_block(hit) for hit in visible]
         sources = [Source(b["source"], b["title"]) for b in blocks]
         return ToolOutcome(blocks, sources=sources)
-
-
-def _search_result_block(hit: SearchHit) -> dict[str, Any]:
-    message = hit.message
-    when = datetime.fromtimestamp(float(message.ts), UTC).strftime("%Y-%m-%d %H:%M UTC")
-    author = f"<@{message.user_id}>" if message.user_id else "someone"
-    text = (
-        message.text
-        if len(message.text) <= MAX_RESULT_CHARS
-        else message.text[:MAX_RESULT_CHARS] + "…"
-    )
-    return {
-        "type": "search_result",
-        "source": message.permalink or f"slack://{message.channel_id}/{message.ts}",
-        "title": f"{author} in <#{message.channel_id}> on {when}",
-        "content": [{"type": "text", "text": text or "(empty message)"}],
-        "citations": {"enabled": True},
-    }
 
 
 def _memory_edit(name: str, tool_input: dict[str, Any]) -> Edit:

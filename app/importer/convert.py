@@ -83,7 +83,15 @@ def to_archived(
         thread_ts=thread_ts,
         permalink=permalink(host, conversation.id, ts, thread_ts),
         is_bot=is_bot or (known is not None and known.is_bot),
+        user_name=known.name if known is not None else _bot_name(raw),
     )
+
+
+def _bot_name(raw: dict[str, Any]) -> str | None:
+    """The name a bot or integration posted under, if the export gives one."""
+    profile = raw.get("bot_profile")
+    name = raw.get("username") or (profile.get("name") if isinstance(profile, dict) else None)
+    return (name.strip() or None) if isinstance(name, str) else None
 
 
 def _thread_ts(raw: dict[str, Any], ts: str) -> str | None:
