@@ -87,9 +87,11 @@ async def open_stores(settings: Settings) -> Stores:
         threads=settings.lore_embedding_threads,
     )
     if settings.chroma_url:
-        archive = await Archive.open_http(settings.chroma_url, embedder, engine)
+        archive = await Archive.open_http(settings.chroma_url, embedder, engine, settings.ranking)
     else:
-        archive = await Archive.open_embedded(settings.lore_data_dir / "chroma", embedder, engine)
+        archive = await Archive.open_embedded(
+            settings.lore_data_dir / "chroma", embedder, engine, settings.ranking
+        )
     return Stores(
         engine=engine,
         redis=redis,

@@ -8,6 +8,8 @@ from urllib.parse import urlparse
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from memory.ranking import Ranking
+
 SLACK_API_URL = "https://slack.com/api/"
 
 
@@ -30,6 +32,10 @@ class Settings(BaseSettings):
     lore_embedding_model_dir: Path | None = None
     lore_embedding_threads: int = Field(default=1, ge=1, le=64)
     lore_ingest_linger: float = Field(default=0.05, ge=0, le=5)
+    lore_search_depth: int = Field(default=Ranking.depth, ge=1, le=1000)
+    lore_search_rrf_k: float = Field(default=Ranking.rrf_k, ge=0)
+    lore_search_dense_weight: float = Field(default=Ranking.dense_weight, ge=0)
+    lore_search_context_weight: float = Field(default=Ranking.context_weight, ge=0)
     port: int = Field(default=3000, ge=0, le=65535)
     lore_host: str = "0.0.0.0"
     lore_emulator_port: int = Field(default=3001, ge=0, le=65535)
@@ -42,6 +48,16 @@ class Settings(BaseSettings):
     lore_model_timeout: float = Field(default=60.0, gt=0)
     lore_model_retries: int = Field(default=2, ge=0, le=10)
     lore_admin_token: SecretStr | None = None
+
+    @property
+    def ranking(self) -> Ranking:
+        """How search ranks, from the LORE_SEARCH_* settings."""
+        return Ranking(
+            depth=self.lore_search_depth,
+            rrf_k=self.lore_search_rrf_k,
+            dense_weight=self.lore_search_dense_weight,
+            context_weight=self.lore_search_context_weight,
+        )
 
     @field_validator(
         "slack_bot_token",

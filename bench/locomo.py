@@ -37,6 +37,9 @@ SHARED = ROOT.parent / "shared"
 LOCOMO = SHARED / "bench-data" / "locomo-dev.json"
 MODEL_DIR = SHARED / "models" / "all-MiniLM-L6-v2"
 KS = (5, 10, 20)
+# The search settings' defaults (memory/ranking.py) were chosen on these two conversations with
+# bench/tune_ranking.py; the figures that count are those of the other three.
+TUNING = frozenset({"conv-26", "conv-30"})
 CHANNEL_ID, CHANNEL_NAME = "C0GENERAL", "general"
 TURN_GAP = 5  # seconds between turns of a session
 
@@ -60,6 +63,7 @@ class Question:
 
 @dataclass(frozen=True)
 class Workspace:
+    sample: str
     team: str
     export: Path
     questions: list[Question]
@@ -155,7 +159,7 @@ def build(samples: list[dict[str, Any]], workdir: Path) -> list[Workspace]:
             evidence = frozenset(keys[i] for i in evidence_ids(qa.get("evidence", [])) if i in keys)
             if evidence:
                 questions.append(Question(f"{name}#{n}", qa["question"], qa["category"], evidence))
-        spaces.append(Workspace(team, workdir / "exports" / name, questions))
+        spaces.append(Workspace(name, team, workdir / "exports" / name, questions))
     return spaces
 
 
@@ -215,14 +219,20 @@ def row(label: str, figures: dict[int, tuple[float, float]], width: int = 34) ->
     return f"{label:<{width}}{cells}"
 
 
-def report(questions: list[Question], answers: dict[str, list[str]], teams: int) -> str:
+def report(spaces: list[Workspace], answers: dict[str, list[str]]) -> str:
+    questions = [q for space in spaces for q in space.questions]
+    held_out = [q for space in spaces if space.sample not in TUNING for q in space.questions]
+    tuning = [q for space in spaces if space.sample in TUNING for q in space.questions]
     header = f"{'':<34}" + "".join(f"{f'hit@{k}':>8}{f'recall@{k}':>11}" for k in KS)
     lines = [
-        f"LoCoMo dev: {len(questions)} questions of categories 1-4 in {teams} workspaces",
+        f"LoCoMo dev: {len(questions)} questions of categories 1-4 in {len(spaces)} workspaces",
         header,
     ]
     lines += [row(label, figures) for label, figures in BASELINES.items()]
     lines.append(row("Lore `app search` (this run)", scores(questions, answers)))
+    if held_out and tuning:
+        lines.append(row(f"  held out ({len(held_out)} questions)", scores(held_out, answers)))
+        lines.append(row(f"  tuning set ({len(tuning)} questions)", scores(tuning, answers)))
     lines += ["", "Lore `app search` by category (1 = multi-hop; see bench-data/README.md)", header]
     for category in (1, 2, 3, 4):
         subset = [q for q in questions if q.category == category]
@@ -270,7 +280,7 @@ def main() -> None:
         searched = time.perf_counter() - started
         questions = [q for space in spaces for q in space.questions]
         print()
-        print(report(questions, answers, len(spaces)))
+        print(report(spaces, answers))
         print(
             f"\nimport {imported:.0f} s for {len(spaces)} workspaces; "
             f"search {searched:.0f} s for {len(questions)} questions (incl. start-up)"

@@ -6,8 +6,9 @@ Two indexes, kept in step by every write:
 - lexical: the SQL store's full-text index (`memory.lexical`), whose rows are also the record
   the archive reads messages from.
 
-`search` fuses the two rankings by weighted reciprocal rank fusion, with the audience's privacy
-rule and the filters applied inside both retrievals, and re-reads every hit from the record.
+`search` fuses the two rankings by weighted reciprocal rank fusion (`memory.ranking`), with the
+audience's privacy rule and the filters applied inside both retrievals, and re-reads every hit
+from the record.
 Writes go to Chroma first and to the record last; deletions to the record first. So a message
 half-written or half-deleted after a failure is never shown: a dense hit with no record is
 dropped, and the text shown is always the record's.
@@ -51,7 +52,7 @@ from memory.chroma_client import (
     open_http,
 )
 from memory.embeddings import Embedder
-from memory.lexical import CONTEXT_PART_CHARS, Key, LexicalIndex, ThreadId, ThreadRow
+from memory.lexical import CONTEXT_PART_CHARS, LexicalIndex, ThreadId, ThreadRow
 from memory.lexical import thread_contexts as _thread_contexts
 from memory.messages import (
     ArchivedMessage,
@@ -61,6 +62,7 @@ from memory.messages import (
     indexed_text,
     message_key,
 )
+from memory.ranking import Key, Ranking
 
 __all__ = [
     "Archive",
@@ -80,14 +82,8 @@ log = logging.getLogger("lore.archive")
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
-# Fusion, chosen on LoCoMo (shared/bench-data; 760 questions): each retrieval returns DEPTH
-# candidates, and a message scores sum(weight / (RRF_K + rank)). Dense weighs half as much as
-# lexical and RRF_K is small because there the lexical ranking (with thread context) is much the
-# stronger: hit@5 0.722 against 0.645 with the textbook k=60 and equal weights.
-DEPTH = 64
-RRF_K = 10
-DENSE_WEIGHT = 0.5
 NO_FILTERS = SearchFilters()
+DEFAULT_RANKING = Ranking()
 # Dense retrieval: the unfiltered query asks for limit * OVERSAMPLE / share results, when that is
 # at most MAX_OVERSAMPLE; else it is restricted to the scope's ids, when at most MAX_IDS.
 OVERSAMPLE = 1.5
@@ -158,15 +154,6 @@ def passes(message: ArchivedMessage, audience: Audience, filters: SearchFilters)
     )
 
 
-def fuse(lexical: Sequence[Key], dense: Sequence[Key]) -> dict[Key, float]:
-    """Weighted reciprocal rank fusion of two rankings: each key's score."""
-    scores: dict[Key, float] = {}
-    for weight, ranking in ((1.0, lexical), (DENSE_WEIGHT, dense)):
-        for rank, key in enumerate(ranking, start=1):
-            scores[key] = scores.get(key, 0.0) + weight / (RRF_K + rank)
-    return scores
-
-
 def parse_key(record_id: str) -> Key:
     """The (channel_id, ts) of a Chroma record id (`message_key`; a ts has no colon)."""
     channel_id, _, ts = record_id.rpartition(":")
@@ -231,8 +218,15 @@ class ChannelStats:
 class Archive:
     """Stores and searches messages; one collection per workspace, writes serialised per team."""
 
-    def __init__(self, store: ChromaStore, embedder: Embedder, lexical: LexicalIndex) -> None:
+    def __init__(
+        self,
+        store: ChromaStore,
+        embedder: Embedder,
+        lexical: LexicalIndex,
+        ranking: Ranking = DEFAULT_RANKING,
+    ) -> None:
         self._store = store
+        self._ranking = ranking
         self._embedder = embedder
         self._lexical = lexical
         self._collections: dict[str, ChromaCollection] = {}
@@ -245,18 +239,30 @@ class Archive:
         )
 
     @classmethod
-    async def open_embedded(cls, path: Path, embedder: Embedder, engine: AsyncEngine) -> Archive:
+    async def open_embedded(
+        cls,
+        path: Path,
+        embedder: Embedder,
+        engine: AsyncEngine,
+        ranking: Ranking = DEFAULT_RANKING,
+    ) -> Archive:
         """An archive in a local persistent Chroma directory, its record and lexical index in
         engine's database (SQLite or PostgreSQL)."""
-        lexical = await LexicalIndex.open(engine)
-        return cls(await open_embedded(Path(path)), embedder, lexical)
+        lexical = await LexicalIndex.open(engine, context_weight=ranking.context_weight)
+        return cls(await open_embedded(Path(path)), embedder, lexical, ranking)
 
     @classmethod
-    async def open_http(cls, url: str, embedder: Embedder, engine: AsyncEngine) -> Archive:
+    async def open_http(
+        cls,
+        url: str,
+        embedder: Embedder,
+        engine: AsyncEngine,
+        ranking: Ranking = DEFAULT_RANKING,
+    ) -> Archive:
         """An archive on a Chroma server, e.g. "http://127.0.0.1:8000", its record and lexical
         index in engine's database."""
-        lexical = await LexicalIndex.open(engine)
-        return cls(await open_http(url), embedder, lexical)
+        lexical = await LexicalIndex.open(engine, context_weight=ranking.context_weight)
+        return cls(await open_http(url), embedder, lexical, ranking)
 
     def _name(self, team_id: str) -> str:
         return collection_name(team_id, self._embedder.name)
@@ -447,7 +453,7 @@ class Archive:
         if limit <= 0 or sees_nothing(audience, filters.channels):
             return []
         query = clean_text(query)
-        depth = max(DEPTH, 2 * limit)
+        depth = max(self._ranking.depth, 2 * limit)
         total = sum((await self._channel_stats(team_id)).counts.values())
         lexical, dense = await asyncio.gather(
             self._lexical.search(
@@ -455,7 +461,7 @@ class Archive:
             ),
             self._dense(team_id, query, audience, filters, depth),
         )
-        scores = fuse(lexical, dense)
+        scores = self._ranking.fuse(lexical, dense)
         ranked = sorted(scores, key=lambda k: -scores[k])
         hits: list[SearchHit] = []
         start = 0

@@ -51,8 +51,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from memory.audience import PUBLIC, Audience, audience_check_needed, sees_nothing
 from memory.messages import ArchivedMessage, SearchFilters
+from memory.ranking import Key, Ranking
 
-CONTEXT_WEIGHT = 0.35  # of a context match relative to a text match (LoCoMo: 0.2-0.5 all help)
 CONTEXT_PART_CHARS = 1000  # of each neighbour's text kept in a context
 MAX_TERMS = 32
 IN_CHUNK = 400  # keys per IN (...) list
@@ -179,7 +179,6 @@ POSTGRES_ADD_USER_NAME = (
 )
 
 # ts_rank weights are {D, C, B, A}: text and author are labelled A, context B.
-_PG_WEIGHTS = f"'{{{{0, 0, {CONTEXT_WEIGHT}, 1}}}}'"  # braces doubled for str.format
 POSTGRES_DOCUMENT_FREQUENCIES = f"""
 SELECT u.t, CASE WHEN numnode(u.q) = 0 THEN 0 ELSE (
     SELECT count(*) FROM {TABLE} WHERE team_id = :team AND tsv @@ u.q
@@ -194,7 +193,7 @@ WITH weights AS MATERIALIZED (
     FROM unnest(CAST(:terms AS text[]), CAST(:idfs AS float8[])) AS u(t, idf)
 )
 SELECT m.channel_id, m.ts, (
-    SELECT sum(w.idf * ts_rank({_PG_WEIGHTS}, m.tsv, w.tq, 1))
+    SELECT sum(w.idf * ts_rank(CAST(:weights AS real[]), m.tsv, w.tq, 1))
     FROM weights AS w WHERE numnode(w.tq) > 0
 ) AS score
 FROM {TABLE} AS m
@@ -206,11 +205,10 @@ SQLITE_SEARCH = f"""
 SELECT m.channel_id, m.ts
 FROM archive_fts JOIN {TABLE} AS m ON m.id = archive_fts.rowid
 WHERE archive_fts MATCH :match AND {{scope}}
-ORDER BY bm25(archive_fts, 1.0, {CONTEXT_WEIGHT}, 0.0, 1.0), m.id
+ORDER BY bm25(archive_fts, 1.0, :context_weight, 0.0, 1.0), m.id
 LIMIT :limit
 """
 
-Key = tuple[str, str]  # (channel_id, ts)
 ThreadId = tuple[str, str]  # (channel_id, thread_key)
 
 
@@ -366,8 +364,11 @@ def _chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterable[Sequence[Any
 class LexicalIndex:
     """The messages table and its full-text index, on Lore's SQLAlchemy async engine."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(
+        self, engine: AsyncEngine, *, context_weight: float = Ranking.context_weight
+    ) -> None:
         self._engine = engine
+        self._context_weight = context_weight
         self._postgres = engine.dialect.name == "postgresql"
         self._df: OrderedDict[tuple[str, str], tuple[int, float]] = OrderedDict()
         if not self._postgres and engine.dialect.name != "sqlite":
@@ -376,9 +377,14 @@ class LexicalIndex:
             )
 
     @classmethod
-    async def open(cls, engine: AsyncEngine) -> LexicalIndex:
-        """The index, its tables created if missing (idempotent; safe from several processes)."""
-        index = cls(engine)
+    async def open(
+        cls, engine: AsyncEngine, *, context_weight: float = Ranking.context_weight
+    ) -> LexicalIndex:
+        """The index, its tables created if missing (idempotent; safe from several processes).
+
+        context_weight: how much a match in the thread context counts against one in the text.
+        """
+        index = cls(engine, context_weight=context_weight)
         async with engine.begin() as connection:
             if index._postgres:
                 await connection.execute(text(_PG_LOCK))
@@ -589,9 +595,11 @@ class LexicalIndex:
                 sql = POSTGRES_SEARCH.format(scope=scope)
                 idfs = await self._idfs(connection, team_id, terms, total)
                 params.update(terms=terms, idfs=idfs, query=" or ".join(terms))
+                params["weights"] = [0.0, 0.0, self._context_weight, 1.0]
             else:
                 sql = SQLITE_SEARCH.format(scope=scope)
                 params["match"] = fts_match(terms, audience, filters)
+                params["context_weight"] = self._context_weight
             statement = text(sql).bindparams(*(bindparam(n, expanding=True) for n in expanding))
             rows = await connection.execute(statement, params)
             return [(row.channel_id, row.ts) for row in rows]

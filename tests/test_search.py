@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from memory.archive import Archive, ArchivedMessage, SearchFilters, SearchHit, fuse, message_key
+from memory.archive import Archive, ArchivedMessage, SearchFilters, SearchHit, message_key
 from memory.audience import Audience
 from memory.embeddings import OnnxEmbedder
 from memory.lexical import Key
+from memory.ranking import Ranking
 from tests.conftest import MODEL_DIR, new_team
 
 EVERYONE = Audience.everyone()
@@ -133,14 +134,17 @@ async def test_dense_finds_a_paraphrase_that_lexical_misses(archive: Archive) ->
     assert key(target) in keys(await archive.search(c.team, question, audience=EVERYONE, limit=2))
 
 
-def test_fusion_prefers_agreement_then_lexical_rank() -> None:
+def test_fusion_prefers_agreement_then_the_heavier_ranking() -> None:
     a, b, c, d = ("C", "1"), ("C", "2"), ("C", "3"), ("C", "4")
-    scores = fuse([a, b], [c, b, d])
+    ranking = Ranking(rrf_k=10, dense_weight=0.5)
+    scores = ranking.fuse([a, b], [c, b, d])
     assert sorted(scores, key=lambda k: -scores[k]) == [b, a, c, d]
     # in both lists first; then lexical #1 over dense #1 (dense weighs half)
     assert scores[a] == pytest.approx(1 / 11) and scores[c] == pytest.approx(0.5 / 11)
     assert scores[b] == pytest.approx(1 / 12 + 0.5 / 12)
-    assert fuse([], []) == {}
+    assert ranking.fuse([], []) == {}
+    dense_first = Ranking(rrf_k=60, dense_weight=2.0).fuse([a], [c])
+    assert dense_first[c] > dense_first[a]
 
 
 async def test_both_lists_are_fused_in_search(archive: Archive) -> None:
