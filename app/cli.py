@@ -16,6 +16,7 @@ from pathlib import Path
 
 from app import search_cli
 from app.api import enable_api
+from app.backfill import cli as backfill_cli
 from app.importer.convert import workspace_host
 from app.importer.export import ExportError, open_export
 from app.importer.run import import_export
@@ -45,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     memory.add_argument("--label", default="org", help="block for `history` (default org)")
     _add_import_parser(commands)
     _add_search_parser(commands)
+    backfill_cli.add_parser(commands)
     args = parser.parse_args(argv)
     if args.command == "search" and (args.query is None) == (args.queries is None):
         parser.error("search needs either QUERY or --queries FILE")
@@ -65,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
                 return asyncio.run(_import(settings, args.path, args.team, args.domain))
             if command == "search":
                 return asyncio.run(_search(settings, args))
+            if command == "backfill":
+                return asyncio.run(_backfill(settings, args))
             return asyncio.run(_serve(settings))
     except StoreBusy as error:
         print(f"lore: {error}", file=sys.stderr)
@@ -144,6 +148,14 @@ async def _search(settings: Settings, args: argparse.Namespace) -> int:
         return await search_cli.search_file(
             stores.archive, args.team, items, args.k, sys.stdout, sys.stderr
         )
+    finally:
+        await stores.close()
+
+
+async def _backfill(settings: Settings, args: argparse.Namespace) -> int:
+    stores = await open_stores(settings)
+    try:
+        return await backfill_cli.run(settings, stores, args)
     finally:
         await stores.close()
 

@@ -12,30 +12,45 @@ from aiohttp import web
 from redis.asyncio import Redis
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
     AsyncServerErrorRetryHandler,
 )
+from slack_sdk.oauth.installation_store import Installation
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import handlers
 from app.agent.turn import Agent, TurnLimits
+from app.backfill import Backfill, BackfillLimits
 from app.background import TaskPool
+from app.feedback import ReplyFeedback
 from app.ingest import Ingest
+from app.oauth import (
+    Installations,
+    OAuthCredentials,
+    WorkspaceTokens,
+    connect_oauth,
+    parse_scopes,
+)
 from app.recall import Recall
 from app.services import Services
 from app.settings import Settings
 from app.turns import TurnQueue
 from app.web import make_web_app
+from app.workspace_data import WorkspaceData
+from handlers.backfill import backfill_installed, resume_backfill
 from memory.archive import Archive
+from memory.backfill_state import BackfillState
 from memory.blocks import MemoryBlocks
 from memory.conversations import Conversations
 from memory.db import create_tables, make_engine
 from memory.dedupe import LocalOnceKeys, OnceKeys, RedisOnceKeys
 from memory.embeddings import load_embedder
+from memory.feedback import Feedback
 from memory.locks import LocalLocks, RedisLocks, WorkspaceLocks
 
 log = logging.getLogger("lore")
@@ -59,6 +74,8 @@ class Stores:
     blocks: MemoryBlocks
     conversations: Conversations
     once: OnceKeys
+    feedback: Feedback
+    installations: Installations | None
 
     async def close(self) -> None:
         await self.archive.close()
@@ -99,7 +116,20 @@ async def open_stores(settings: Settings) -> Stores:
         blocks=MemoryBlocks(engine, locks, settings.lore_memory_block_limit),
         conversations=Conversations(engine),
         once=once,
+        feedback=Feedback(engine),
+        installations=await open_installations(settings, engine),
     )
+
+
+async def open_installations(settings: Settings, engine: AsyncEngine) -> Installations | None:
+    """The OAuth installation and state stores (OAuth mode only), with their tables created."""
+    if settings.slack_client_id is None:
+        return None
+    installations = Installations(
+        engine, settings.slack_client_id, settings.lore_oauth_state_seconds
+    )
+    await installations.create_tables()
+    return installations
 
 
 def make_llm(settings: Settings) -> anthropic.AsyncAnthropic | None:
@@ -127,6 +157,7 @@ def make_services(settings: Settings, stores: Stores) -> Services:
         blocks=stores.blocks,
         conversations=stores.conversations,
     )
+    backfill = make_backfill(settings, stores)
     return Services(
         agent=agent,
         turns=TurnQueue(settings.lore_max_concurrent_turns),
@@ -134,12 +165,39 @@ def make_services(settings: Settings, stores: Stores) -> Services:
         recall=Recall(stores.archive, llm, settings.lore_model),
         background=TaskPool(settings.lore_max_concurrent_turns * 4),
         once=stores.once,
+        feedback=ReplyFeedback(stores.feedback, stores.conversations),
+        workspace_data=WorkspaceData(
+            [
+                backfill,
+                stores.archive,
+                stores.blocks,
+                stores.conversations,
+                stores.feedback,
+                *([stores.installations] if stores.installations is not None else []),
+            ]
+        ),
+        backfill=backfill,
     )
 
 
-def make_bolt(credentials: SlackCredentials, services: Services) -> AsyncApp:
+def make_backfill(settings: Settings, stores: Stores) -> Backfill:
+    """The backfill service, paced and paged by the LORE_BACKFILL_* settings."""
+    limits = BackfillLimits(
+        history_per_minute=settings.lore_backfill_history_per_minute,
+        replies_per_minute=settings.lore_backfill_replies_per_minute,
+        page_size=settings.lore_backfill_page_size,
+    )
+    return Backfill(stores.archive, BackfillState(stores.engine), limits)
+
+
+def make_bolt(
+    credentials: SlackCredentials | OAuthCredentials,
+    services: Services,
+    oauth: AsyncOAuthSettings | None = None,
+) -> AsyncApp:
+    """The Bolt app: one bot token, or (with `oauth`) installations found per workspace."""
     client = AsyncWebClient(
-        token=credentials.bot_token,
+        token=credentials.bot_token if isinstance(credentials, SlackCredentials) else None,
         base_url=credentials.api_url,
         retry_handlers=[
             AsyncConnectionErrorRetryHandler(),
@@ -151,6 +209,7 @@ def make_bolt(credentials: SlackCredentials, services: Services) -> AsyncApp:
         client=client,
         signing_secret=credentials.signing_secret or "socket-mode-has-no-signing-secret",
         request_verification_enabled=credentials.signing_secret is not None,
+        oauth_settings=oauth,
     )
     handlers.register(bolt, services)
     return bolt
@@ -168,17 +227,44 @@ class Lore:
     bolt: AsyncApp | None = None
     socket_mode: AsyncSocketModeHandler | None = None
     extras: list[object] = field(default_factory=list)
+    tokens: WorkspaceTokens | None = None
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    async def connect_slack(self, credentials: SlackCredentials) -> None:
+    async def connect_slack(self, credentials: SlackCredentials | OAuthCredentials) -> None:
         """Wire the Bolt app to Slack (or the emulator); Socket Mode when an app token is set."""
-        self.bolt = make_bolt(credentials, self.services)
+        oauth = None
+        if isinstance(credentials, OAuthCredentials):
+            if self.stores.installations is None:
+                raise ValueError("OAuth credentials need the installation store (SLACK_CLIENT_ID)")
+            oauth, self.tokens = connect_oauth(
+                credentials,
+                self.stores.installations,
+                self.stores.redis,
+                on_installed=lambda installation: self._backfill_installed(
+                    installation, credentials.api_url
+                ),
+            )
+            log.info("OAuth installs: a workspace admin opens %s/slack/install", self.url)
+        self.bolt = make_bolt(credentials, self.services, oauth)
+        if isinstance(credentials, SlackCredentials):
+            self.services.background.spawn(
+                resume_backfill(self.bolt.client, self.services), name="backfill-resume"
+            )
         if credentials.app_token:
             self.socket_mode = AsyncSocketModeHandler(self.bolt, credentials.app_token)
             await self.socket_mode.connect_async()
+
+    def _backfill_installed(self, installation: Installation, api_url: str) -> None:
+        """A new installation: read the history of every channel the bot is in."""
+        if installation.team_id is None or installation.bot_token is None:
+            return
+        client = AsyncWebClient(token=installation.bot_token, base_url=api_url)
+        self.services.background.spawn(
+            backfill_installed(client, installation.team_id, self.services), name="backfill-install"
+        )
 
     async def readiness(self) -> dict[str, str]:
         checks: dict[str, str] = {}
@@ -202,12 +288,15 @@ class Lore:
             await self.socket_mode.close_async()
         await self.runner.cleanup()
         await self.services.turns.drain()
+        await self.services.backfill.close()
         await self.services.background.drain()
         await self.services.agent.close()
         await self.stores.close()
 
 
-async def start_lore(settings: Settings, credentials: SlackCredentials | None = None) -> Lore:
+async def start_lore(
+    settings: Settings, credentials: SlackCredentials | OAuthCredentials | None = None
+) -> Lore:
     """Open the stores, serve HTTP on settings.port (0 = any free port) and connect to Slack.
 
     Without `credentials` the Bolt app is connected later with `Lore.connect_slack`, which lets
@@ -231,7 +320,31 @@ async def start_lore(settings: Settings, credentials: SlackCredentials | None = 
     return lore
 
 
-def credentials_from(settings: Settings) -> SlackCredentials | None:
+def oauth_credentials_from(settings: Settings) -> OAuthCredentials | None:
+    """The OAuth install credentials, when SLACK_CLIENT_ID/SECRET are set."""
+    if settings.slack_client_id is None or settings.slack_client_secret is None:
+        return None
+    return OAuthCredentials(
+        client_id=settings.slack_client_id,
+        client_secret=settings.slack_client_secret.get_secret_value(),
+        scopes=parse_scopes(settings.lore_slack_scopes),
+        signing_secret=(
+            settings.slack_signing_secret.get_secret_value()
+            if settings.slack_signing_secret
+            else None
+        ),
+        api_url=settings.slack_api_url,
+        app_token=settings.slack_app_token.get_secret_value() if settings.slack_app_token else None,
+        redirect_uri=settings.slack_redirect_uri,
+        state_expiration_seconds=settings.lore_oauth_state_seconds,
+        token_rotation_minutes=settings.lore_token_rotation_minutes,
+    )
+
+
+def credentials_from(settings: Settings) -> SlackCredentials | OAuthCredentials | None:
+    """Single-workspace token, OAuth installs, or None for local mode (the emulator)."""
+    if settings.oauth:
+        return oauth_credentials_from(settings)
     if settings.slack_bot_token is None:
         return None
     return SlackCredentials(

@@ -5,10 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.agent.turn import Agent
+from app.backfill import Backfill
 from app.background import TaskPool
+from app.feedback import ReplyFeedback
 from app.ingest import Ingest
 from app.recall import Recall
 from app.turns import TurnQueue
+from app.workspace_data import WorkspaceData
 from memory.dedupe import OnceKeys
 
 
@@ -20,3 +23,6 @@ class Services:
     recall: Recall
     background: TaskPool
     once: OnceKeys
+    feedback: ReplyFeedback
+    workspace_data: WorkspaceData
+    backfill: Backfill

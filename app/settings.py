@@ -11,6 +11,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from memory.ranking import Ranking
 
 SLACK_API_URL = "https://slack.com/api/"
+DEFAULT_BOT_SCOPES = (
+    "app_mentions:read,assistant:write,channels:history,channels:join,channels:read,chat:write,"
+    "commands,groups:history,groups:read,im:history,im:read,im:write,mpim:history,mpim:read,"
+    "team:read,users:read"
+)
 
 
 class Settings(BaseSettings):
@@ -22,6 +27,12 @@ class Settings(BaseSettings):
     slack_signing_secret: SecretStr | None = None
     slack_app_token: SecretStr | None = None
     slack_api_url: str = SLACK_API_URL
+    slack_client_id: str | None = None
+    slack_client_secret: SecretStr | None = None
+    slack_redirect_uri: str | None = None
+    lore_slack_scopes: str = DEFAULT_BOT_SCOPES
+    lore_token_rotation_minutes: int = Field(default=120, ge=1, le=720)
+    lore_oauth_state_seconds: int = Field(default=600, ge=1, le=86400)
     anthropic_api_key: SecretStr | None = None
     anthropic_base_url: str | None = None
     lore_model: str = "claude-sonnet-4-6"
@@ -48,6 +59,9 @@ class Settings(BaseSettings):
     lore_model_timeout: float = Field(default=60.0, gt=0)
     lore_model_retries: int = Field(default=2, ge=0, le=10)
     lore_admin_token: SecretStr | None = None
+    lore_backfill_history_per_minute: float = Field(default=50.0, gt=0)
+    lore_backfill_replies_per_minute: float = Field(default=50.0, gt=0)
+    lore_backfill_page_size: int = Field(default=200, ge=1, le=999)
 
     @property
     def ranking(self) -> Ranking:
@@ -65,13 +79,22 @@ class Settings(BaseSettings):
         "slack_app_token",
         "anthropic_api_key",
         "lore_admin_token",
+        "slack_client_secret",
         mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
-    @field_validator("database_url", "redis_url", "chroma_url", "anthropic_base_url", mode="before")
+    @field_validator(
+        "database_url",
+        "redis_url",
+        "chroma_url",
+        "anthropic_base_url",
+        "slack_client_id",
+        "slack_redirect_uri",
+        mode="before",
+    )
     @classmethod
     def _blank_url_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -95,7 +118,7 @@ class Settings(BaseSettings):
             raise ValueError("must be an app-level token starting with xapp-")
         return value
 
-    @field_validator("slack_api_url", "anthropic_base_url", "chroma_url")
+    @field_validator("slack_api_url", "anthropic_base_url", "chroma_url", "slack_redirect_uri")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None:
@@ -147,14 +170,42 @@ class Settings(BaseSettings):
                 "SLACK_SIGNING_SECRET is required when SLACK_BOT_TOKEN is set "
                 "(or set SLACK_APP_TOKEN for Socket Mode)"
             )
-        if self.slack_app_token is not None and self.slack_bot_token is None:
-            raise ValueError("SLACK_APP_TOKEN (Socket Mode) also needs SLACK_BOT_TOKEN")
+        if self.slack_app_token is not None and self.slack_bot_token is None and not self.oauth:
+            raise ValueError(
+                "SLACK_APP_TOKEN (Socket Mode) also needs SLACK_BOT_TOKEN "
+                "(or SLACK_CLIENT_ID and SLACK_CLIENT_SECRET to install with OAuth)"
+            )
         return self
+
+    @model_validator(mode="after")
+    def _oauth_consistent(self) -> Settings:
+        if (self.slack_client_id is None) != (self.slack_client_secret is None):
+            raise ValueError("SLACK_CLIENT_ID and SLACK_CLIENT_SECRET must be set together")
+        if self.oauth and self.slack_bot_token is not None:
+            raise ValueError(
+                "set either SLACK_BOT_TOKEN (one workspace) or SLACK_CLIENT_ID and "
+                "SLACK_CLIENT_SECRET (installs through OAuth), not both"
+            )
+        if self.oauth and self.slack_app_token is None and self.slack_signing_secret is None:
+            raise ValueError(
+                "SLACK_SIGNING_SECRET is required with SLACK_CLIENT_ID in HTTP mode "
+                "(or set SLACK_APP_TOKEN for Socket Mode)"
+            )
+        if self.slack_redirect_uri is not None and not self.oauth:
+            raise ValueError("SLACK_REDIRECT_URI needs SLACK_CLIENT_ID and SLACK_CLIENT_SECRET")
+        if not self.lore_slack_scopes.replace(",", " ").split():
+            raise ValueError("LORE_SLACK_SCOPES must name at least one bot scope")
+        return self
+
+    @property
+    def oauth(self) -> bool:
+        """Installs through OAuth (SLACK_CLIENT_ID/SECRET): one installation per workspace."""
+        return self.slack_client_id is not None and self.slack_client_secret is not None
 
     @property
     def local_mode(self) -> bool:
         """No Slack credentials: Lore runs against the built-in Slack emulator."""
-        return self.slack_bot_token is None
+        return self.slack_bot_token is None and not self.oauth
 
     @property
     def socket_mode(self) -> bool:

@@ -29,6 +29,17 @@ def make_web_app(bolt: Callable[[], AsyncApp | None], readiness: ReadinessCheck)
             return web.json_response({"error": "malformed request body"}, status=400)
         return await to_aiohttp_response(await app.async_dispatch(bolt_request))
 
+    async def slack_oauth(request: web.Request) -> web.StreamResponse:
+        """`/slack/install` and `/slack/oauth_redirect`: Bolt's OAuth flow (OAuth mode only)."""
+        app = bolt()
+        flow = app.oauth_flow if app is not None else None
+        if flow is None:
+            raise web.HTTPNotFound()
+        bolt_request = await to_bolt_request(request)
+        if request.path == flow.install_path:
+            return await to_aiohttp_response(await flow.handle_installation(bolt_request))
+        return await to_aiohttp_response(await flow.handle_callback(bolt_request))
+
     async def healthz(_request: web.Request) -> web.StreamResponse:
         return web.json_response({"status": "ok"})
 
@@ -42,6 +53,8 @@ def make_web_app(bolt: Callable[[], AsyncApp | None], readiness: ReadinessCheck)
 
     application = web.Application(client_max_size=MAX_BODY_BYTES)
     application.router.add_post("/slack/events", slack_events)
+    application.router.add_get("/slack/install", slack_oauth)
+    application.router.add_get("/slack/oauth_redirect", slack_oauth)
     application.router.add_get("/healthz", healthz)
     application.router.add_get("/readyz", readyz)
     add_api_routes(application)

@@ -36,6 +36,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--ack-timeout", type=float, default=3.0)
     parser.add_argument("--no-demo", action="store_true", help="start with an empty workspace")
+    parser.add_argument(
+        "--oauth-redirect-url",
+        default=None,
+        help="the app's OAuth redirect URL, e.g. http://127.0.0.1:3000/slack/oauth_redirect",
+    )
+    parser.add_argument(
+        "--token-rotation", action="store_true", help="issue expiring tokens and refresh tokens"
+    )
     parser.add_argument("--log-level", default="INFO")
     return parser.parse_args(argv)
 
@@ -53,6 +61,8 @@ def config_from(args: argparse.Namespace) -> EmulatorConfig:
         retry_delays=delays,
         ack_timeout=args.ack_timeout,
         seed_demo=not args.no_demo,
+        oauth_redirect_url=args.oauth_redirect_url,
+        token_rotation=args.token_rotation,
     )
 
 
@@ -66,6 +76,8 @@ async def serve(config: EmulatorConfig) -> None:
         f"  events to: {config.events_url or '(Socket Mode only)'}\n"
         f"  bot token {config.bot_token}  app token {config.app_token}\n"
         f"  signing secret {config.signing_secret}\n"
+        f"  OAuth client id {config.client_id}  secret {config.client_secret}"
+        f"{'  (token rotation on)' if config.token_rotation else ''}\n"
         f"  try: curl {emulator.url}/",
         flush=True,
     )

@@ -8,6 +8,8 @@ DEFAULT_SIGNING_SECRET = "emulator-signing-secret"
 DEFAULT_BOT_TOKEN = "xoxb-emulator-bot-token"
 DEFAULT_APP_TOKEN = "xapp-1-emulator-app-token"
 DEFAULT_VERIFICATION_TOKEN = "emulator-verification-token"
+DEFAULT_CLIENT_ID = "1000000000.2000000000"
+DEFAULT_CLIENT_SECRET = "emulator-client-secret"
 
 
 @dataclass
@@ -17,6 +19,8 @@ class EmulatorConfig:
     `events_url=None` means events are only delivered over Socket Mode (when a client is
     connected) and otherwise dropped. `retry_delays` are the pauses before retry 1, 2, 3 of
     a failed delivery (a non-2xx answer or none within `ack_timeout` seconds).
+    OAuth (see `emulator.oauth`): `oauth_redirect_url` is the app's registered redirect URL;
+    with `token_rotation` issued tokens expire after `token_expires_in` seconds.
     """
 
     signing_secret: str = DEFAULT_SIGNING_SECRET
@@ -37,3 +41,8 @@ class EmulatorConfig:
     ack_timeout: float = 3.0
     seed_demo: bool = True
     deliver_bot_messages: bool = True
+    client_id: str = DEFAULT_CLIENT_ID
+    client_secret: str = DEFAULT_CLIENT_SECRET
+    oauth_redirect_url: str | None = None
+    token_rotation: bool = False
+    token_expires_in: int = 43200

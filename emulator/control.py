@@ -76,6 +76,7 @@ class ControlApi:
             web.get("/_emulator/command_responses", self.command_responses),
             web.post("/_emulator/commands", self.command),
             web.post("/_emulator/actions", self.action),
+            web.post("/_emulator/message_actions", self.message_action),
             web.post("/_emulator/response_url/{command_id}", self.response_url),
             web.get("/archives/{channel}/{permalink}", self.archive),
         ]
@@ -169,6 +170,22 @@ class ControlApi:
             status = await self.emu.press_button(
                 _field(body, "user"),
                 f"{self.emu.url}/_emulator/response_url/{command_id}",
+                _field(body, "action_id"),
+                str(body.get("value") or ""),
+            )
+        except EmulatorError as error:
+            return _error(error)
+        return web.json_response({"ok": status is not None and status < 300, "status": status})
+
+    async def message_action(self, request: web.Request) -> web.Response:
+        """POST {user, channel, ts, action_id, value}: a human clicks a button of a message in a
+        channel (e.g. Lore's feedback buttons); the app's HTTP status."""
+        try:
+            body = await _json_body(request)
+            status = await self.emu.press_message_button(
+                _field(body, "user"),
+                _field(body, "channel"),
+                _field(body, "ts"),
                 _field(body, "action_id"),
                 str(body.get("value") or ""),
             )

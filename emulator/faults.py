@@ -13,6 +13,7 @@ class Fault:
     remaining: int
     status: int
     retry_after: int | None
+    after: int = 0  # calls of the method that succeed before this failure starts
 
 
 class FaultInjector:
@@ -29,8 +30,10 @@ class FaultInjector:
         *,
         status: int | None = None,
         retry_after: int = 1,
+        after: int = 0,
     ) -> None:
-        """Fail the next `times` calls of `method` with `error`.
+        """Fail the next `times` calls of `method` with `error` (after `after` calls succeed,
+        so `after=N-1` fails the Nth call from now).
 
         "ratelimited" answers HTTP 429 with `Retry-After` like Slack; other errors answer
         HTTP 200 `{"ok": false}` unless `status` says otherwise.
@@ -41,6 +44,7 @@ class FaultInjector:
             remaining=times,
             status=status if status is not None else (429 if limited else 200),
             retry_after=retry_after if limited else None,
+            after=after,
         )
         self._faults.setdefault(method, []).append(fault)
 
@@ -50,6 +54,9 @@ class FaultInjector:
         if not queue:
             return None
         fault = queue[0]
+        if fault.after > 0:
+            fault.after -= 1
+            return None
         fault.remaining -= 1
         if fault.remaining <= 0:
             queue.pop(0)

@@ -19,7 +19,9 @@ from emulator.config import EmulatorConfig
 from emulator.control import ControlApi
 from emulator.events import DeliveryRecord, EventDelivery
 from emulator.faults import FaultInjector
+from emulator.interactions import MessageButtons
 from emulator.notifier import Notifier
+from emulator.oauth import OAuthServer
 from emulator.playground import WATCHED_METHODS, Playground
 from emulator.socket_mode import SocketModeHub
 from emulator.web_api import WebApi
@@ -56,9 +58,12 @@ class SlackEmulator:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         context = ApiContext(cfg, self.workspace, self.notifier, lambda: self.url, self._socket_url)
         self.web_api = WebApi(context, self.faults, self.calls)
+        self.oauth = OAuthServer(cfg, self.workspace)
+        self.web_api.oauth = self.oauth
         self.commands = SlashCommands(
             cfg, self.workspace, self.delivery, self.socket, self.notifier, lambda: self.url
         )
+        self.buttons = MessageButtons(cfg, self.workspace, self.delivery, self.socket)
         self.control = ControlApi(self)
         self.playground = Playground(self)
         self._runner: web.AppRunner | None = None
@@ -71,6 +76,7 @@ class SlackEmulator:
         app = web.Application()
         app.router.add_route("GET", "/api/{method}", self._web_api)
         app.router.add_route("POST", "/api/{method}", self._web_api)
+        app.router.add_get("/oauth/v2/authorize", self.oauth.authorize)
         app.router.add_get("/_emulator/socket", self.socket.handle)
         app.add_routes(self.control.routes())
         app.add_routes(self.playground.routes())
@@ -222,9 +228,32 @@ class SlackEmulator:
         times: int = 1,
         *,
         status: int | None = None,
+        after: int = 0,
+        retry_after: int = 1,
     ) -> None:
-        """Make the next `times` calls of a Web API method fail (ratelimited → HTTP 429)."""
-        self.faults.add(method, error, times, status=status)
+        """Make the next `times` calls of a Web API method fail (ratelimited → HTTP 429 with
+        `Retry-After: retry_after`), once `after` more calls have succeeded."""
+        self.faults.add(method, error, times, status=status, after=after, retry_after=retry_after)
+
+    async def join_channel(
+        self, channel: str, user: str | None = None, inviter: str | None = None
+    ) -> DeliveryRecord:
+        """`user` (default: the app's bot) joins a channel; the app gets member_joined_channel."""
+        conversation = self.workspace.channel(channel)
+        member = user or self.config.bot_user_id
+        if member not in conversation.members:
+            conversation.members.append(member)
+        self.playground.workspace_changed()
+        event: dict[str, Any] = {
+            "type": "member_joined_channel",
+            "user": member,
+            "channel": conversation.id,
+            "channel_type": "G" if conversation.is_private else "C",
+            "team": self.config.team_id,
+        }
+        if inviter:
+            event["inviter"] = inviter
+        return await self.emit_event(event)
 
     # acting as humans
 
@@ -302,6 +331,23 @@ class SlackEmulator:
     ) -> int | None:
         """`user` clicks a button in an answer sent to `response_url`; the app's HTTP status."""
         return await self.commands.press_button(user, response_url, action_id, value)
+
+    async def press_message_button(
+        self, user: str, channel: str, ts: str, action_id: str, value: str
+    ) -> int | None:
+        """`user` clicks a button (or feedback button) of message `ts`; the app's HTTP status."""
+        return await self.buttons.press(user, channel, ts, action_id, value)
+
+    async def uninstall_app(self) -> int:
+        """A workspace admin removes the app: Slack sends `app_uninstalled`; the HTTP status."""
+        return await self.deliver_event({"type": "app_uninstalled"})
+
+    async def revoke_tokens(
+        self, *, bot: bool = True, users: list[str] | tuple[str, ...] = ()
+    ) -> int:
+        """Tokens are revoked: `tokens_revoked` lists the bot user (if `bot`) and `users`."""
+        tokens = {"oauth": list(users), "bot": [self.config.bot_user_id] if bot else []}
+        return await self.deliver_event({"type": "tokens_revoked", "tokens": tokens})
 
     # raw deliveries
 

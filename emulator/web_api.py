@@ -10,6 +10,7 @@ from aiohttp import web
 
 from emulator.api import METHODS, ApiContext, ApiError, Handler
 from emulator.faults import FaultInjector
+from emulator.oauth import OAuthServer
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +58,17 @@ class WebApi:
         self.faults = faults
         self.calls = calls
         self.handlers: dict[str, Handler] = dict(METHODS)
+        self.oauth: OAuthServer | None = None
 
     def _check_token(self, method: str, token: str | None) -> None:
         config = self.context.config
         if token is None:
             raise ApiError("not_authed")
+        if self.oauth is not None and self.oauth.is_issued(token):
+            if method in APP_TOKEN_METHODS:
+                raise ApiError("not_allowed_token_type")
+            self.oauth.use(method, token)
+            return
         if token not in (config.bot_token, config.app_token):
             raise ApiError("invalid_auth")
         wants_app_token = method in APP_TOKEN_METHODS
@@ -79,12 +86,16 @@ class WebApi:
         self.calls.append((method, args))
         handler = self.handlers.get(method)
         try:
+            if method == "oauth.v2.access" and self.oauth is not None:
+                result = await self.oauth.access(request, args)
+                return web.json_response(result)
             if handler is None:
                 raise ApiError("unknown_method")
             self._check_token(method, token)
             fault = self.faults.take(method)
             if fault is not None:
-                headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after else {}
+                limited = fault.retry_after is not None
+                headers = {"Retry-After": str(fault.retry_after)} if limited else {}
                 body = {"ok": False, "error": fault.error}
                 return web.json_response(body, status=fault.status, headers=headers)
             result = handler(self.context, args)

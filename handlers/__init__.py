@@ -5,7 +5,7 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 
 from app.services import Services
-from handlers import ignored, messages, middleware, recall
+from handlers import backfill, feedback, ignored, messages, middleware, recall, uninstall
 from handlers.membership import Memberships
 
 
@@ -15,4 +15,7 @@ def register(app: AsyncApp, services: Services) -> None:
     middleware.register(app, services)
     messages.register(app, services, memberships)
     recall.register(app, services, memberships)
+    uninstall.register(app, services)
+    feedback.register(app, services)
+    backfill.register(app, services)
     ignored.register(app)

@@ -5,10 +5,7 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 
 ACKNOWLEDGED_ONLY = (
-    "member_joined_channel",
     "app_home_opened",
-    "app_uninstalled",
-    "tokens_revoked",
     "channel_rename",
     "assistant_thread_started",
     "assistant_thread_context_changed",

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_chat_stream import AsyncChatStream
 from slack_sdk.web.async_client import AsyncWebClient
 
 from app.agent.ports import PostedReply, Source, ThreadMessage
+from handlers.feedback_blocks import feedback_block, with_feedback
 from handlers.permalinks import permalink
 
 log = logging.getLogger("lore.slack")
@@ -128,13 +130,13 @@ class SlackReply:
         if self._streaming and self._stream is not None:
             try:
                 footer = sources_footer(sources, markdown=True)
-                await self._stream.stop(markdown_text=footer or None)
+                await self._stream.stop(markdown_text=footer or None, blocks=[feedback_block()])
                 self._text += footer
                 return self._posted(self._stream.ts)
             except SlackApiError as error:
                 self._give_up_streaming(error)
         self._text += sources_footer(sources, markdown=False)
-        await self._post_or_update(final=True)
+        await self._post_or_update(final=True, blocks=with_feedback(self._text))
         return self._posted(self._posted_ts)
 
     async def fail(self, message: str) -> None:
@@ -166,16 +168,21 @@ class SlackReply:
         log.info("streaming failed (%s); posting and updating instead", error.response.get("error"))
         self._streaming = False
 
-    async def _post_or_update(self, *, final: bool) -> None:
+    async def _post_or_update(
+        self, *, final: bool, blocks: list[dict[str, Any]] | None = None
+    ) -> None:
         if self._posted_ts is None:
             response = await self._client.chat_postMessage(
-                channel=self._channel_id, thread_ts=self._thread_ts, text=self._text or "…"
+                channel=self._channel_id,
+                thread_ts=self._thread_ts,
+                text=self._text or "…",
+                blocks=blocks,
             )
             self._posted_ts = str(response["ts"])
             self._last_update = time.monotonic()
         elif final or time.monotonic() - self._last_update >= UPDATE_INTERVAL:
             await self._client.chat_update(
-                channel=self._channel_id, ts=self._posted_ts, text=self._text
+                channel=self._channel_id, ts=self._posted_ts, text=self._text, blocks=blocks
             )
             self._last_update = time.monotonic()
 

@@ -4,6 +4,7 @@
 import { RequestError, getJSON, postJSON } from "./net.js";
 import {
   colourOf,
+  contextActions,
   el,
   hasRichBlocks,
   relativeElement,
@@ -413,9 +414,15 @@ export class Chat {
     if (streaming) classes.push("streaming");
     if (message.subtype === "tombstone") classes.push("tombstone");
     const text = el("div", { class: "text" });
+    const buttons = this.textContext({
+      onAction: (actionId, value) => this.pressMessageButton(message.ts, actionId, value),
+    });
     if (message.subtype === "tombstone") text.append("This message was deleted.");
-    else if (hasRichBlocks(message)) text.append(renderBlocks(message.blocks, this.textContext()));
-    else text.append(renderText(message.text ?? "", this.textContext()));
+    else if (hasRichBlocks(message)) text.append(renderBlocks(message.blocks, buttons));
+    else {
+      text.append(renderText(message.text ?? "", this.textContext()));
+      text.append(renderBlocks(contextActions(message), buttons));
+    }
     if (streaming) text.append(el("span", { class: "cursor", "aria-hidden": "true" }));
     const body = el(
       "div",
@@ -792,6 +799,20 @@ export class Chat {
       await postJSON("/_emulator/actions", {
         user: this.person,
         command_id: commandId,
+        action_id: actionId,
+        value,
+      });
+    } catch (error) {
+      this.dom.composerError.textContent = `That button did not work: ${error.message}`;
+    }
+  }
+
+  async pressMessageButton(ts, actionId, value) {
+    try {
+      await postJSON("/_emulator/message_actions", {
+        user: this.person,
+        channel: this.channelId,
+        ts,
         action_id: actionId,
         value,
       });

@@ -146,9 +146,25 @@ export function renderBlocks(blocks, ctx) {
           (block.elements ?? []).map((e) => button(e, ctx)),
         ),
       );
+    } else if (block.type === "context_actions") {
+      fragment.append(
+        el(
+          "div",
+          { class: "bk-actions" },
+          (block.elements ?? []).flatMap((e) => contextAction(e, ctx)),
+        ),
+      );
     }
   }
   return fragment;
+}
+
+/** A context_actions element: feedback_buttons as their two buttons, others as one. */
+function contextAction(element, ctx) {
+  if (element.type !== "feedback_buttons") return [button(element, ctx)];
+  return [element.positive_button, element.negative_button].map((half) =>
+    button({ action_id: element.action_id, value: half?.value, text: half?.text }, ctx),
+  );
 }
 
 function blockText(text, ctx) {
@@ -175,9 +191,17 @@ function button(element, ctx) {
   );
 }
 
-/** Whether a message's blocks say more than its text (rich_text blocks only repeat it). */
+/** Whether a message's blocks say more than its text (rich_text blocks only repeat it, and
+ * context_actions, such as feedback buttons, come under it). */
 export function hasRichBlocks(message) {
-  return (message.blocks ?? []).some((block) => block.type !== "rich_text");
+  return (message.blocks ?? []).some(
+    (block) => block.type !== "rich_text" && block.type !== "context_actions",
+  );
+}
+
+/** The context_actions blocks of a message, shown under its text. */
+export function contextActions(message) {
+  return (message.blocks ?? []).filter((block) => block.type === "context_actions");
 }
 
 /** A Slack ts ("1700000000.000100") as a Date. */
