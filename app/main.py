@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 import handlers
 from app.agent.turn import Agent, TurnLimits
+from app.app_home import AppHome
 from app.backfill import Backfill, BackfillLimits
 from app.background import TaskPool
 from app.feedback import ReplyFeedback
@@ -50,6 +51,7 @@ from memory.conversations import Conversations
 from memory.db import create_tables, make_engine
 from memory.dedupe import LocalOnceKeys, OnceKeys, RedisOnceKeys
 from memory.embeddings import load_embedder
+from memory.exclusions import Exclusions
 from memory.feedback import Feedback
 from memory.locks import LocalLocks, RedisLocks, WorkspaceLocks
 
@@ -76,6 +78,7 @@ class Stores:
     once: OnceKeys
     feedback: Feedback
     installations: Installations | None
+    exclusions: Exclusions
 
     async def close(self) -> None:
         await self.archive.close()
@@ -118,6 +121,7 @@ async def open_stores(settings: Settings) -> Stores:
         once=once,
         feedback=Feedback(engine),
         installations=await open_installations(settings, engine),
+        exclusions=Exclusions(engine),
     )
 
 
@@ -173,10 +177,19 @@ def make_services(settings: Settings, stores: Stores) -> Services:
                 stores.blocks,
                 stores.conversations,
                 stores.feedback,
+                stores.exclusions,
                 *([stores.installations] if stores.installations is not None else []),
             ]
         ),
         backfill=backfill,
+        app_home=AppHome(
+            blocks=stores.blocks,
+            conversations=stores.conversations,
+            archive=stores.archive,
+            feedback=ReplyFeedback(stores.feedback, stores.conversations),
+            backfill=backfill,
+            exclusions=stores.exclusions,
+        ),
     )
 
 
@@ -187,7 +200,9 @@ def make_backfill(settings: Settings, stores: Stores) -> Backfill:
         replies_per_minute=settings.lore_backfill_replies_per_minute,
         page_size=settings.lore_backfill_page_size,
     )
-    return Backfill(stores.archive, BackfillState(stores.engine), limits)
+    return Backfill(
+        stores.archive, BackfillState(stores.engine), limits, stores.exclusions.is_excluded
+    )
 
 
 def make_bolt(

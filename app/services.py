@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.agent.turn import Agent
+from app.app_home import AppHome
 from app.backfill import Backfill
 from app.background import TaskPool
 from app.feedback import ReplyFeedback
@@ -26,3 +27,4 @@ class Services:
     feedback: ReplyFeedback
     workspace_data: WorkspaceData
     backfill: Backfill
+    app_home: AppHome

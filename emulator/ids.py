@@ -25,8 +25,17 @@ def new_envelope_id() -> str:
 
 
 def new_trigger_id() -> str:
-    """A trigger id such as `12345.98765.abcdef0123456789`."""
-    return f"{secrets.randbelow(10**10)}.{secrets.randbelow(10**10)}.{secrets.token_hex(16)}"
+    """A trigger id such as `1764000000123.98765.abcdef0123456789`; its first part is when it
+    was issued (milliseconds), so `views.open` can refuse one older than Slack's 3 seconds."""
+    return f"{time.time_ns() // 1_000_000}.{secrets.randbelow(10**10)}.{secrets.token_hex(16)}"
+
+
+def trigger_age(trigger_id: str) -> float | None:
+    """Seconds since a trigger id of `new_trigger_id` was issued; None if it is not one."""
+    issued, _, rest = trigger_id.partition(".")
+    if not issued.isdigit() or not rest:
+        return None
+    return time.time() - int(issued) / 1000
 
 
 def new_view_id() -> str:

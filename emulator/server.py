@@ -24,6 +24,7 @@ from emulator.notifier import Notifier
 from emulator.oauth import OAuthServer
 from emulator.playground import WATCHED_METHODS, Playground
 from emulator.socket_mode import SocketModeHub
+from emulator.view_interactions import ViewInteractions
 from emulator.web_api import WebApi
 from emulator.workspace import Channel, EmulatorError, User, Workspace
 
@@ -64,6 +65,7 @@ class SlackEmulator:
             cfg, self.workspace, self.delivery, self.socket, self.notifier, lambda: self.url
         )
         self.buttons = MessageButtons(cfg, self.workspace, self.delivery, self.socket)
+        self.view_interactions = ViewInteractions(cfg, self.workspace, self.delivery, self.socket)
         self.control = ControlApi(self)
         self.playground = Playground(self)
         self._runner: web.AppRunner | None = None

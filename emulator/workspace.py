@@ -177,6 +177,9 @@ class Workspace:
         self.ephemerals: list[dict[str, Any]] = []
         self.statuses: dict[tuple[str, str], str] = {}
         self.views: dict[str, dict[str, Any]] = {}
+        self.modals: dict[str, dict[str, Any]] = {}  # open modals by view id (emulator.api.views)
+        self.exchanged_triggers: set[str] = set()
+        self.trigger_users: dict[str, str] = {}  # trigger id -> the user whose action issued it
         self._replies: dict[tuple[str, str], set[str]] = {}
         self.add_user(
             bot_user_id,

@@ -5,7 +5,16 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 
 from app.services import Services
-from handlers import backfill, feedback, ignored, messages, middleware, recall, uninstall
+from handlers import (
+    app_home,
+    backfill,
+    feedback,
+    ignored,
+    messages,
+    middleware,
+    recall,
+    uninstall,
+)
 from handlers.membership import Memberships
 
 
@@ -18,4 +27,5 @@ def register(app: AsyncApp, services: Services) -> None:
     uninstall.register(app, services)
     feedback.register(app, services)
     backfill.register(app, services)
+    app_home.register(app, services)
     ignored.register(app)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from slack_bolt.async_app import AsyncApp
 
 ACKNOWLEDGED_ONLY = (
-    "app_home_opened",
     "channel_rename",
     "assistant_thread_started",
     "assistant_thread_context_changed",

@@ -114,6 +114,8 @@ async def _archive(
     client: AsyncWebClient,
     incoming: _Incoming,
 ) -> None:
+    if await services.app_home.is_excluded(incoming.team_id, incoming.channel_id):
+        return  # an admin excluded this channel from the archive (App Home)
     channel_type = await channel_types.of(client, incoming.channel_id, incoming.channel_type_hint)
     author = incoming.bot_name or await user_names.of(client, incoming.team_id, incoming.user_id)
     await services.ingest.add(

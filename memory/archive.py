@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import logging
 import math
@@ -568,6 +569,22 @@ class Archive:
         """Number of archived messages of a workspace."""
         return await self._lexical.count(team_id)
 
+    async def delete_channel(self, team_id: str, channel_id: str) -> int:
+        """Delete every archived message of one channel, from both indexes; how many there were.
+
+        Whole threads go with it (a thread never spans channels), so no context changes."""
+        only = SearchFilters(channels=frozenset({channel_id}))
+        deleted = 0
+        async with self._lock(team_id):
+            while ids := await self._lexical.scope_ids(
+                team_id, audience=Audience.everyone(), filters=only, limit=MAX_IDS
+            ):
+                await self._lexical.write(team_id, deletes=[parse_key(i) for i in ids])
+                await self._read(team_id, functools.partial(_delete_many, keys=ids), False)
+                deleted += len(ids)
+            self._stats.pop(team_id, None)
+        return deleted
+
     async def delete_team(self, team_id: str) -> None:
         """Drop a workspace's whole archive, from both indexes."""
         async with self._lock(team_id):
@@ -606,4 +623,10 @@ def _lower_priority() -> None:
 
 async def _delete(collection: ChromaCollection, key: str) -> bool:
     await collection.delete([key])
+    return True
+
+
+async def _delete_many(collection: ChromaCollection, keys: list[str], step: int = 5000) -> bool:
+    for start in range(0, len(keys), step):
+        await collection.delete(keys[start : start + step])
     return True

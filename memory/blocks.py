@@ -112,10 +112,12 @@ class MemoryBlocks:
         *,
         conversation_id: str | None = None,
         user_id: str | None = None,
+        expected_version: int | None = None,
     ) -> EditResult:
         """Apply `edit` to the newest version of `label`, storing version n+1.
 
-        Raises EditError when the edit does not apply (unknown block, text not found, ...).
+        Raises EditError when the edit does not apply (unknown block, text not found, ...), or
+        when `expected_version` is given and the newest version is another one.
         """
         scope = label if label.startswith(SCOPED_PREFIX) else None
         if label not in {b.label for b in await self.current(team_id, scope)}:
@@ -123,7 +125,9 @@ class MemoryBlocks:
         async with self._locks.hold(team_id):
             for _attempt in range(MAX_CAS_ATTEMPTS):
                 try:
-                    return await self._edit_once(team_id, label, edit, conversation_id, user_id)
+                    return await self._edit_once(
+                        team_id, label, edit, conversation_id, user_id, expected_version
+                    )
                 except VersionConflict:
                     log.warning("memory edit conflict on %s/%s; re-applying", team_id, label)
                     await asyncio.sleep(random.uniform(0, 0.01))
@@ -140,11 +144,17 @@ class MemoryBlocks:
         edit: Edit,
         conversation_id: str | None,
         user_id: str | None,
+        expected_version: int | None = None,
     ) -> EditResult:
         async with self._sessions() as session:
             head = await self._head(session, team_id, label)
             if head is None:
                 raise EditError(f"no memory block named {label!r}")
+            if expected_version is not None and head.version != expected_version:
+                raise EditError(
+                    f"block {label!r} changed since version {expected_version}: it is at "
+                    f"version {head.version} now; reopen it to edit the newest text"
+                )
             new_value = apply_edit(head.value, edit, head.char_limit)
             row = BlockVersion(
                 team_id=team_id,

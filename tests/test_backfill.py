@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.backfill.service import EXCLUDED
 from app.main import Lore, open_stores
 from emulator import SlackEmulator
 from handlers.backfill import backfill_installed
@@ -285,3 +286,23 @@ async def test_slack_lowest_pace_and_a_prompt_clean_stop(
         await engine.dispose()
     assert found is not None and (found.status, found.last_error) == (PENDING, None)
     assert found.messages >= 14 and found.position.cursor is None and found.position.thread_ts
+
+
+async def test_an_excluded_channel_is_not_backfilled(
+    emulator: SlackEmulator, tmp_path: Path
+) -> None:
+    await seed(emulator)
+    lore = await start(emulator, tmp_path)
+    try:
+        await lore.stores.exclusions.exclude(TEAM, CHANNEL, "U0CAROL")
+        await emulator.join_channel(CHANNEL)
+
+        async def skipped() -> bool:
+            found = await lore.services.backfill.state.get(TEAM, CHANNEL)
+            return found is not None and found.last_error == EXCLUDED
+
+        await eventually(skipped)
+        assert calls(emulator, "conversations.history") == 0
+        assert await lore.stores.archive.count(TEAM) == 0
+    finally:
+        await lore.stop()

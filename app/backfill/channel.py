@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from app.backfill.pace import Pace
@@ -54,8 +54,10 @@ class ChannelJob:
         page_size: int,
         stop: asyncio.Event,
         progress: Progress | None = None,
+        is_excluded: Callable[[str, str], Awaitable[bool]] | None = None,
     ) -> None:
         self._archive = archive
+        self._is_excluded = is_excluded
         self._state = state
         self._reader = reader
         self._paces = paces
@@ -139,6 +141,8 @@ class ChannelJob:
             for raw in messages
             if isinstance(raw.get("ts"), str) and skip_reason(raw) is None
         ]
+        if self._is_excluded is not None and await self._is_excluded(self._team, channel.id):
+            return 0  # an admin excluded the channel while it was being read
         if kept:
             await self._archive.add(kept)
         return len(kept)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from app.backfill.channel import ChannelJob, Paces, Progress
@@ -19,6 +19,9 @@ from memory.backfill_state import ChannelBackfill as ChannelStatus
 log = logging.getLogger("lore.backfill")
 
 MAX_WORKSPACES = 4  # workspaces backfilled at once by one process (each one channel at a time)
+EXCLUDED = "excluded from the archive by an admin"
+
+Excluded = Callable[[str, str], Awaitable[bool]]  # (team_id, channel_id) -> kept out?
 
 
 @dataclass(frozen=True)
@@ -33,8 +36,15 @@ class BackfillLimits:
 class Backfill:
     """Reads the history of channels Lore joins into the archive, resumably."""
 
-    def __init__(self, archive: Archive, state: BackfillState, limits: BackfillLimits) -> None:
+    def __init__(
+        self,
+        archive: Archive,
+        state: BackfillState,
+        limits: BackfillLimits,
+        is_excluded: Excluded | None = None,
+    ) -> None:
         self._archive = archive
+        self._is_excluded = is_excluded
         self.state = state
         self._limits = limits
         self._readers: dict[str, ChannelReader] = {}
@@ -144,12 +154,23 @@ class Backfill:
     ) -> bool:
         """Backfill one channel; False if it failed (logged and recorded) or was stopped."""
         team_id = reader.team_id
+        if self._is_excluded is not None and await self._is_excluded(team_id, channel_id):
+            log.info("backfill of %s/%s skipped: %s", team_id, channel_id, EXCLUDED)
+            await self.state.pause(team_id, channel_id, EXCLUDED)
+            return False
         paces = self._paces.setdefault(
             team_id,
             Paces(Pace(self._limits.history_per_minute), Pace(self._limits.replies_per_minute)),
         )
         job = ChannelJob(
-            self._archive, self.state, reader, paces, self._limits.page_size, self._stop, progress
+            self._archive,
+            self.state,
+            reader,
+            paces,
+            self._limits.page_size,
+            self._stop,
+            progress,
+            self._is_excluded,
         )
         try:
             if await job.run(channel_id):

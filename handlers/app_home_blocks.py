@@ -1,0 +1,303 @@
+"""Block Kit of the App Home: the Home tab view, the block edit modal, and reading them back.
+
+Pure functions: no Slack calls, no storage.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from app.app_home import BlockHistory, HomeSnapshot
+from memory.backfill_state import ChannelBackfill
+from memory.blocks import Block
+
+EDIT_ACTION = "home_edit_block"
+REVERT_ACTION = "home_revert_block"
+EXCLUDE_ACTION = "home_exclude_channel"
+INCLUDE_ACTION = "home_include_channel"
+EDIT_CALLBACK = "home_edit_modal"
+TEXT_ACTION = "text"
+
+SECTION_CHARS = 2900  # a section's text may hold 3000
+INPUT_CHARS = 3000  # a plain_text_input may hold 3000
+BACKFILL_LINES = 30
+EXCLUDED_SHOWN = 10
+
+View = dict[str, Any]
+Blocks = list[dict[str, Any]]
+
+
+def home_view(snapshot: HomeSnapshot, *, admin: bool, notice: str | None = None) -> View:
+    """The Home tab: blocks with versions (admins: edit and revert), counts, backfill, channels."""
+    blocks: Blocks = [_header("Lore")]
+    if notice:
+        blocks.append(_mrkdwn(notice))
+    blocks += _counts(snapshot)
+    blocks.append(_header("Memory"))
+    if not admin:
+        blocks.append(_context("Workspace admins and owners can edit these blocks."))
+    for history in snapshot.blocks:
+        blocks += memory_block(history, admin=admin)
+    blocks.append(_header("Backfill"))
+    blocks.append(_mrkdwn(backfill_text(snapshot.backfill)))
+    blocks.append(_header("Channels"))
+    blocks += channel_controls(snapshot.excluded, admin=admin)
+    return {"type": "home", "callback_id": "lore_home", "blocks": blocks}
+
+
+def memory_block(history: BlockHistory, *, admin: bool) -> Blocks:
+    """One memory block: its label and version, its text, its last change, admin controls."""
+    block = history.block
+    title: dict[str, Any] = {
+        **_mrkdwn(f"*{block.label}* · version {block.version} of {history.versions}"),
+        "block_id": f"block:{block.label}",
+    }
+    if admin:
+        title["accessory"] = {
+            "type": "button",
+            "action_id": EDIT_ACTION,
+            "text": _plain("Edit"),
+            "value": block.label,
+        }
+    shown: Blocks = [title]
+    shown += [
+        {"type": "section", "text": _plain(part)}
+        for part in _chunks(block.value or "(empty)", SECTION_CHARS)
+    ]
+    shown.append(_context(last_change(block)))
+    if admin and history.earlier:
+        shown.append(
+            {
+                "type": "actions",
+                "block_id": f"revert:{block.label}",
+                "elements": [revert_select(block, history.earlier)],
+            }
+        )
+    return shown
+
+
+def last_change(block: Block) -> str:
+    """ "replace by @alice, <date>" (or who created it)."""
+    who = f" by <@{block.user_id}>" if block.user_id else ""
+    when = int(block.created_at.timestamp())
+    fallback = block.created_at.strftime("%Y-%m-%d %H:%M UTC")
+    return f"{block.operation}{who} · <!date^{when}^{{date_short_pretty}} {{time}}|{fallback}>"
+
+
+def revert_select(block: Block, earlier: list[Block]) -> dict[str, Any]:
+    """A menu of earlier versions; choosing one (and confirming) stores it as a new version."""
+    options = [
+        {
+            "text": _plain(_cut(f"v{v.version} · {v.operation} · {_preview(v.value)}", 75)),
+            "value": json.dumps({"l": block.label, "v": v.version, "h": block.version}),
+        }
+        for v in earlier
+    ]
+    return {
+        "type": "static_select",
+        "action_id": REVERT_ACTION,
+        "placeholder": _plain("Revert to…"),
+        "options": options,
+        "confirm": {
+            "title": _plain("Revert this block?"),
+            "text": _plain(f"{block.label} gets a new version with the text of the one chosen."),
+            "confirm": _plain("Revert"),
+            "deny": _plain("Cancel"),
+        },
+    }
+
+
+def parse_revert(value: str) -> tuple[str, int, int] | None:
+    """(label, version to restore, version it was shown at) from a revert option's value."""
+    try:
+        data = json.loads(value)
+        return str(data["l"]), int(data["v"]), int(data["h"])
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def backfill_text(channels: list[ChannelBackfill]) -> str:
+    """One line per channel: status, messages read, last error."""
+    if not channels:
+        return "No channel has been backfilled yet."
+    lines = []
+    for channel in channels[:BACKFILL_LINES]:
+        line = f"<#{channel.channel_id}> · {channel.status} · {channel.messages} messages"
+        if channel.last_error:
+            line += f" · last error: {_cut(channel.last_error, 120)}"
+        lines.append(line)
+    if len(channels) > BACKFILL_LINES:
+        lines.append(f"…and {len(channels) - BACKFILL_LINES} more channels")
+    return _cut("\n".join(lines), SECTION_CHARS)
+
+
+def channel_controls(excluded: list[str], *, admin: bool) -> Blocks:
+    """Excluded channels; admins can exclude another one or include one again."""
+    shown: Blocks = []
+    if excluded:
+        names = ", ".join(f"<#{c}>" for c in excluded)
+        shown.append(_mrkdwn(f"Not archived: {names}"))
+    else:
+        shown.append(_mrkdwn("Every channel Lore is in is archived."))
+    if not admin:
+        return shown
+    shown.append(
+        {
+            "type": "actions",
+            "block_id": "exclude",
+            "elements": [
+                {
+                    "type": "conversations_select",
+                    "action_id": EXCLUDE_ACTION,
+                    "placeholder": _plain("Exclude a channel from the archive…"),
+                    "filter": {"include": ["public", "private"]},
+                    "confirm": {
+                        "title": _plain("Exclude this channel?"),
+                        "text": _plain(
+                            "Its archived messages are deleted and new ones are not archived."
+                        ),
+                        "confirm": _plain("Exclude"),
+                        "deny": _plain("Cancel"),
+                    },
+                }
+            ],
+        }
+    )
+    for channel_id in excluded[:EXCLUDED_SHOWN]:
+        shown.append(
+            {
+                **_mrkdwn(f"<#{channel_id}> is not archived"),
+                "accessory": {
+                    "type": "button",
+                    "action_id": INCLUDE_ACTION,
+                    "text": _plain("Archive again"),
+                    "value": channel_id,
+                },
+            }
+        )
+    return shown
+
+
+def edit_modal(block: Block) -> View:
+    """A modal with the block's text, in parts of at most 3000 characters (Slack's input limit)."""
+    parts, joins = split_text(block.value, max(block.char_limit, len(block.value)))
+    inputs: Blocks = [
+        {
+            "type": "input",
+            "block_id": f"part_{i}",
+            "optional": True,
+            "label": _plain("Text" if len(parts) == 1 else f"Text (part {i + 1} of {len(parts)})"),
+            "element": {
+                "type": "plain_text_input",
+                "action_id": TEXT_ACTION,
+                "multiline": True,
+                "max_length": INPUT_CHARS,
+                **({"initial_value": part} if part else {}),
+            },
+        }
+        for i, part in enumerate(parts)
+    ]
+    metadata = {"label": block.label, "version": block.version, "joins": joins}
+    return {
+        "type": "modal",
+        "callback_id": EDIT_CALLBACK,
+        "private_metadata": json.dumps(metadata),
+        "title": _plain(_cut(f"Edit {block.label}", 24)),
+        "submit": _plain("Save"),
+        "close": _plain("Cancel"),
+        "blocks": [
+            _context(
+                f"Version {block.version} · at most {block.char_limit} characters. "
+                "Saving stores a new version."
+            ),
+            *inputs,
+        ],
+    }
+
+
+def parse_edit(view: View) -> tuple[str, int, str] | None:
+    """(label, version the modal was opened at, new text) from a submitted edit modal."""
+    try:
+        metadata = json.loads(view.get("private_metadata") or "")
+        label, version, joins = str(metadata["label"]), int(metadata["version"]), metadata["joins"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    values = (view.get("state") or {}).get("values") or {}
+    parts = [
+        ((values.get(f"part_{i}") or {}).get(TEXT_ACTION) or {}).get("value") or ""
+        for i in range(len(joins) + 1)
+    ]
+    text = parts[0]
+    for join, part in zip(joins, parts[1:], strict=True):
+        text += str(join) + part if part else ""
+    return label, version, text
+
+
+def first_input(view: View) -> str:
+    """The block id an error shown in the modal attaches to."""
+    return next(
+        (b["block_id"] for b in view.get("blocks") or [] if b.get("type") == "input"), "part_0"
+    )
+
+
+def split_text(value: str, limit: int) -> tuple[list[str], list[str]]:
+    """Split text into parts of at most INPUT_CHARS, at line breaks where possible, and enough
+    of them for `limit` characters; the parts and what joins each to the next."""
+    parts: list[str] = []
+    joins: list[str] = []
+    rest = value
+    while len(rest) > INPUT_CHARS:
+        cut = rest.rfind("\n", 0, INPUT_CHARS + 1)
+        if cut > 0:
+            parts.append(rest[:cut])
+            joins.append("\n")
+            rest = rest[cut + 1 :]
+        else:
+            parts.append(rest[:INPUT_CHARS])
+            joins.append("")
+            rest = rest[INPUT_CHARS:]
+    parts.append(rest)
+    while len(parts) < -(-limit // INPUT_CHARS):
+        parts.append("")
+        joins.append("\n")
+    return parts, joins
+
+
+def _chunks(text: str, size: int) -> list[str]:
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+
+
+def _preview(text: str) -> str:
+    line = " ".join(text.split())
+    return line or "(empty)"
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _plain(text: str) -> dict[str, Any]:
+    return {"type": "plain_text", "text": text, "emoji": True}
+
+
+def _mrkdwn(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+def _context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": text}]}
+
+
+def _header(text: str) -> dict[str, Any]:
+    return {"type": "header", "text": _plain(text)}
+
+
+def _counts(snapshot: HomeSnapshot) -> Blocks:
+    fields = [
+        f"*Conversations*\n{snapshot.conversations}",
+        f"*Archived messages*\n{snapshot.archived}",
+        f"*Helpful answers*\n{snapshot.helpful}",
+        f"*Not helpful*\n{snapshot.not_helpful}",
+    ]
+    return [{"type": "section", "fields": [{"type": "mrkdwn", "text": f} for f in fields]}]
