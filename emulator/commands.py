@@ -15,6 +15,7 @@ from emulator import payloads
 from emulator.config import EmulatorConfig
 from emulator.events import EventDelivery
 from emulator.ids import new_trigger_id
+from emulator.interactions import post_interaction
 from emulator.notifier import Notifier
 from emulator.socket_mode import SocketModeHub
 from emulator.workspace import EmulatorError, Workspace
@@ -141,15 +142,7 @@ class SlashCommands:
                 }
             ],
         }
-        body = urlencode({"payload": json.dumps(payload)}).encode()
-        try:
-            status, _, _ = await self.delivery.post(
-                body,
-                {"Content-Type": "application/x-www-form-urlencoded"},
-                wait_seconds=self.config.ack_timeout,
-            )
-        except (TimeoutError, aiohttp.ClientError):
-            return None
+        status, _ = await post_interaction(self.config, self.delivery, payload)
         return status
 
     def respond(self, command_id: str, body: dict[str, Any]) -> None:

@@ -101,21 +101,46 @@ class MessageButtons:
         payload = block_actions_payload(
             self.config, self.workspace, user_id, channel_id, message, block_id, action
         )
-        if self.socket.connected:
-            try:
-                ack = await self.socket.request(
-                    "interactive", payload, wait_seconds=self.config.ack_timeout
-                )
-            except NotConnectedError:
-                return None
-            return 200 if ack is not None else None
-        body = urlencode({"payload": json.dumps(payload)}).encode()
-        try:
-            status, _, _ = await self.delivery.post(
-                body,
-                {"Content-Type": "application/x-www-form-urlencoded"},
-                wait_seconds=self.config.ack_timeout,
-            )
-        except (TimeoutError, aiohttp.ClientError):
-            return None
+        status, _ = await deliver_interaction(self.config, self.delivery, self.socket, payload)
         return status
+
+
+async def post_interaction(
+    config: EmulatorConfig, delivery: EventDelivery, payload: Payload
+) -> tuple[int | None, str]:
+    """POST an interaction payload to the app's request URL, form-encoded as Slack does; the
+    app's status and body (None and "" when it did not answer in time)."""
+    body = urlencode({"payload": json.dumps(payload)}).encode()
+    try:
+        status, text, _ = await delivery.post(
+            body,
+            {"Content-Type": "application/x-www-form-urlencoded"},
+            wait_seconds=config.ack_timeout,
+        )
+    except (TimeoutError, aiohttp.ClientError):
+        return None, ""
+    return status, text
+
+
+async def deliver_interaction(
+    config: EmulatorConfig, delivery: EventDelivery, socket: SocketModeHub, payload: Payload
+) -> tuple[int | None, Payload | None]:
+    """Send an interaction over Socket Mode when the app is connected, else over HTTP; the
+    app's status and its JSON answer, if any (None, None when it did not answer in time)."""
+    if socket.connected:
+        try:
+            ack = await socket.request(
+                "interactive",
+                payload,
+                wait_seconds=config.ack_timeout,
+                accepts_response_payload=True,
+            )
+        except NotConnectedError:
+            return None, None
+        return (200, ack.get("payload")) if ack is not None else (None, None)
+    status, text = await post_interaction(config, delivery, payload)
+    try:
+        answer = json.loads(text) if text.strip() else None
+    except ValueError:
+        answer = None
+    return status, answer if isinstance(answer, dict) else None

@@ -10,17 +10,14 @@ malicious client could, to test that the app checks who may do what.
 from __future__ import annotations
 
 import copy
-import json
 import time
 from typing import Any
-from urllib.parse import urlencode
-
-import aiohttp
 
 from emulator.config import EmulatorConfig
 from emulator.events import EventDelivery
 from emulator.ids import new_trigger_id, new_view_id
-from emulator.socket_mode import NotConnectedError, SocketModeHub
+from emulator.interactions import deliver_interaction
+from emulator.socket_mode import SocketModeHub
 from emulator.workspace import EmulatorError, Workspace
 
 Payload = dict[str, Any]
@@ -194,7 +191,7 @@ class ViewInteractions:
             "actions": [action],
             "is_enterprise_install": False,
         }
-        status, _ = await self._send(payload)
+        status, _ = await deliver_interaction(self.config, self.delivery, self.socket, payload)
         return status
 
     async def submit(
@@ -235,37 +232,11 @@ class ViewInteractions:
             "response_urls": [],
             "is_enterprise_install": False,
         }
-        status, response = await self._send(payload)
+        status, response = await deliver_interaction(
+            self.config, self.delivery, self.socket, payload
+        )
         action = (response or {}).get("response_action")
         closed = status == 200 and action not in ("errors", "update", "push")
         if closed:
             self.workspace.modals.pop(view_id, None)
         return {"status": status, "response": response, "closed": closed}
-
-    async def _send(self, payload: Payload) -> tuple[int | None, Payload | None]:
-        """Deliver an interaction payload; the app's status and its JSON answer, if any."""
-        if self.socket.connected:
-            try:
-                ack = await self.socket.request(
-                    "interactive",
-                    payload,
-                    wait_seconds=self.config.ack_timeout,
-                    accepts_response_payload=True,
-                )
-            except NotConnectedError:
-                return None, None
-            return (200, ack.get("payload")) if ack is not None else (None, None)
-        body = urlencode({"payload": json.dumps(payload)}).encode()
-        try:
-            status, text, _ = await self.delivery.post(
-                body,
-                {"Content-Type": "application/x-www-form-urlencoded"},
-                wait_seconds=self.config.ack_timeout,
-            )
-        except (TimeoutError, aiohttp.ClientError):
-            return None, None
-        try:
-            answer = json.loads(text) if text.strip() else None
-        except ValueError:
-            answer = None
-        return status, answer if isinstance(answer, dict) else None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from typing import Any
 
@@ -12,11 +11,9 @@ from emulator.api.base import (
     Args,
     Handler,
     channel_arg,
-    json_arg,
     paginate,
     text_arg,
 )
-from emulator.ids import new_view_id
 
 
 def auth_test(ctx: ApiContext, args: Args) -> dict[str, Any]:
@@ -72,41 +69,6 @@ def team_info(ctx: ApiContext, args: Args) -> dict[str, Any]:
     }
 
 
-def views_publish(ctx: ApiContext, args: Args) -> dict[str, Any]:
-    """views.publish: the user's App Home view (see emu.views)."""
-    user_id = text_arg(args, "user_id")
-    if user_id is None or user_id not in ctx.workspace.users:
-        raise ApiError("user_not_found")
-    view = json_arg(args, "view", "invalid_arguments")
-    if not isinstance(view, dict) or view.get("type") != "home":
-        raise ApiError("invalid_arguments", detail="view must be an object of type home")
-    previous = ctx.workspace.views.get(user_id)
-    view_id = previous["id"] if previous else new_view_id()
-    published = {
-        "id": view_id,
-        "team_id": ctx.config.team_id,
-        "type": "home",
-        "blocks": view.get("blocks", []),
-        "private_metadata": view.get("private_metadata", ""),
-        "callback_id": view.get("callback_id", ""),
-        "state": {"values": {}},
-        "hash": hashlib.sha256(repr(view).encode()).hexdigest()[:16] + f".{int(time.time())}",
-        "title": view.get("title"),
-        "clear_on_close": False,
-        "notify_on_close": False,
-        "close": None,
-        "submit": None,
-        "previous_view_id": None,
-        "root_view_id": view_id,
-        "app_id": ctx.config.app_id,
-        "external_id": view.get("external_id", ""),
-        "app_installed_team_id": ctx.config.team_id,
-        "bot_id": ctx.config.bot_id,
-    }
-    ctx.workspace.views[user_id] = published
-    return {"ok": True, "view": published}
-
-
 def apps_connections_open(ctx: ApiContext, args: Args) -> dict[str, Any]:
     """apps.connections.open (app-level token): a WebSocket URL on this emulator."""
     return {"ok": True, "url": ctx.socket_url()}
@@ -150,7 +112,6 @@ METHODS: dict[str, Handler] = {
     "users.info": users_info,
     "users.list": users_list,
     "team.info": team_info,
-    "views.publish": views_publish,
     "apps.connections.open": apps_connections_open,
     "assistant.threads.setStatus": set_status,
     "assistant.threads.setTitle": set_title,

@@ -1,4 +1,5 @@
-"""views.open and views.update: modals opened on a trigger, kept until submitted or closed.
+"""views.publish (the App Home), views.open and views.update (modals opened on a trigger, kept
+until submitted or closed).
 
 A trigger id is good once and for 3 seconds, as on Slack. Each open modal is stored in
 `workspace.modals` with the user it was opened for (`emulator.view_interactions` submits it).
@@ -16,12 +17,12 @@ from emulator.ids import new_view_id, trigger_age
 TRIGGER_SECONDS = 3.0
 
 
-def modal_view(ctx: ApiContext, view_id: str, view: dict[str, Any]) -> dict[str, Any]:
+def view_object(ctx: ApiContext, view_id: str, view: dict[str, Any]) -> dict[str, Any]:
     """The view object Slack returns and sends back in interactions (state starts empty)."""
     return {
         "id": view_id,
         "team_id": ctx.config.team_id,
-        "type": "modal",
+        "type": view["type"],
         "blocks": view.get("blocks", []),
         "private_metadata": view.get("private_metadata", ""),
         "callback_id": view.get("callback_id", ""),
@@ -66,7 +67,7 @@ def views_open(ctx: ApiContext, args: Args) -> dict[str, Any]:
         raise ApiError("expired_trigger_id")
     view = _modal_arg(args)
     ctx.workspace.exchanged_triggers.add(trigger_id)
-    opened = modal_view(ctx, new_view_id(), view)
+    opened = view_object(ctx, new_view_id(), view)
     ctx.workspace.modals[opened["id"]] = {
         "trigger_id": trigger_id,
         "user": ctx.workspace.trigger_users.get(trigger_id),
@@ -88,9 +89,27 @@ def views_update(ctx: ApiContext, args: Args) -> dict[str, Any]:
         )
     if found is None:
         raise ApiError("not_found")
-    updated = modal_view(ctx, found["view"]["id"], _modal_arg(args))
+    updated = view_object(ctx, found["view"]["id"], _modal_arg(args))
     found["view"] = updated
     return {"ok": True, "view": updated}
 
 
-METHODS: dict[str, Handler] = {"views.open": views_open, "views.update": views_update}
+def views_publish(ctx: ApiContext, args: Args) -> dict[str, Any]:
+    """views.publish: the user's App Home view (see emu.views)."""
+    user_id = text_arg(args, "user_id")
+    if user_id is None or user_id not in ctx.workspace.users:
+        raise ApiError("user_not_found")
+    view = json_arg(args, "view", "invalid_arguments")
+    if not isinstance(view, dict) or view.get("type") != "home":
+        raise ApiError("invalid_arguments", detail="view must be an object of type home")
+    previous = ctx.workspace.views.get(user_id)
+    published = view_object(ctx, previous["id"] if previous else new_view_id(), view)
+    ctx.workspace.views[user_id] = published
+    return {"ok": True, "view": published}
+
+
+METHODS: dict[str, Handler] = {
+    "views.publish": views_publish,
+    "views.open": views_open,
+    "views.update": views_update,
+}
