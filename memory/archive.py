@@ -455,11 +455,8 @@ class Archive:
             return []
         query = clean_text(query)
         depth = max(self._ranking.depth, 2 * limit)
-        total = sum((await self._channel_stats(team_id)).counts.values())
         lexical, dense = await asyncio.gather(
-            self._lexical.search(
-                team_id, query, audience=audience, filters=filters, limit=depth, total=total
-            ),
+            self._lexical.search(team_id, query, audience=audience, filters=filters, limit=depth),
             self._dense(team_id, query, audience, filters, depth),
         )
         scores = self._ranking.fuse(lexical, dense)

@@ -371,6 +371,7 @@ class LexicalIndex:
         self._context_weight = context_weight
         self._postgres = engine.dialect.name == "postgresql"
         self._df: OrderedDict[tuple[str, str], tuple[int, float]] = OrderedDict()
+        self._totals: dict[str, tuple[int, float]] = {}
         if not self._postgres and engine.dialect.name != "sqlite":
             raise ValueError(
                 f"the archive's lexical index needs SQLite or PostgreSQL, not {engine.dialect.name}"
@@ -579,12 +580,8 @@ class LexicalIndex:
         audience: Audience,
         filters: SearchFilters,
         limit: int,
-        total: int | None = None,
     ) -> list[Key]:
-        """Keys of the best lexical matches within the audience and filters, best first.
-
-        `total`, the team's number of messages, spares PostgreSQL counting them for the idf.
-        """
+        """Keys of the best lexical matches within the audience and filters, best first."""
         terms = query_terms(query)
         if not terms or limit <= 0 or sees_nothing(audience, filters.channels):
             return []
@@ -593,7 +590,7 @@ class LexicalIndex:
         async with self._engine.connect() as connection:
             if self._postgres:
                 sql = POSTGRES_SEARCH.format(scope=scope)
-                idfs = await self._idfs(connection, team_id, terms, total)
+                idfs = await self._idfs(connection, team_id, terms)
                 params.update(terms=terms, idfs=idfs, query=" or ".join(terms))
                 params["weights"] = [0.0, 0.0, self._context_weight, 1.0]
             else:
@@ -605,33 +602,44 @@ class LexicalIndex:
             return [(row.channel_id, row.ts) for row in rows]
 
     async def _idfs(
-        self, connection: AsyncConnection, team_id: str, terms: list[str], total: int | None
+        self, connection: AsyncConnection, team_id: str, terms: list[str]
     ) -> list[float]:
-        """BM25's idf of each term in the team's messages. Document frequencies are counted
-        once per DF_TTL seconds (each count reads every matching row: 7 ms for a word in 8%
-        of 100,000 messages), and change slowly."""
+        """BM25's idf of each term in the team's messages. The team's size and each term's
+        document frequency are counted at most once per DF_TTL seconds (a count reads every
+        matching row: 7 ms for a word in 8% of 100,000 messages), and change slowly."""
         now = time.monotonic()
-        missing = [
-            t
+        fresh = {
+            t: cached[0]
             for t in terms
-            if (cached := self._df.get((team_id, t))) is None or now - cached[1] > DF_TTL
-        ]
-        if missing:
+            if (cached := self._df.get((team_id, t))) is not None and now - cached[1] <= DF_TTL
+        }
+        if missing := [t for t in terms if t not in fresh]:
             rows = await connection.execute(
                 text(POSTGRES_DOCUMENT_FREQUENCIES), {"team": team_id, "terms": missing}
             )
-            for term, count in rows:
-                self._df[(team_id, term)] = (int(count), now)
-                self._df.move_to_end((team_id, term))
-            while len(self._df) > DF_CACHE:
-                self._df.popitem(last=False)
-        if total is None:
+            fresh.update((term, int(count)) for term, count in rows)
+        for t in missing:
+            self._df[(team_id, t)] = (fresh[t], now)
+        for t in terms:
+            self._df.move_to_end((team_id, t))
+        while len(self._df) > DF_CACHE:
+            self._df.popitem(last=False)
+        total = await self._team_size(connection, team_id, now)
+        return [
+            math.log(1 + (max(total, fresh[t]) - fresh[t] + 0.5) / (fresh[t] + 0.5)) for t in terms
+        ]
+
+    async def _team_size(self, connection: AsyncConnection, team_id: str, now: float) -> int:
+        """The team's number of messages, counted at most once per DF_TTL seconds."""
+        cached = self._totals.get(team_id)
+        if cached is None or now - cached[1] > DF_TTL:
             count = select(func.count()).select_from(messages).where(messages.c.team_id == team_id)
-            total = int((await connection.execute(count)).scalar_one())
-        frequencies = [self._df[(team_id, t)][0] for t in terms]
-        return [math.log(1 + (max(total, df) - df + 0.5) / (df + 0.5)) for df in frequencies]
+            cached = (int((await connection.execute(count)).scalar_one()), now)
+            self._totals[team_id] = cached
+        return cached[0]
 
     def forget_team(self, team_id: str) -> None:
         """Drop cached statistics of a team."""
+        self._totals.pop(team_id, None)
         for key in [k for k in self._df if k[0] == team_id]:
             del self._df[key]
