@@ -175,16 +175,7 @@ class ViewInteractions:
         trigger_id = new_trigger_id()
         self.workspace.trigger_users[trigger_id] = user.id
         payload = {
-            "type": "block_actions",
-            "token": self.config.verification_token,
-            "api_app_id": self.config.app_id,
-            "team": {"id": self.config.team_id, "domain": self.config.team_domain},
-            "user": {
-                "id": user.id,
-                "username": user.name,
-                "name": user.name,
-                "team_id": self.config.team_id,
-            },
+            **self._envelope("block_actions", user.id),
             "container": {"type": "view", "view_id": home["id"]},
             "trigger_id": trigger_id,
             "view": home,
@@ -217,16 +208,7 @@ class ViewInteractions:
                 raise EmulatorError("not_allowed", f"modal {view_id} was opened for someone else")
             view = opened["view"]
         payload = {
-            "type": "view_submission",
-            "token": self.config.verification_token,
-            "api_app_id": self.config.app_id,
-            "team": {"id": self.config.team_id, "domain": self.config.team_domain},
-            "user": {
-                "id": user.id,
-                "username": user.name,
-                "name": user.name,
-                "team_id": self.config.team_id,
-            },
+            **self._envelope("view_submission", user.id),
             "trigger_id": new_trigger_id(),
             "view": with_inputs(view, values or {}),
             "response_urls": [],
@@ -240,3 +222,19 @@ class ViewInteractions:
         if closed:
             self.workspace.modals.pop(view_id, None)
         return {"status": status, "response": response, "closed": closed}
+
+    def _envelope(self, kind: str, user_id: str) -> Payload:
+        """The fields every interaction payload of `kind` from `user_id` starts with."""
+        user = self.workspace.user(user_id)
+        return {
+            "type": kind,
+            "token": self.config.verification_token,
+            "api_app_id": self.config.app_id,
+            "team": {"id": self.config.team_id, "domain": self.config.team_domain},
+            "user": {
+                "id": user.id,
+                "username": user.name,
+                "name": user.name,
+                "team_id": self.config.team_id,
+            },
+        }
