@@ -16,16 +16,18 @@ from handlers import (
     uninstall,
 )
 from handlers.membership import Memberships
+from handlers.users import SlackUsers
 
 
 def register(app: AsyncApp, services: Services) -> None:
     """Attach every listener and middleware of the Slack edge to `app`."""
     memberships = Memberships()
+    users = SlackUsers()  # one users.info cache for names and admin checks
     middleware.register(app, services)
-    messages.register(app, services, memberships)
+    messages.register(app, services, memberships, users)
     recall.register(app, services, memberships)
     uninstall.register(app, services)
     feedback.register(app, services)
-    backfill.register(app, services)
-    app_home.register(app, services)
+    backfill.register(app, services, users)
+    app_home.register(app, services, users)
     ignored.register(app)

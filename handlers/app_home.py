@@ -28,7 +28,7 @@ from handlers.app_home_blocks import (
     parse_edit,
     parse_revert,
 )
-from handlers.workspace_admins import WorkspaceAdmins
+from handlers.users import SlackUsers
 from memory.edits import EditError
 
 log = logging.getLogger("lore.app_home")
@@ -36,8 +36,8 @@ log = logging.getLogger("lore.app_home")
 ADMINS_ONLY = "Only workspace admins and owners can change Lore's memory and channels."
 
 
-def register(app: AsyncApp, services: Services) -> None:
-    home = _Home(services, WorkspaceAdmins())
+def register(app: AsyncApp, services: Services, users: SlackUsers) -> None:
+    home = _Home(services, users)
 
     @app.event("app_home_opened")
     async def on_opened(event: dict[str, Any], context: AsyncBoltContext) -> None:
@@ -82,7 +82,7 @@ def register(app: AsyncApp, services: Services) -> None:
 class _Home:
     """The App Home's work for one Bolt app: permission checks, store calls, publishing."""
 
-    def __init__(self, services: Services, admins: WorkspaceAdmins) -> None:
+    def __init__(self, services: Services, admins: SlackUsers) -> None:
         self._services = services
         self._admins = admins
 

@@ -10,18 +10,19 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from app.services import Services
 from handlers.slack_history import SlackHistory
+from handlers.users import SlackUsers
 
 log = logging.getLogger("lore.backfill")
 
 
-def register(app: AsyncApp, services: Services) -> None:
+def register(app: AsyncApp, services: Services, users: SlackUsers) -> None:
     async def on_member_joined(
         event: dict[str, Any], context: AsyncBoltContext, client: AsyncWebClient
     ) -> None:
         if not context.bot_user_id or event.get("user") != context.bot_user_id:
             return
         team_id = context.team_id or event.get("team") or ""
-        reader = SlackHistory(client, team_id)
+        reader = SlackHistory(client, team_id, users)
         await services.backfill.request(reader, event["channel"], again=True)
 
     app.event("member_joined_channel")(on_member_joined)

@@ -18,16 +18,17 @@ from handlers.channels import ChannelTypes
 from handlers.membership import Memberships
 from handlers.permalinks import WorkspaceUrls, permalink
 from handlers.slack_thread import SlackThread
-from handlers.user_names import UserNames
+from handlers.users import SlackUsers
 from memory.archive import ArchivedMessage
 
 NEW_MESSAGE_SUBTYPES = {None, "thread_broadcast", "file_share"}
 
 
-def register(app: AsyncApp, services: Services, memberships: Memberships) -> None:
+def register(
+    app: AsyncApp, services: Services, memberships: Memberships, users: SlackUsers
+) -> None:
     channel_types = ChannelTypes()
     workspace_urls = WorkspaceUrls()
-    user_names = UserNames()
 
     async def on_message(
         event: dict[str, Any], context: AsyncBoltContext, client: AsyncWebClient
@@ -41,7 +42,7 @@ def register(app: AsyncApp, services: Services, memberships: Memberships) -> Non
             return
         incoming = _Incoming(event, context, team_id, workspace_urls)
         services.background.spawn(
-            _archive(services, channel_types, user_names, client, incoming), name="archive"
+            _archive(services, channel_types, users, client, incoming), name="archive"
         )
         if incoming.from_bot or not incoming.user_id:
             return
@@ -110,14 +111,14 @@ class _Incoming:
 async def _archive(
     services: Services,
     channel_types: ChannelTypes,
-    user_names: UserNames,
+    users: SlackUsers,
     client: AsyncWebClient,
     incoming: _Incoming,
 ) -> None:
     if await services.app_home.is_excluded(incoming.team_id, incoming.channel_id):
         return  # an admin excluded this channel from the archive (App Home)
     channel_type = await channel_types.of(client, incoming.channel_id, incoming.channel_type_hint)
-    author = incoming.bot_name or await user_names.of(client, incoming.team_id, incoming.user_id)
+    author = incoming.bot_name or await users.name(client, incoming.team_id, incoming.user_id)
     await services.ingest.add(
         ArchivedMessage(
             team_id=incoming.team_id,

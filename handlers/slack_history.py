@@ -19,7 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from app.backfill import Page
 from handlers.channels import ChannelTypes
 from handlers.permalinks import WorkspaceUrls, permalink
-from handlers.user_names import UserNames
+from handlers.users import SlackUsers
 
 RATE_LIMIT_RETRIES = 20
 MEMBER_TYPES = "public_channel,private_channel,mpim,im"
@@ -42,12 +42,14 @@ def backfill_client(token: str, base_url: str) -> AsyncWebClient:
 class SlackHistory:
     """One workspace's channels read through conversations.history / conversations.replies."""
 
-    def __init__(self, client: AsyncWebClient, team_id: str) -> None:
+    def __init__(
+        self, client: AsyncWebClient, team_id: str, users: SlackUsers | None = None
+    ) -> None:
         self.team_id = team_id
         self._client = backfill_client(client.token or "", client.base_url)
         self._channel_types = ChannelTypes()
         self._urls = WorkspaceUrls()
-        self._names = UserNames()
+        self._names = users or SlackUsers()
 
     async def history(
         self, channel_id: str, *, latest: str, cursor: str | None, limit: int
@@ -76,7 +78,7 @@ class SlackHistory:
         if isinstance(bot_name, str) and bot_name.strip():
             return bot_name.strip()
         user = raw.get("user")
-        return await self._names.of(
+        return await self._names.name(
             self._client, self.team_id, user if isinstance(user, str) else None
         )
 

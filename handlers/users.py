@@ -1,0 +1,87 @@
+"""People's names and admin rights, from one cached `users.info` per (team, user).
+
+Each caller says how old an answer it accepts: a name may be an hour old (a rename reaches new
+messages within the hour), an admin check at most a minute.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import OrderedDict
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+NAME_SECONDS = 3600.0
+ADMIN_SECONDS = 60.0
+MAX_USERS = 50_000
+
+log = logging.getLogger("lore.users")
+
+User = dict[str, Any]
+
+
+def display_name(user: User) -> str | None:
+    """A user's name as people write it: the real name, else the display name, else the handle."""
+    profile = user.get("profile")
+    if not isinstance(profile, dict):
+        profile = {}
+    for candidate in (
+        profile.get("real_name"),
+        user.get("real_name"),
+        profile.get("display_name"),
+        user.get("name"),
+    ):
+        if isinstance(candidate, str) and candidate.strip():
+            return candidate.strip()
+    return None
+
+
+def is_admin(user: User) -> bool:
+    """Admins, owners and the primary owner, unless deactivated."""
+    return bool(
+        not user.get("deleted")
+        and (user.get("is_admin") or user.get("is_owner") or user.get("is_primary_owner"))
+    )
+
+
+class SlackUsers:
+    """users.info answers by (team, user), the most recent MAX_USERS kept."""
+
+    def __init__(self) -> None:
+        self._known: OrderedDict[tuple[str, str], tuple[User, float]] = OrderedDict()
+
+    async def name(self, client: AsyncWebClient, team_id: str, user_id: str | None) -> str | None:
+        """The user's name; after a failed lookup the last one known, or None."""
+        if not user_id:
+            return None
+        try:
+            return display_name(await self._info(client, team_id, user_id, NAME_SECONDS))
+        except SlackApiError as error:
+            log.warning("users.info %s failed: %s", user_id, error.response.get("error"))
+            known = self._known.get((team_id, user_id))
+            return display_name(known[0]) if known else None
+
+    async def is_admin(self, client: AsyncWebClient, team_id: str, user_id: str) -> bool:
+        """True for admins and owners; False for others and when Slack cannot tell."""
+        try:
+            return is_admin(await self._info(client, team_id, user_id, ADMIN_SECONDS))
+        except SlackApiError as error:
+            log.info("users.info for an admin check failed: %s", error.response.get("error"))
+            return False
+
+    async def _info(
+        self, client: AsyncWebClient, team_id: str, user_id: str, max_age: float
+    ) -> User:
+        key = (team_id, user_id)
+        known = self._known.get(key)
+        if known and time.monotonic() - known[1] <= max_age:
+            return known[0]
+        user = (await client.users_info(user=user_id)).get("user") or {}
+        self._known[key] = (user, time.monotonic())
+        self._known.move_to_end(key)
+        while len(self._known) > MAX_USERS:
+            self._known.popitem(last=False)
+        return user
