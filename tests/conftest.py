@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.main import Lore
 from emulator import EmulatorConfig, SlackEmulator
 from memory.db import create_tables, make_engine
+from memory.embeddings import OnnxEmbedder
 from tests.fake_anthropic import FakeAnthropic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,6 +25,14 @@ REDIS_URL = os.environ.get("LORE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get(
     "LORE_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
+
+
+@pytest.fixture(scope="session")
+def embedder() -> OnnxEmbedder:
+    """The real embedding model, loaded once for the whole run."""
+    if not (MODEL_DIR / "model.onnx").is_file():
+        pytest.skip(f"model not present at {MODEL_DIR}")
+    return OnnxEmbedder(MODEL_DIR)
 
 
 def new_team() -> str:

@@ -81,13 +81,6 @@ CORPUS = [MIGRATION, LUNCH, SALES, CI, VACATION, OFFSITE]
 EVERYONE = Audience.everyone()
 
 
-@pytest.fixture(scope="module")
-def embedder() -> OnnxEmbedder:
-    if not (MODEL_DIR / "model.onnx").is_file():
-        pytest.skip(f"model not present at {MODEL_DIR}")
-    return OnnxEmbedder(MODEL_DIR)
-
-
 @pytest.fixture
 async def archive(
     tmp_path: Path, embedder: OnnxEmbedder, sqlite_engine: AsyncEngine

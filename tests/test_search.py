@@ -17,7 +17,7 @@ from memory.audience import Audience
 from memory.embeddings import OnnxEmbedder
 from memory.lexical import Key
 from memory.ranking import Ranking
-from tests.conftest import MODEL_DIR, new_team
+from tests.conftest import new_team
 
 EVERYONE = Audience.everyone()
 NONE = SearchFilters()
@@ -56,13 +56,6 @@ class Corpus:
             permalink=f"https://x.slack.com/archives/{channel}/p{i}",
             user_name=name,
         )
-
-
-@pytest.fixture(scope="module")
-def embedder() -> OnnxEmbedder:
-    if not (MODEL_DIR / "model.onnx").is_file():
-        pytest.skip(f"model not present at {MODEL_DIR}")
-    return OnnxEmbedder(MODEL_DIR)
 
 
 @pytest.fixture
