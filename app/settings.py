@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     lore_search_rrf_k: float = Field(default=Ranking.rrf_k, ge=0)
     lore_search_dense_weight: float = Field(default=Ranking.dense_weight, ge=0)
     lore_search_context_weight: float = Field(default=Ranking.context_weight, ge=0)
+    lore_search_date_weight: float = Field(default=Ranking.date_weight, ge=0)
     port: int = Field(default=3000, ge=0, le=65535)
     lore_host: str = "0.0.0.0"
     lore_emulator_port: int = Field(default=3001, ge=0, le=65535)
@@ -71,6 +72,7 @@ class Settings(BaseSettings):
             rrf_k=self.lore_search_rrf_k,
             dense_weight=self.lore_search_dense_weight,
             context_weight=self.lore_search_context_weight,
+            date_weight=self.lore_search_date_weight,
         )
 
     @field_validator(

@@ -63,6 +63,7 @@ from memory.messages import (
     indexed_text,
     message_key,
 )
+from memory.query_dates import dated_filters
 from memory.ranking import Key, Ranking
 
 __all__ = [
@@ -450,16 +451,20 @@ class Archive:
 
         Only messages the audience may see and that pass the filters are candidates, in both
         the lexical and the dense retrieval; every hit is read back from the current record.
+        A date the query names ("in March 2024", "last week") adds both retrievals within it.
         """
         if limit <= 0 or sees_nothing(audience, filters.channels):
             return []
         query = clean_text(query)
         depth = max(self._ranking.depth, 2 * limit)
-        lexical, dense = await asyncio.gather(
-            self._lexical.search(team_id, query, audience=audience, filters=filters, limit=depth),
-            self._dense(team_id, query, audience, filters, depth),
+        scopes = (
+            [filters, *dated_filters(query, filters)] if self._ranking.date_weight else [filters]
         )
-        scores = self._ranking.fuse(lexical, dense)
+        rankings = await asyncio.gather(
+            *(self._retrieve(team_id, query, audience, scope, depth) for scope in scopes)
+        )
+        (lexical, dense), *dated = rankings
+        scores = self._ranking.fuse(lexical, dense, dated)
         ranked = sorted(scores, key=lambda k: -scores[k])
         hits: list[SearchHit] = []
         start = 0
@@ -473,6 +478,16 @@ class Archive:
                     hits.append(SearchHit(message, scores[key]))
                 # else removed since indexed, or outside audience or filters
         return hits[:limit]
+
+    async def _retrieve(
+        self, team_id: str, query: str, audience: Audience, filters: SearchFilters, depth: int
+    ) -> tuple[list[Key], list[Key]]:
+        """The lexical and the dense ranking of one scope, best first."""
+        lexical, dense = await asyncio.gather(
+            self._lexical.search(team_id, query, audience=audience, filters=filters, limit=depth),
+            self._dense(team_id, query, audience, filters, depth),
+        )
+        return lexical, dense
 
     async def _dense(
         self,

@@ -136,6 +136,8 @@ def test_fusion_prefers_agreement_then_the_heavier_ranking() -> None:
     assert scores[a] == pytest.approx(1 / 11) and scores[c] == pytest.approx(0.5 / 11)
     assert scores[b] == pytest.approx(1 / 12 + 0.5 / 12)
     assert ranking.fuse([], []) == {}
+    dated = Ranking(rrf_k=10, dense_weight=0.5, date_weight=2.0).fuse([a], [], [([d], [a])])
+    assert dated[d] == pytest.approx(2 / 11) and dated[a] == pytest.approx(1 / 11 + 1 / 11)
     dense_first = Ranking(rrf_k=60, dense_weight=2.0).fuse([a], [c])
     assert dense_first[c] > dense_first[a]
 
@@ -380,3 +382,37 @@ def test_audience() -> None:
     assert Audience(frozenset(), public=False).sees_nothing
     coerced = Audience({"G1"})  # type: ignore[arg-type]
     assert coerced.channels == frozenset({"G1"}) and hash(coerced) == hash(answer)
+
+
+async def test_a_date_the_question_names_ranks_that_dates_messages_higher(
+    tmp_path: Path, embedder: OnnxEmbedder, any_engine: AsyncEngine
+) -> None:
+    c = Corpus()
+    december = 24 * 30  # hours after BASE (2023-11-14 22:13 UTC): 2023-12-14
+    november = [
+        c.msg("C1", i, f"Launch plan v{i}: the launch plan for the mobile launch is final.")
+        for i in range(1, 6)
+    ]
+    target = c.msg("C1", december, "We moved the launch to after the holidays.")
+    dated = await Archive.open_embedded(tmp_path / "dated", embedder, any_engine)
+    undated = await Archive.open_embedded(
+        tmp_path / "undated", embedder, any_engine, Ranking(date_weight=0)
+    )
+    try:
+        for arc in (dated, undated):
+            await arc.add([*november, target])
+        question = "what was the launch plan in December 2023?"
+        assert keys(await dated.search(c.team, question, audience=EVERYONE, limit=1)) == [
+            key(target)
+        ]
+        assert key(target) not in keys(
+            await undated.search(c.team, question, audience=EVERYONE, limit=3)
+        )
+        hits = await dated.search(c.team, question, audience=EVERYONE, limit=6)
+        assert set(keys(hits)) == {key(m) for m in [*november, target]}  # others still found
+        in_november = SearchFilters(before=float(ts(december)) - 1)
+        filtered = await dated.search(c.team, question, audience=EVERYONE, filters=in_november)
+        assert key(target) not in keys(filtered) and filtered  # a filter still holds
+    finally:
+        await dated.close()
+        await undated.close()
