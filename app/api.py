@@ -156,7 +156,7 @@ def _int(request: web.Request, name: str, default: int, low: int, high: int) -> 
     return value
 
 
-def _bearer(request: web.Request) -> str | None:
+def bearer_token(request: web.Request) -> str | None:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -164,7 +164,7 @@ def _bearer(request: web.Request) -> str | None:
     return token.strip()
 
 
-def _is_loopback(request: web.Request) -> bool:
+def is_loopback(request: web.Request) -> bool:
     """A client on this machine that asked for this machine by a loopback name.
 
     Checking the Host header as well keeps pages on other sites (DNS rebinding) out.
@@ -187,12 +187,12 @@ class ApiAccess:
 
     def check(self, request: web.Request) -> web.Response | None:
         """None when the request may go on, else the refusal to send."""
-        given = _bearer(request)
+        given = bearer_token(request)
         token = self.admin_token
         if token is not None and given is not None:
             if hmac.compare_digest(given.encode(), token.encode()):
                 return None
-        if self.local_mode and _is_loopback(request):
+        if self.local_mode and is_loopback(request):
             return None
         if token is None:
             if not self.local_mode:

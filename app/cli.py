@@ -20,6 +20,7 @@ from app.backfill import cli as backfill_cli
 from app.importer.convert import workspace_host
 from app.importer.export import ExportError, open_export
 from app.importer.run import import_export
+from app.logging_setup import configure_logging
 from app.main import credentials_from, open_database, open_stores, start_lore
 from app.settings import Settings, SettingsError, load_settings
 from app.store_lock import StoreBusy, embedded_store_lock
@@ -55,9 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as error:
         print(f"lore: {error}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.lore_log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.lore_log_level, settings.lore_log_format)
     if args.command == "memory":
         return asyncio.run(_memory(settings, args.action, args.team, args.label))
     command = args.command or "serve"
@@ -178,7 +177,10 @@ async def _serve(settings: Settings) -> int:
         else "",
     )
     await _wait_for_signal()
-    log.info("shutting down: finishing queued turns")
+    log.info(
+        "shutting down: finishing running and queued turns for up to %gs (LORE_SHUTDOWN_GRACE)",
+        settings.lore_shutdown_grace,
+    )
     await lore.stop()
     if emulator is not None:
         await emulator.stop()

@@ -26,10 +26,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import handlers
 from app.agent.turn import Agent, TurnLimits
 from app.app_home import AppHome
+from app.askers import Askers
 from app.backfill import Backfill, BackfillLimits
 from app.background import TaskPool
 from app.feedback import ReplyFeedback
 from app.ingest import Ingest
+from app.metrics import LoreMetrics
+from app.metrics_endpoint import MetricsEndpoint
 from app.oauth import (
     Installations,
     OAuthCredentials,
@@ -53,7 +56,14 @@ from memory.dedupe import LocalOnceKeys, OnceKeys, RedisOnceKeys
 from memory.embeddings import load_embedder
 from memory.exclusions import Exclusions
 from memory.feedback import Feedback
-from memory.locks import LocalLocks, RedisLocks, WorkspaceLocks
+from memory.locks import (
+    LocalLeases,
+    LocalLocks,
+    RedisConversationLocks,
+    RedisLeases,
+    RedisLocks,
+    WorkspaceLocks,
+)
 
 log = logging.getLogger("lore")
 
@@ -149,6 +159,7 @@ def make_llm(settings: Settings) -> anthropic.AsyncAnthropic | None:
 
 def make_services(settings: Settings, stores: Stores) -> Services:
     llm = make_llm(settings)
+    metrics = LoreMetrics()
     agent = Agent(
         llm=llm,
         limits=TurnLimits(
@@ -160,12 +171,21 @@ def make_services(settings: Settings, stores: Stores) -> Services:
         archive=stores.archive,
         blocks=stores.blocks,
         conversations=stores.conversations,
+        observer=metrics,
     )
     backfill = make_backfill(settings, stores)
     return Services(
         agent=agent,
-        turns=TurnQueue(settings.lore_max_concurrent_turns),
-        ingest=Ingest(stores.archive, linger=settings.lore_ingest_linger),
+        turns=TurnQueue(
+            settings.lore_max_concurrent_turns,
+            max_queued=settings.lore_max_queued_turns,
+            locks=RedisConversationLocks(stores.redis) if stores.redis else None,
+        ),
+        ingest=Ingest(
+            stores.archive,
+            linger=settings.lore_ingest_linger,
+            max_pending=settings.lore_max_pending_archive,
+        ),
         recall=Recall(stores.archive, llm, settings.lore_model),
         background=TaskPool(settings.lore_max_concurrent_turns * 4),
         once=stores.once,
@@ -190,6 +210,8 @@ def make_services(settings: Settings, stores: Stores) -> Services:
             backfill=backfill,
             exclusions=stores.exclusions,
         ),
+        askers=Askers(stores.conversations),
+        metrics=metrics,
     )
 
 
@@ -201,7 +223,11 @@ def make_backfill(settings: Settings, stores: Stores) -> Backfill:
         page_size=settings.lore_backfill_page_size,
     )
     return Backfill(
-        stores.archive, BackfillState(stores.engine), limits, stores.exclusions.is_excluded
+        stores.archive,
+        BackfillState(stores.engine),
+        limits,
+        stores.exclusions.is_excluded,
+        RedisLeases(stores.redis) if stores.redis else LocalLeases(),
     )
 
 
@@ -298,11 +324,16 @@ class Lore:
         return checks
 
     async def stop(self) -> None:
-        """Stop taking events, finish queued work, then close the clients and stores."""
+        """Stop taking events, finish queued work, then close the clients and stores.
+
+        Running and queued turns get LORE_SHUTDOWN_GRACE seconds; the askers of turns left
+        after that are told Lore is restarting, and those turns are cancelled.
+        """
         if self.socket_mode is not None:
             await self.socket_mode.close_async()
         await self.runner.cleanup()
-        await self.services.turns.drain()
+        self.services.turns.close()
+        await self.services.turns.drain(self.settings.lore_shutdown_grace)
         await self.services.backfill.close()
         await self.services.background.drain()
         await self.services.agent.close()
@@ -319,8 +350,13 @@ async def start_lore(
     """
     stores = await open_stores(settings)
     services = make_services(settings, stores)
+    metrics = metrics_endpoint(settings, stores, services)
     lore: Lore | None = None
-    application = make_web_app(lambda: lore.bolt if lore else None, lambda: lore.readiness())  # type: ignore[union-attr]
+    application = make_web_app(
+        lambda: lore.bolt if lore else None,
+        lambda: lore.readiness(),  # type: ignore[union-attr]
+        metrics.handle,
+    )
     runner = web.AppRunner(application, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, settings.lore_host, settings.port)
@@ -333,6 +369,17 @@ async def start_lore(
     # collection scanning it froze the event loop for ~190 ms under load (bench/ack_latency.py).
     gc.freeze()
     return lore
+
+
+def metrics_endpoint(settings: Settings, stores: Stores, services: Services) -> MetricsEndpoint:
+    """`/metrics` over this Lore's metrics, which read the queue, ingest and stores at scrape."""
+    services.metrics.watch(
+        turns=services.turns, ingest=services.ingest, blocks=stores.blocks, archive=stores.archive
+    )
+    token = settings.lore_metrics_token
+    return MetricsEndpoint(
+        services.metrics, settings.local_mode, token.get_secret_value() if token else None
+    )
 
 
 def oauth_credentials_from(settings: Settings) -> OAuthCredentials | None:

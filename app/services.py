@@ -6,10 +6,12 @@ from dataclasses import dataclass
 
 from app.agent.turn import Agent
 from app.app_home import AppHome
+from app.askers import Askers
 from app.backfill import Backfill
 from app.background import TaskPool
 from app.feedback import ReplyFeedback
 from app.ingest import Ingest
+from app.metrics import LoreMetrics
 from app.recall import Recall
 from app.turns import TurnQueue
 from app.workspace_data import WorkspaceData
@@ -28,3 +30,5 @@ class Services:
     workspace_data: WorkspaceData
     backfill: Backfill
     app_home: AppHome
+    askers: Askers
+    metrics: LoreMetrics

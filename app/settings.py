@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlparse
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -52,14 +53,19 @@ class Settings(BaseSettings):
     lore_host: str = "0.0.0.0"
     lore_emulator_port: int = Field(default=3001, ge=0, le=65535)
     lore_log_level: str = "INFO"
+    lore_log_format: Literal["text", "json"] = "text"
     lore_max_steps: int = Field(default=6, ge=1, le=50)
     lore_max_tokens: int = Field(default=1024, ge=64)
     lore_history_tokens: int = Field(default=8000, ge=500)
     lore_max_concurrent_turns: int = Field(default=16, ge=1)
+    lore_max_queued_turns: int = Field(default=500, ge=1)
+    lore_max_pending_archive: int = Field(default=1000, ge=1)
+    lore_shutdown_grace: float = Field(default=30.0, ge=0)
     lore_memory_block_limit: int = Field(default=5000, ge=100)
     lore_model_timeout: float = Field(default=60.0, gt=0)
     lore_model_retries: int = Field(default=2, ge=0, le=10)
     lore_admin_token: SecretStr | None = None
+    lore_metrics_token: SecretStr | None = None
     lore_backfill_history_per_minute: float = Field(default=50.0, gt=0)
     lore_backfill_replies_per_minute: float = Field(default=50.0, gt=0)
     lore_backfill_page_size: int = Field(default=200, ge=1, le=999)
@@ -81,6 +87,7 @@ class Settings(BaseSettings):
         "slack_app_token",
         "anthropic_api_key",
         "lore_admin_token",
+        "lore_metrics_token",
         "slack_client_secret",
         mode="before",
     )
@@ -155,6 +162,13 @@ class Settings(BaseSettings):
         if scheme == "postgresql+asyncpg":
             return value
         raise ValueError("must be a sqlite:// or postgresql:// URL")
+
+    @field_validator("lore_log_format", mode="before")
+    @classmethod
+    def _log_format(cls, value: object) -> object:
+        if isinstance(value, str) and value.lower() in ("text", "json"):
+            return value.lower()
+        raise ValueError("must be text or json")
 
     @field_validator("lore_log_level")
     @classmethod

@@ -1,59 +1,197 @@
-"""Turn ordering: one at a time per conversation, in arrival order; bounded per workspace."""
+"""Turn ordering: one at a time per conversation, in arrival order; bounded per workspace.
+
+Every submitted turn is either run or handed back to its asker: refused when its workspace
+already has `max_queued` turns waiting (busy) or when Lore is stopping (restarting), or left
+over when the shutdown grace runs out (restarting).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from enum import Enum
 
 from app.background import finish_or_cancel
+from memory.locks import ConversationLocks
 
 log = logging.getLogger("lore.turns")
 
-Job = Callable[[], Awaitable[None]]
 ConversationKey = tuple[str, str, str]
+HAND_BACK_GRACE = 10.0
+
+
+class HandBack(Enum):
+    """Why a turn will not run."""
+
+    BUSY = "busy"
+    RESTARTING = "restarting"
+
+
+@dataclass(frozen=True)
+class Turn:
+    """A turn to run, and how to tell its asker when it will not run."""
+
+    run: Callable[[], Awaitable[None]]
+    hand_back: Callable[[HandBack], Awaitable[None]]
+
+
+@dataclass
+class _Entry:
+    turn: Turn
+    started: bool = False
+    finished: bool = False
 
 
 class TurnQueue:
-    """Serial queues keyed by (team, channel, thread_ts); a worker exists only while busy."""
+    """Serial queues keyed by (team, channel, thread_ts); a worker exists only while busy.
 
-    def __init__(self, per_workspace: int) -> None:
+    With `locks` (Redis), each turn also holds its conversation's lock, so two processes never
+    run turns of one thread at once.
+    """
+
+    def __init__(
+        self,
+        per_workspace: int,
+        max_queued: int = 500,
+        locks: ConversationLocks | None = None,
+    ) -> None:
         self._per_workspace = per_workspace
-        self._queues: dict[ConversationKey, deque[Job]] = {}
+        self._max_queued = max_queued
+        self._locks = locks
+        self._queues: dict[ConversationKey, deque[_Entry]] = {}
+        self._queued: Counter[str] = Counter()
         self._slots: dict[str, asyncio.Semaphore] = {}
+        self._telling: dict[str, asyncio.Semaphore] = {}
         self._workers: set[asyncio.Task[None]] = set()
+        self._hand_backs: set[asyncio.Task[None]] = set()
+        self._closed = False
 
-    def submit(self, key: ConversationKey, job: Job) -> None:
-        """Queue `job` behind earlier jobs of the same conversation; never blocks."""
+    def submit(self, key: ConversationKey, turn: Turn) -> bool:
+        """Queue `turn` behind earlier turns of its conversation; never blocks.
+
+        False if refused (the workspace's queue is full, or Lore is stopping); the turn is
+        then handed back in the background.
+        """
+        team = key[0]
+        if self._closed:
+            self._hand_back(team, turn, HandBack.RESTARTING)
+            return False
+        if self._queued[team] >= self._max_queued:
+            self._hand_back(team, turn, HandBack.BUSY)
+            return False
+        self._queued[team] += 1
+        entry = _Entry(turn)
         queue = self._queues.get(key)
         if queue is not None:
-            queue.append(job)
-            return
-        self._queues[key] = deque([job])
+            queue.append(entry)
+            return True
+        self._queues[key] = deque([entry])
         worker = asyncio.create_task(self._work(key), name=f"turns:{':'.join(key)}")
         self._workers.add(worker)
         worker.add_done_callback(self._workers.discard)
+        return True
 
     @property
     def depth(self) -> int:
+        """Turns queued or running, over every workspace."""
         return sum(len(queue) for queue in self._queues.values())
 
+    def queued(self, team_id: str) -> int:
+        """Turns of one workspace waiting to start (what `max_queued` bounds)."""
+        return self._queued[team_id]
+
+    @property
+    def closed(self) -> bool:
+        """True once Lore is stopping: new turns are handed back."""
+        return self._closed
+
+    def close(self) -> None:
+        """Refuse new turns from now on (handed back as restarting)."""
+        self._closed = True
+
     async def drain(self, grace: float = 60.0) -> None:
-        """Let queued turns finish; cancel any still running after `grace` seconds."""
-        await finish_or_cancel(self._workers, grace, "conversations")
+        """Run queued turns for up to `grace` seconds; then hand back and cancel the rest."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        while self._workers and (remaining := deadline - loop.time()) > 0:
+            await asyncio.wait(set(self._workers), timeout=remaining)
+        if self._workers:
+            await self._hand_back_left_over()
+        await finish_or_cancel(self._hand_backs, HAND_BACK_GRACE, "hand-backs")
+
+    async def _hand_back_left_over(self) -> None:
+        queues = dict(self._queues)
+        left = [
+            (key[0], entry)
+            for key, queue in queues.items()
+            for entry in queue
+            if not entry.finished
+        ]
+        workers = set(self._workers)
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        for key, queue in queues.items():
+            if self._queues.get(key) is queue:  # its worker was cancelled before it started
+                del self._queues[key]
+        for team, entry in left:
+            if not entry.started:
+                self._dequeued(team)
+            self._hand_back(team, entry.turn, HandBack.RESTARTING)
+        running = sum(entry.started for _, entry in left)
+        log.warning(
+            "shutdown grace over: handed back %d turns (%d cancelled while running)",
+            len(left),
+            running,
+        )
 
     async def _work(self, key: ConversationKey) -> None:
         queue = self._queues[key]
         slots = self._slots.setdefault(key[0], asyncio.Semaphore(self._per_workspace))
         try:
             while queue:
-                job = queue[0]
+                entry = queue[0]
                 async with slots:
-                    try:
-                        await job()
-                    except Exception:
-                        log.exception("turn failed in %s", key)
+                    entry.started = True
+                    self._dequeued(key[0])
+                    await self._run(key, entry)
                 queue.popleft()
         finally:
             del self._queues[key]
+
+    async def _run(self, key: ConversationKey, entry: _Entry) -> None:
+        try:
+            async with self._hold(key):
+                await entry.turn.run()
+                entry.finished = True
+        except Exception:
+            entry.finished = True
+            log.exception("turn failed in %s", key)
+
+    def _hold(self, key: ConversationKey) -> AbstractAsyncContextManager[None]:
+        if self._locks is None:
+            return contextlib.nullcontext()
+        return self._locks.hold(*key)
+
+    def _dequeued(self, team: str) -> None:
+        self._queued[team] -= 1
+        if self._queued[team] <= 0:
+            del self._queued[team]
+
+    def _hand_back(self, team: str, turn: Turn, reason: HandBack) -> None:
+        task = asyncio.create_task(self._tell(team, turn, reason), name=f"turns:{reason.value}")
+        self._hand_backs.add(task)
+        task.add_done_callback(self._hand_backs.discard)
+
+    async def _tell(self, team: str, turn: Turn, reason: HandBack) -> None:
+        telling = self._telling.setdefault(team, asyncio.Semaphore(self._per_workspace))
+        async with telling:
+            try:
+                await turn.hand_back(reason)
+            except Exception:
+                log.exception("could not tell an asker their turn was handed back (%s)", reason)

@@ -1,5 +1,6 @@
-"""Lore's HTTP surface: `/slack/events` into Bolt, `/healthz` / `/readyz` for operators, and the
-JSON API over the agent (`/api/...`, see `app.api`; `/` leads to the playground in local mode)."""
+"""Lore's HTTP surface: `/slack/events` into Bolt, `/healthz` / `/readyz` / `/metrics` for
+operators, and the JSON API over the agent (`/api/...`, see `app.api`; `/` leads to the
+playground in local mode)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,16 @@ from slack_bolt.async_app import AsyncApp
 from app.api import add_api_routes
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, str]]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 MAX_BODY_BYTES = 2 * 1024 * 1024
 
 
-def make_web_app(bolt: Callable[[], AsyncApp | None], readiness: ReadinessCheck) -> web.Application:
-    """The aiohttp application; `bolt` returns the Bolt app once it exists."""
+def make_web_app(
+    bolt: Callable[[], AsyncApp | None], readiness: ReadinessCheck, metrics: Handler
+) -> web.Application:
+    """The aiohttp application; `bolt` returns the Bolt app once it exists, `metrics` serves
+    `/metrics` (see `app.metrics_endpoint`)."""
 
     async def slack_events(request: web.Request) -> web.StreamResponse:
         app = bolt()
@@ -57,5 +62,6 @@ def make_web_app(bolt: Callable[[], AsyncApp | None], readiness: ReadinessCheck)
     application.router.add_get("/slack/oauth_redirect", slack_oauth)
     application.router.add_get("/healthz", healthz)
     application.router.add_get("/readyz", readyz)
+    application.router.add_get("/metrics", metrics)
     add_api_routes(application)
     return application

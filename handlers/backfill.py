@@ -29,15 +29,18 @@ def register(app: AsyncApp, services: Services, users: SlackUsers) -> None:
 
 
 async def resume_backfill(client: AsyncWebClient, services: Services) -> None:
-    """One-token mode at start-up: resume the unfinished backfills of the token's workspace."""
-    if not await services.backfill.state.teams_unfinished():
-        return
-    team_id = (await client.auth_test())["team_id"]
-    resumed = await services.backfill.resume(
-        lambda team: SlackHistory(client, team) if team == team_id else None
-    )
-    if resumed:
-        log.info("resuming the unfinished backfills of %s", team_id)
+    """One-token mode at start-up: resume the unfinished backfills of the token's workspace,
+    and from then on take over those a dead process leaves running."""
+    token_team: list[str] = []  # asked of auth.test once, when first needed
+
+    async def reader(team_id: str) -> SlackHistory | None:
+        if not token_team:
+            token_team.append((await client.auth_test())["team_id"])
+        return SlackHistory(client, team_id) if team_id == token_team[0] else None
+
+    if await services.backfill.resume(reader):
+        log.info("resuming the unfinished backfills of %s", token_team[0])
+    services.backfill.keep_adopting(reader)
 
 
 async def backfill_installed(client: AsyncWebClient, team_id: str, services: Services) -> None:

@@ -1,7 +1,8 @@
 """Messages and mentions: archive every message; answer mentions, DMs and threads Lore is in.
 
 Listeners only parse and enqueue (no awaits), so Slack gets its 200 at once and the turns of
-one thread keep their arrival order.
+one thread keep their arrival order. A turn Lore will not run (queue full, or shutting down)
+is answered with a short note in its thread instead.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 
+from app import log_context
 from app.agent.ports import TurnRequest
 from app.agent.turn import may_be_for_lore
 from app.services import Services
+from app.turns import HandBack, Turn
 from handlers.channels import ChannelTypes
 from handlers.membership import Memberships
 from handlers.permalinks import WorkspaceUrls, permalink
@@ -22,6 +25,10 @@ from handlers.users import SlackUsers
 from memory.archive import ArchivedMessage
 
 NEW_MESSAGE_SUBTYPES = {None, "thread_broadcast", "file_share"}
+HAND_BACK_TEXT = {
+    HandBack.BUSY: "I'm busy right now — please ask again in a minute.",
+    HandBack.RESTARTING: "I'm restarting and couldn't answer this — please ask again in a minute.",
+}
 
 
 def register(
@@ -52,7 +59,12 @@ def register(
             return
         services.turns.submit(
             (team_id, incoming.channel_id, incoming.thread_ts),
-            lambda: _answer(services, channel_types, memberships, client, incoming),
+            Turn(
+                run=log_context.carried(
+                    lambda: _answer(services, channel_types, memberships, client, incoming)
+                ),
+                hand_back=lambda reason: _hand_back(services, client, incoming, reason),
+            ),
         )
 
     app.event("message")(on_message)
@@ -137,6 +149,24 @@ async def _archive(
             is_bot=incoming.from_bot,
             user_name=author,
         )
+    )
+
+
+async def _hand_back(
+    services: Services, client: AsyncWebClient, incoming: _Incoming, reason: HandBack
+) -> None:
+    """Tell the asker, in their thread, that Lore will not answer this message and why."""
+    if not await services.askers.expects_answer(
+        incoming.team_id,
+        incoming.channel_id,
+        incoming.thread_ts,
+        mentioned=incoming.mentions_lore,
+        direct=incoming.channel_type_hint == "im",
+    ):
+        return
+    services.metrics.turn_handed_back(reason.value)
+    await client.chat_postMessage(
+        channel=incoming.channel_id, thread_ts=incoming.thread_ts, text=HAND_BACK_TEXT[reason]
     )
 
 

@@ -1,16 +1,25 @@
-"""De-duplication: drop Slack's retries and the app_mention + message double delivery."""
+"""De-duplication: drop Slack's retries and the app_mention + message double delivery.
+
+The middleware also counts every delivery (and every duplicate) in the metrics, and binds the
+delivery's team, event id and conversation to the log context for everything it leads to.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from slack_bolt.async_app import AsyncApp
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_bolt.response import BoltResponse
 
+from app import log_context
 from app.services import Services
 
+log = logging.getLogger("lore.events")
+
 NEW_MESSAGE_SUBTYPES = {None, "thread_broadcast", "file_share"}
+MESSAGE_EVENTS = ("message", "app_mention")
 
 
 def dedupe_keys(body: dict[str, Any]) -> list[str]:
@@ -19,19 +28,47 @@ def dedupe_keys(body: dict[str, Any]) -> list[str]:
         return []
     keys = [f"event:{body.get('team_id')}:{body.get('event_id')}"]
     event = body.get("event") or {}
-    is_message = event.get("type") in ("message", "app_mention")
+    is_message = event.get("type") in MESSAGE_EVENTS
     if is_message and event.get("subtype") in NEW_MESSAGE_SUBTYPES and event.get("ts"):
         keys.append(f"message:{body.get('team_id')}:{event.get('channel')}:{event['ts']}")
     return keys
 
 
+def delivery_type(body: dict[str, Any]) -> str:
+    """What a delivery is, for the metrics: its event type, `slash_command`, or payload type."""
+    if body.get("type") == "event_callback":
+        return str((body.get("event") or {}).get("type") or "unknown")
+    if "command" in body:
+        return "slash_command"
+    return str(body.get("type") or "unknown")
+
+
+def log_fields(body: dict[str, Any], context: AsyncBoltContext) -> dict[str, str | None]:
+    """The ids a delivery's log lines carry: team, event id, and channel + thread for messages."""
+    event = body.get("event") or {}
+    thread_ts = None
+    if event.get("type") in MESSAGE_EVENTS:
+        thread_ts = event.get("thread_ts") or event.get("ts")
+    return {
+        "team": context.team_id,
+        "event_id": body.get("event_id"),
+        "channel": context.channel_id,
+        "thread_ts": thread_ts,
+    }
+
+
 def register(app: AsyncApp, services: Services) -> None:
     @app.middleware
     async def drop_duplicates(
-        body: dict[str, Any], next: Callable[[], Awaitable[None]]
+        body: dict[str, Any], context: AsyncBoltContext, next: Callable[[], Awaitable[None]]
     ) -> BoltResponse | None:
+        kind = delivery_type(body)
+        services.metrics.event_received(kind, context.team_id)
+        log_context.bind_delivery(**log_fields(body, context))
         for key in dedupe_keys(body):
             if not await services.once.claim(key):
+                services.metrics.event_duplicate(kind)
+                log.debug("dropped a duplicate %s delivery (%s)", kind, key.split(":")[0])
                 return BoltResponse(status=200, body="")
         await next()
         return None

@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import delete, func, select
@@ -62,6 +63,18 @@ class EditResult:
     diff: str
 
 
+@dataclass
+class EditCounts:
+    """What this store's edits came to since it was opened; read by the metrics at scrape time."""
+
+    stored: Counter[str] = field(default_factory=Counter)
+    """Versions written, by operation (insert, replace, rethink, forget)."""
+    conflicts: int = 0
+    """Times another writer stored version n+1 first, so the edit was re-applied."""
+    rejected: int = 0
+    """Edits refused with an EditError (text not found, over the limit, stale version, ...)."""
+
+
 class VersionConflict(Exception):
     """Another writer stored the same version first; the edit must be re-applied."""
 
@@ -73,6 +86,7 @@ class MemoryBlocks:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._locks = locks
         self._char_limit = char_limit
+        self.counts = EditCounts()
 
     async def current(self, team_id: str, scope: str | None = None) -> list[Block]:
         """The workspace-wide blocks (created once) and, when given, the `scope` block.
@@ -119,6 +133,25 @@ class MemoryBlocks:
         Raises EditError when the edit does not apply (unknown block, text not found, ...), or
         when `expected_version` is given and the newest version is another one.
         """
+        try:
+            result = await self._edit_locked(
+                team_id, label, edit, conversation_id, user_id, expected_version
+            )
+        except EditError:
+            self.counts.rejected += 1
+            raise
+        self.counts.stored[edit.operation] += 1
+        return result
+
+    async def _edit_locked(
+        self,
+        team_id: str,
+        label: str,
+        edit: Edit,
+        conversation_id: str | None,
+        user_id: str | None,
+        expected_version: int | None,
+    ) -> EditResult:
         scope = label if label.startswith(SCOPED_PREFIX) else None
         if label not in {b.label for b in await self.current(team_id, scope)}:
             raise EditError(f"no memory block named {label!r}")
@@ -129,6 +162,7 @@ class MemoryBlocks:
                         team_id, label, edit, conversation_id, user_id, expected_version
                     )
                 except VersionConflict:
+                    self.counts.conflicts += 1
                     log.warning("memory edit conflict on %s/%s; re-applying", team_id, label)
                     await asyncio.sleep(random.uniform(0, 0.01))
         raise EditError(f"block {label!r} changed too often while editing; try again")

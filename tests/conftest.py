@@ -1,10 +1,11 @@
-"""Shared fixtures: real Redis, SQLite and PostgreSQL, the embedding model, unique team ids."""
+"""Shared fixtures: real Redis, SQLite, PostgreSQL and Chroma server, the embedding model,
+unique team ids."""
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from app.main import Lore
 from emulator import EmulatorConfig, SlackEmulator
 from memory.db import create_tables, make_engine
 from memory.embeddings import OnnxEmbedder
+from tests.chroma_server import CHROMA_BIN, running_chroma
 from tests.fake_anthropic import FakeAnthropic
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,6 +35,16 @@ def embedder() -> OnnxEmbedder:
     if not (MODEL_DIR / "model.onnx").is_file():
         pytest.skip(f"model not present at {MODEL_DIR}")
     return OnnxEmbedder(MODEL_DIR)
+
+
+@pytest.fixture(scope="session")
+def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One Chroma server (`chroma run`) for the whole run; its URL. Tests sharing it use their
+    own team ids (`new_team`), since each workspace has its own collection."""
+    if not CHROMA_BIN.is_file():
+        pytest.skip(f"the chroma CLI is not installed at {CHROMA_BIN}")
+    with running_chroma(tmp_path_factory.mktemp("chroma-server")) as url:
+        yield url
 
 
 def new_team() -> str:

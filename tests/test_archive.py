@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,9 +20,9 @@ from memory.archive import (
 )
 from memory.audience import Audience
 from memory.embeddings import HashingEmbedder, OnnxEmbedder
+from tests.conftest import new_team
 
 MODEL_DIR = Path(__file__).resolve().parents[2] / "shared" / "models" / "all-MiniLM-L6-v2"
-CHROMA_BIN = Path(sys.executable).with_name("chroma")
 
 DAY = 86_400.0
 BASE = 1_700_000_000.0  # 2023-11-14
@@ -336,71 +332,35 @@ async def test_event_loop_keeps_running_during_add(archive: Archive) -> None:
     assert max(gaps) < max(0.25, elapsed / 3)  # never blocked for the whole add
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for_heartbeat(url: str, proc: subprocess.Popen[bytes], seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"chroma run exited with code {proc.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/api/v2/heartbeat", timeout=1):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"chroma server at {url} did not answer within {seconds} s")
-
-
-@pytest.fixture
-def chroma_server(tmp_path: Path) -> Iterator[str]:
-    if not CHROMA_BIN.is_file():
-        pytest.skip(f"the chroma CLI is not installed at {CHROMA_BIN}")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    args = ["run", "--path", str(tmp_path / "server"), "--host", "127.0.0.1", "--port", str(port)]
-    proc = subprocess.Popen(
-        [str(CHROMA_BIN), *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        wait_for_heartbeat(url, proc, 20.0)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 async def test_open_http_against_local_server(
     chroma_server: str, embedder: OnnxEmbedder, sqlite_engine: AsyncEngine
 ) -> None:
+    # The server lives for the whole run: fresh team ids keep this test's collections its own.
+    one, two = new_team(), new_team()
+    corpus = [replace(m, team_id=one) for m in CORPUS]
+    migration, lunch, sales = corpus[0], corpus[1], replace(SALES, team_id=two)
     arc = await Archive.open_http(chroma_server, embedder, sqlite_engine)
     try:
-        await arc.add([*CORPUS, replace(SALES, team_id="T2")])
-        assert await arc.count("T1") == len(CORPUS)
+        await arc.add([*corpus, sales])
+        assert await arc.count(one) == len(corpus)
         hits = await arc.search(
-            "T1", "when are we migrating the prod DB?", audience=EVERYONE, limit=2
+            one, "when are we migrating the prod DB?", audience=EVERYONE, limit=2
         )
-        assert hits[0].message == MIGRATION
+        assert hits[0].message == migration
         filters = SearchFilters(user_id="U2", after=float(CI.ts))
-        filtered = await arc.search("T1", "x", audience=EVERYONE, filters=filters)
+        filtered = await arc.search(one, "x", audience=EVERYONE, filters=filters)
         assert {h.message.key for h in filtered} == {CI.key, OFFSITE.key}
-        assert await arc.update_text("T1", "C1", LUNCH.ts, "Pizza instead.")
-        assert (await arc.get("T1", "C1", LUNCH.ts)) == replace(LUNCH, text="Pizza instead.")
-        assert await arc.delete("T1", SALES.channel_id, SALES.ts)
-        assert await arc.count("T1") == len(CORPUS) - 1
-        assert [h.message.team_id for h in await arc.search("T2", "sales", audience=EVERYONE)] == [
-            "T2"
+        assert await arc.update_text(one, "C1", LUNCH.ts, "Pizza instead.")
+        assert (await arc.get(one, "C1", LUNCH.ts)) == replace(lunch, text="Pizza instead.")
+        assert await arc.delete(one, SALES.channel_id, SALES.ts)
+        assert await arc.count(one) == len(corpus) - 1
+        assert [h.message.team_id for h in await arc.search(two, "sales", audience=EVERYONE)] == [
+            two
         ]
-        await arc.delete_team("T1")
-        assert await arc.count("T1") == 0
-        assert await arc.count("T2") == 1
+        await arc.delete_team(one)
+        assert await arc.count(one) == 0
+        assert await arc.count(two) == 1
+        await arc.delete_team(two)
     finally:
         await arc.close()
 

@@ -1,4 +1,5 @@
-"""Two Lore processes sharing Redis and PostgreSQL behind one event stream."""
+"""Two Lore processes sharing Redis, PostgreSQL and a Chroma server behind one event stream
+that delivers each event to one of them or to both, at random."""
 
 from __future__ import annotations
 
@@ -6,7 +7,6 @@ import asyncio
 import os
 import random
 import re
-import socket
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -16,8 +16,12 @@ import aiohttp
 import pytest
 
 from emulator import EmulatorConfig, SlackEmulator
+from memory.archive import Archive, collection_name, message_key
 from memory.blocks import MemoryBlocks
+from memory.chroma_client import open_http
+from memory.embeddings import OnnxEmbedder
 from memory.locks import LocalLocks
+from tests.chroma_server import free_port
 from tests.conftest import (
     MODEL_DIR,
     POSTGRES_URL,
@@ -26,16 +30,13 @@ from tests.conftest import (
     new_team,
     postgres_engine_or_skip,
 )
+from tests.event_splitter import EventSplitter
 from tests.fake_anthropic import FakeAnthropic, reply, text, tool_use
-from tests.harness import user_text
+from tests.harness import eventually, user_text
 
 BOT = "<@U0LORE>"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+CHANNEL = "C0GENERAL"
+MENTIONS = 40
 
 
 async def wait_ready(url: str, process: asyncio.subprocess.Process) -> None:
@@ -60,8 +61,48 @@ async def team_emulator() -> AsyncIterator[SlackEmulator]:
     await emu.stop()
 
 
-async def test_two_processes_answer_once_and_lose_no_edit(
-    team_emulator: SlackEmulator, fake_llm: FakeAnthropic, tmp_path: Path
+async def start_lore(
+    n: int, emulator: SlackEmulator, fake_llm: FakeAnthropic, chroma_url: str, data: Path
+) -> tuple[str, asyncio.subprocess.Process]:
+    """`python -m app serve` on the shared stores; its URL and process."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "LORE_HOST": "127.0.0.1",
+        "LORE_DATA_DIR": str(data / f"lore{n}"),
+        "LORE_EMBEDDING_MODEL_DIR": str(MODEL_DIR),
+        "DATABASE_URL": POSTGRES_URL,
+        "REDIS_URL": REDIS_URL,
+        "CHROMA_URL": chroma_url,
+        "SLACK_BOT_TOKEN": emulator.config.bot_token,
+        "SLACK_SIGNING_SECRET": emulator.config.signing_secret,
+        "SLACK_API_URL": emulator.api_url,
+        "ANTHROPIC_API_KEY": "test-key",
+        "ANTHROPIC_BASE_URL": fake_llm.base_url,
+        "LORE_LOG_LEVEL": "WARNING",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "app", "serve", cwd=ROOT, env=env
+    )
+    return f"http://127.0.0.1:{port}", process
+
+
+def channel_messages(emulator: SlackEmulator) -> dict[str, dict[str, Any]]:
+    """Every message of the channel, thread replies included, by ts."""
+    found: dict[str, dict[str, Any]] = {}
+    for top in emulator.messages(CHANNEL):
+        for message in emulator.thread(CHANNEL, top["ts"]):
+            found[message["ts"]] = message
+    return found
+
+
+async def test_two_processes_answer_once_lose_no_edit_and_archive_everything_once(
+    team_emulator: SlackEmulator,
+    fake_llm: FakeAnthropic,
+    chroma_server: str,
+    embedder: OnnxEmbedder,
+    tmp_path: Path,
 ) -> None:
     engine = await postgres_engine_or_skip()
     emulator = team_emulator
@@ -72,74 +113,93 @@ async def test_two_processes_answer_once_and_lose_no_edit(
         if isinstance(last, list) and last[0].get("type") == "tool_result":
             return reply(text("Saved."))
         number = re.search(r"fact number (\d+)", user_text(request))
-        assert number
+        if number is None:
+            return reply(text("I was not asked."))  # fails the reply checks below
         return reply(tool_use("memory_insert", {"label": "org", "text": f"Fact {number[1]}"}))
 
     fake_llm.respond_with(respond)
-    urls: list[str] = []
     processes: list[asyncio.subprocess.Process] = []
+    splitter: EventSplitter | None = None
+    reader: Archive | None = None
     try:
+        urls = []
         for n in range(2):
-            port = free_port()
-            env = {
-                **os.environ,
-                "PORT": str(port),
-                "LORE_HOST": "127.0.0.1",
-                "LORE_DATA_DIR": str(tmp_path / f"lore{n}"),
-                "LORE_EMBEDDING_MODEL_DIR": str(MODEL_DIR),
-                "DATABASE_URL": POSTGRES_URL,
-                "REDIS_URL": REDIS_URL,
-                "SLACK_BOT_TOKEN": emulator.config.bot_token,
-                "SLACK_SIGNING_SECRET": emulator.config.signing_secret,
-                "SLACK_API_URL": emulator.api_url,
-                "ANTHROPIC_API_KEY": "test-key",
-                "ANTHROPIC_BASE_URL": fake_llm.base_url,
-                "LORE_LOG_LEVEL": "WARNING",
-            }
-            processes.append(
-                await asyncio.create_subprocess_exec(
-                    sys.executable, "-m", "app", "serve", cwd=ROOT, env=env
-                )
-            )
-            urls.append(f"http://127.0.0.1:{port}")
+            url, process = await start_lore(n, emulator, fake_llm, chroma_server, tmp_path)
+            urls.append(url)
+            processes.append(process)
         for url, process in zip(urls, processes, strict=True):
             await wait_ready(url, process)
+        splitter = EventSplitter(urls, random.Random(7))
+        await splitter.start()
+        emulator.config.events_url = splitter.url
 
-        chooser = random.Random(7)
-        posts = []
-        for n in range(40):
-            posted = await emulator.post_message(
-                "U0ALICE", "C0GENERAL", f"{BOT} learn fact number {n}", deliver=False
+        chooser = random.Random(11)
+        mentions, plain = [], []
+        for n in range(MENTIONS):
+            mentions.append(
+                await emulator.post_message("U0ALICE", CHANNEL, f"{BOT} learn fact number {n}")
             )
-            posts.append(posted)
-            event = {
-                "type": "app_mention",
-                "user": "U0ALICE",
-                "text": f"{BOT} learn fact number {n}",
-                "ts": posted["ts"],
-                "channel": "C0GENERAL",
-                "event_ts": posted["ts"],
-            }
-            targets = chooser.choice([[0], [1], [0, 1], [1, 0]])
-            for target in targets:
-                emulator.config.events_url = f"{urls[target]}/slack/events"
-                event_id = f"Ev{team}{n:04d}"
-                assert await emulator.deliver_event(event, event_id=event_id) == 200
-        for posted in posts:
-            await emulator.wait_for_reply("C0GENERAL", posted["ts"], timeout=60)
-        await asyncio.sleep(1.0)
-        for posted in posts:
-            bot_messages = [
-                m for m in emulator.thread("C0GENERAL", posted["ts"]) if m.get("bot_id")
-            ]
-            assert len(bot_messages) == 1, posted["ts"]
-        blocks = MemoryBlocks(engine, LocalLocks())
-        history = await blocks.history(team, "org")
-        assert [b.version for b in history] == list(range(1, 42))
-        assert sorted(history[-1].value.splitlines()) == sorted(f"Fact {n}" for n in range(40))
+            if n % 2 == 0:
+                plain.append(
+                    await emulator.post_message("U0BOB", CHANNEL, f"status: deploy {n} went fine")
+                )
+            else:
+                parent = chooser.choice(plain)["ts"]
+                await emulator.post_message("U0CAROL", CHANNEL, f"thanks ({n})", thread_ts=parent)
+
+        for posted in mentions:
+            await emulator.wait_for_reply(CHANNEL, posted["ts"], timeout=120)
+        await emulator.drain()  # every event delivered, the bot's own messages' included
+        expected = channel_messages(emulator)
+        reader = await Archive.open_http(chroma_server, embedder, engine)
+
+        async def archived_all() -> bool:
+            assert reader is not None
+            return await reader.count(team) >= len(expected)
+
+        await eventually(archived_all, 60)
+        await asyncio.sleep(1.0)  # room for a duplicate turn or write to show up
+
+        # every mention answered exactly once, and nothing else answered
+        for posted in mentions:
+            bots = [m for m in emulator.thread(CHANNEL, posted["ts"]) if m.get("bot_id")]
+            assert [m["text"] for m in bots] == ["Saved."], posted["ts"]
+        for posted in plain:
+            assert not [m for m in emulator.thread(CHANNEL, posted["ts"]) if m.get("bot_id")]
+        assert len(fake_llm.requests) == 2 * MENTIONS  # one tool call and one answer per turn
+
+        # no memory edit lost
+        history = await MemoryBlocks(engine, LocalLocks()).history(team, "org")
+        assert [b.version for b in history] == list(range(1, MENTIONS + 2))
+        facts = sorted(f"Fact {n}" for n in range(MENTIONS))
+        assert sorted(history[-1].value.splitlines()) == facts
+
+        # the archive holds every message once, read back by a third client: the record (SQL)
+        # and the vectors (the Chroma server) alike
+        assert await reader.count(team) == len(expected)
+        for ts, message in expected.items():
+            stored = await reader.get(team, CHANNEL, ts)
+            assert stored is not None, ts
+            assert stored.text == message["text"], ts
+        store = await open_http(chroma_server)
+        try:
+            vectors = await store.collection(collection_name(team, embedder.name), create=False)
+            assert vectors is not None
+            assert await vectors.count() == len(expected)
+            keys = [message_key(CHANNEL, ts) for ts in expected]
+            assert {r.id for r in await vectors.get(keys)} == set(keys)
+        finally:
+            await store.close()
+
+        # the stream really was split: events went to each process alone and to both
+        assert splitter.sent[(0,)] and splitter.sent[(1,)] and splitter.sent[(0, 1)]
     finally:
+        if splitter is not None:
+            await splitter.stop()
         for process in processes:
             process.terminate()
         for process in processes:
             await asyncio.wait_for(process.wait(), timeout=60)
+        if reader is not None:
+            await reader.close()
         await engine.dispose()

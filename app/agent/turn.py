@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import anthropic
 
+from app import log_context
 from app.agent import prompt
 from app.agent.memory_scope import memory_scope
 from app.agent.ports import PostedReply, Reply, Source, Thread, TurnRequest
 from app.agent.retrieval_only import RetrievalOnly
 from app.agent.tools import TOOLS, ToolRunner
+from app.askers import Askers
 from memory.archive import Archive, ArchivedMessage
 from memory.blocks import MemoryBlocks
 from memory.conversations import Conversations
@@ -36,6 +39,34 @@ class TurnLimits:
     history_tokens: int
 
 
+class TurnObserver(Protocol):
+    """Told how each turn ended and how long it took (the metrics)."""
+
+    def turn_finished(self, outcome: str, seconds: float, model_seconds: float | None) -> None:
+        """`outcome` is "answered" or "failed"; `model_seconds` is None without a model."""
+
+
+class _Unobserved:
+    def turn_finished(self, outcome: str, seconds: float, model_seconds: float | None) -> None:
+        del outcome, seconds, model_seconds
+
+
+@dataclass
+class ModelClock:
+    """Time a turn spent waiting on the model API (not on Slack while streaming)."""
+
+    seconds: float = 0.0
+    _since: float | None = None
+
+    def start(self) -> None:
+        self._since = time.perf_counter()
+
+    def stop(self) -> None:
+        if self._since is not None:
+            self.seconds += time.perf_counter() - self._since
+            self._since = None
+
+
 class Agent:
     """The workspace agent: runs turns with the model, or retrieval-only without one."""
 
@@ -47,12 +78,15 @@ class Agent:
         archive: Archive,
         blocks: MemoryBlocks,
         conversations: Conversations,
+        observer: TurnObserver | None = None,
     ) -> None:
         self._llm = llm
+        self._observer: TurnObserver = observer or _Unobserved()
         self._limits = limits
         self._archive = archive
         self._blocks = blocks
         self._conversations = conversations
+        self._askers = Askers(conversations)
         self._tools = ToolRunner(archive, blocks)
         self._retrieval_only = RetrievalOnly(archive, blocks)
 
@@ -68,36 +102,64 @@ class Agent:
         """Answer `request` if it is for Lore; never raises, the user sees a readable message.
 
         Lore answers a mention, any DM, and any later message of a thread it has replied in.
+        Log lines written meanwhile carry the team and the conversation (channel, thread).
         """
+        with log_context.bound(
+            team=request.team_id, channel=request.channel_id, thread_ts=request.thread_ts
+        ):
+            await self._run(request, thread, mentioned=mentioned)
+
+    async def _run(self, request: TurnRequest, thread: Thread, *, mentioned: bool) -> None:
+        started = time.perf_counter()
         if not may_be_for_lore(request.channel_type, request.ts, request.thread_ts, mentioned):
             return
-        if not mentioned and request.channel_type != "im":
-            known = await self._conversations.find(
-                request.team_id, request.channel_id, request.thread_ts
-            )
-            if known is None or not known.bot_replied:
-                return
+        if not await self._askers.expects_answer(
+            request.team_id,
+            request.channel_id,
+            request.thread_ts,
+            mentioned=mentioned,
+            direct=request.channel_type == "im",
+        ):
+            return
         conversation = await self._conversations.open(
             request.team_id, request.channel_id, request.thread_ts
         )
+        clock = ModelClock()
+        outcome = "failed"
+        try:
+            outcome = await self._answer(request, thread, conversation.id, clock)
+        finally:
+            seconds = time.perf_counter() - started
+            model_seconds = None if self._llm is None else clock.seconds
+            self._observer.turn_finished(outcome, seconds, model_seconds)
+            log.debug("turn %s in %.3f s (model %.3f s)", outcome, seconds, clock.seconds)
+
+    async def _answer(
+        self, request: TurnRequest, thread: Thread, conversation_id: str, clock: ModelClock
+    ) -> str:
+        """Write the reply, or an apology when the model or a tool fails; the outcome."""
         await thread.set_status(THINKING)
         reply = thread.open_reply()
+        outcome = "answered"
         try:
             if self._llm is None:
-                posted = await self._retrieval_only.answer(request, reply, conversation.id)
+                posted = await self._retrieval_only.answer(request, reply, conversation_id)
             else:
-                posted = await self._model_turn(self._llm, request, thread, reply, conversation.id)
+                posted = await self._model_turn(
+                    self._llm, request, thread, reply, conversation_id, clock
+                )
         except anthropic.APIError as error:
-            log.warning("model call failed in %s: %s", conversation.id, _reason(error))
+            log.warning("model call failed in %s: %s", conversation_id, _reason(error))
             await reply.fail(APOLOGY.format(reason=_reason(error)))
-            posted = None
+            posted, outcome = None, "failed"
         except Exception:
-            log.exception("turn failed in %s", conversation.id)
+            log.exception("turn failed in %s", conversation_id)
             await reply.fail(FAILURE)
-            posted = None
-        await self._conversations.record_reply(conversation.id)
+            posted, outcome = None, "failed"
+        await self._conversations.record_reply(conversation_id)
         if posted is not None:
             await self._archive_reply(request, posted)
+        return outcome
 
     async def _model_turn(
         self,
@@ -106,6 +168,7 @@ class Agent:
         thread: Thread,
         reply: Reply,
         conversation_id: str,
+        clock: ModelClock,
     ) -> PostedReply | None:
         history = await thread.history(request.ts)
         blocks = await self._blocks.current(request.team_id, memory_scope(request))
@@ -114,16 +177,22 @@ class Agent:
         offered: dict[str, Source] = {}
         cited: dict[str, Source] = {}
         for _step in range(self._limits.max_steps):
-            async with llm.messages.stream(
-                model=self._limits.model,
-                max_tokens=self._limits.max_tokens,
-                system=system,  # type: ignore[arg-type]
-                messages=messages,  # type: ignore[arg-type]
-                tools=TOOLS,  # type: ignore[arg-type]
-            ) as stream:
-                async for text in stream.text_stream:
-                    await reply.append(text)
-                message = await stream.get_final_message()
+            clock.start()
+            try:
+                async with llm.messages.stream(
+                    model=self._limits.model,
+                    max_tokens=self._limits.max_tokens,
+                    system=system,  # type: ignore[arg-type]
+                    messages=messages,  # type: ignore[arg-type]
+                    tools=TOOLS,  # type: ignore[arg-type]
+                ) as stream:
+                    async for text in stream.text_stream:
+                        clock.stop()
+                        await reply.append(text)
+                        clock.start()
+                    message = await stream.get_final_message()
+            finally:
+                clock.stop()
             _collect_citations(message, offered, cited)
             tool_uses = [block for block in message.content if block.type == "tool_use"]
             if message.stop_reason != "tool_use" or not tool_uses:

@@ -22,6 +22,11 @@ LOG_EVERY = 30.0  # seconds between progress lines of one channel
 Progress = Callable[[str, int], None]  # (channel_id, messages archived by one page)
 
 
+class Superseded(Exception):
+    """The channel's backfill was restarted or forgotten (uninstall) while it was being read,
+    perhaps by another process: this run must write nothing more."""
+
+
 @dataclass
 class Paces:
     """One workspace's pace per method."""
@@ -67,7 +72,9 @@ class ChannelJob:
         self._team = reader.team_id
 
     async def run(self, channel_id: str) -> bool:
-        """Read the channel from its saved position; False if stopped before the end."""
+        """Read the channel from its saved position; False if stopped before the end.
+
+        Raises Superseded if the channel's row was reset or deleted meanwhile."""
         position = await self._state.start(self._team, channel_id, f"{time.time():.6f}")
         log.info(
             "backfill of %s/%s %s",
@@ -83,6 +90,7 @@ class ChannelJob:
             page = await self._reader.history(
                 channel_id, latest=latest, cursor=cursor, limit=self._page_size
             )
+            await self._still_this_run(channel_id, latest)
             end = Position(latest, page.next_cursor) if page.next_cursor else None
             threads = [m["ts"] for m in page.messages if has_replies(m)]
             if thread is None:
@@ -118,6 +126,7 @@ class ChannelJob:
             page: Page = await self._reader.replies(
                 channel.id, parent, latest=latest, cursor=replies_cursor, limit=self._page_size
             )
+            await self._still_this_run(channel.id, latest)
             replies = [
                 m
                 for m in page.messages
@@ -133,6 +142,15 @@ class ChannelJob:
                 return True
             replies_cursor = page.next_cursor
         return False
+
+    async def _still_this_run(self, channel_id: str, latest: str) -> None:
+        """Raise Superseded unless the channel's row is still the one this run started from
+        (a restart clears `latest`; an uninstall deletes the row)."""
+        found = await self._state.get(self._team, channel_id)
+        if found is None:
+            raise Superseded("its workspace was forgotten")
+        if found.position.latest != latest:
+            raise Superseded("it was restarted")
 
     async def _store(self, channel: _Channel, messages: list[Raw]) -> int:
         """Archive the messages worth keeping (as the importer keeps them); how many."""

@@ -9,7 +9,7 @@ from typing import TextIO
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from app.backfill.service import Backfill
+from app.backfill.service import Backfill, BackfillBusy
 from app.importer.progress import Progress
 from app.main import Stores, make_backfill, oauth_credentials_from
 from app.oauth import connect_oauth
@@ -69,7 +69,13 @@ async def _run(
     unfinished = 0
     try:
         for channel_id in channels:
-            [status] = await backfill.run(reader, [channel_id], page_done, again)
+            try:
+                [status] = await backfill.run(reader, [channel_id], page_done, again)
+            except BackfillBusy as busy:  # the channel is queued: that process reads it
+                progress.advance(1, extra=f"{archived} messages")
+                print(f"{channel_id}: queued ({busy})", file=out)
+                unfinished += 1
+                continue
             progress.advance(1, extra=f"{archived} messages")
             error = f" ({status.last_error})" if status.last_error else ""
             print(f"{channel_id}: {status.status}, {status.messages} messages{error}", file=out)

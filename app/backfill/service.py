@@ -1,27 +1,45 @@
 """The backfill service: channels to read are queued durably, one worker per workspace reads
-them one at a time in the background, and shutdown stops the workers between pages."""
+them one at a time in the background, and shutdown stops the workers between pages.
+
+Across processes, a workspace is read by the holder of its lease (`backfill:<team>`, in Redis
+when there is one), so no channel is read by two processes at once and the workspace's pace
+holds. A worker whose lease another process holds waits for it, then reads what is left.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-from app.backfill.channel import ChannelJob, Paces, Progress
+from app.backfill.channel import ChannelJob, Paces, Progress, Superseded
 from app.backfill.pace import Pace
 from app.backfill.reader import ChannelReader
 from app.background import finish_or_cancel
 from memory.archive import Archive
-from memory.backfill_state import DONE, BackfillState
+from memory.backfill_state import DONE, RUNNING, BackfillState
 from memory.backfill_state import ChannelBackfill as ChannelStatus
+from memory.locks import Leases, LocalLeases
 
 log = logging.getLogger("lore.backfill")
 
 MAX_WORKSPACES = 4  # workspaces backfilled at once by one process (each one channel at a time)
 EXCLUDED = "excluded from the archive by an admin"
+LEASE_POLL = 5.0  # seconds between attempts at a workspace lease another process holds
+ADOPT_EVERY = 60.0  # seconds between looks for backfills a dead process left running
 
 Excluded = Callable[[str, str], Awaitable[bool]]  # (team_id, channel_id) -> kept out?
+Readers = Callable[[str], Awaitable[ChannelReader | None]]  # team_id -> its reader, if any
+
+
+class BackfillBusy(Exception):
+    """Another process is backfilling the workspace now; it reads the channels queued too."""
+
+    def __init__(self, team_id: str) -> None:
+        super().__init__(f"another process is backfilling {team_id} now")
+        self.team_id = team_id
 
 
 @dataclass(frozen=True)
@@ -42,11 +60,17 @@ class Backfill:
         state: BackfillState,
         limits: BackfillLimits,
         is_excluded: Excluded | None = None,
+        leases: Leases | None = None,
+        lease_poll: float = LEASE_POLL,
     ) -> None:
         self._archive = archive
         self._is_excluded = is_excluded
         self.state = state
         self._limits = limits
+        self._leases: Leases = leases if leases is not None else LocalLeases()
+        self._lease_poll = lease_poll
+        self._halts: set[asyncio.Event] = set()
+        self._adopter: asyncio.Task[None] | None = None
         self._readers: dict[str, ChannelReader] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._again: set[str] = set()
@@ -71,21 +95,42 @@ class Backfill:
             self._wake(reader)
         return channels
 
-    async def resume(self, readers: Callable[[str], ChannelReader | None]) -> list[str]:
+    async def resume(self, readers: Readers) -> list[str]:
         """Restart the workers of workspaces with unfinished channels; the teams resumed."""
         resumed = []
         for team_id in await self.state.teams_unfinished():
-            reader = readers(team_id)
+            reader = await readers(team_id)
             if reader is not None:
                 self._wake(reader)
                 resumed.append(team_id)
         return resumed
+
+    def keep_adopting(self, readers: Readers, every: float = ADOPT_EVERY) -> None:
+        """Run `adopt` in the background until shutdown (once per service)."""
+        if self._adopter is None and not self._stop.is_set():
+            self._adopter = asyncio.create_task(self.adopt(readers, every), name="backfill-adopt")
+
+    async def adopt(self, readers: Readers, every: float = ADOPT_EVERY) -> None:
+        """Until shutdown, every `every` seconds: start a worker for each workspace with a
+        channel marked running that no worker here reads. Its reader may be another process
+        (the worker then waits for the lease) or one that died: once its lease expires, the
+        worker takes the backfill over from its saved position."""
+        while not await _set_within(self._stop, every):
+            try:
+                for team_id in await self.state.teams_unfinished():
+                    if self.running(team_id) or (reader := await readers(team_id)) is None:
+                        continue
+                    if any(s.status == RUNNING for s in await self.state.status(team_id)):
+                        self._wake(reader)
+            except Exception:
+                log.exception("looking for backfills left running failed")
 
     async def status(self, team_id: str) -> list[ChannelStatus]:
         """Each channel's backfill of a workspace (status, messages archived, last error)."""
         return await self.state.status(team_id)
 
     def running(self, team_id: str) -> bool:
+        """Whether this process has a worker for the workspace (reading, or awaiting the lease)."""
         worker = self._workers.get(team_id)
         return worker is not None and not worker.done()
 
@@ -96,16 +141,22 @@ class Backfill:
         progress: Progress | None = None,
         again: bool = False,
     ) -> list[ChannelStatus]:
-        """Backfill `channels` now, in the foreground (the CLI); their status afterwards."""
+        """Backfill `channels` now, in the foreground (the CLI); their status afterwards.
+
+        Raises BackfillBusy if another process holds the workspace's lease; the channels are
+        queued by then, so that process reads them too."""
         team_id = reader.team_id
         for channel_id in channels:
             found = await self.state.request(team_id, channel_id)
             if again and found.status == DONE:
                 await self.state.restart(team_id, channel_id)
-        for channel_id in channels:
-            current = await self.state.get(team_id, channel_id)
-            if current is not None and current.status != DONE:
-                await self._channel(reader, channel_id, progress)
+        async with self._leased(team_id) as halt:
+            if halt is None:
+                raise BackfillBusy(team_id)
+            for channel_id in channels:
+                current = await self.state.get(team_id, channel_id)
+                if current is not None and current.status != DONE and not halt.is_set():
+                    await self._channel(reader, channel_id, halt, progress)
         return [s for s in await self.state.status(team_id) if s.channel_id in set(channels)]
 
     async def delete_team(self, team_id: str) -> None:
@@ -120,7 +171,12 @@ class Backfill:
     async def close(self, grace: float = 5.0) -> None:
         """Stop every worker after its current page (cancel after `grace` seconds)."""
         self._stop.set()
-        await finish_or_cancel(set(self._workers.values()), grace, "backfills")
+        for halt in self._halts:
+            halt.set()
+        tasks = set(self._workers.values())
+        if self._adopter is not None:
+            tasks.add(self._adopter)
+        await finish_or_cancel(tasks, grace, "backfills")
 
     def _wake(self, reader: ChannelReader) -> None:
         team_id = reader.team_id
@@ -135,24 +191,63 @@ class Backfill:
         )
 
     async def _work(self, team_id: str) -> None:
-        """Read the workspace's unfinished channels one at a time until none is left."""
-        async with self._slots:
-            failed: set[str] = set()
-            while not self._stop.is_set():
-                self._again.discard(team_id)
-                todo = [c for c in await self.state.unfinished(team_id) if c not in failed]
-                for channel_id in todo:
-                    if self._stop.is_set():
+        """Take the workspace's lease (waiting while another process holds it), then read its
+        unfinished channels; a lease lost midway is waited for again. It ends when the worker
+        is no longer the workspace's (delete_team) even if redis-py swallowed the cancel."""
+        while not self._stop.is_set() and self._workers.get(team_id) is asyncio.current_task():
+            async with self._slots, self._leased(team_id) as halt:
+                if halt is not None:
+                    await self._drain(team_id, halt)
+                    if not halt.is_set():
                         return
-                    if not await self._channel(self._readers[team_id], channel_id):
-                        failed.add(channel_id)
-                if not todo and team_id not in self._again:
+            await _set_within(self._stop, self._lease_poll)
+
+    async def _drain(self, team_id: str, halt: asyncio.Event) -> None:
+        """Read the workspace's unfinished channels one at a time until none is left."""
+        failed: set[str] = set()
+        while not halt.is_set():
+            self._again.discard(team_id)
+            todo = [c for c in await self.state.unfinished(team_id) if c not in failed]
+            for channel_id in todo:
+                if halt.is_set():
                     return
+                if not await self._channel(self._readers[team_id], channel_id, halt):
+                    failed.add(channel_id)
+            if not todo and team_id not in self._again:
+                return
+
+    @contextlib.asynccontextmanager
+    async def _leased(self, team_id: str) -> AsyncIterator[asyncio.Event | None]:
+        """Hold the workspace's lease: yields an event set at shutdown or if the lease is lost,
+        or None (at once) while another process holds it."""
+        lease = await self._leases.acquire(f"backfill:{team_id}")
+        if lease is None:
+            yield None
+            return
+        halt = asyncio.Event()
+        self._halts.add(halt)
+        if self._stop.is_set():
+            halt.set()
+        watcher = asyncio.create_task(_set_when(lease.lost, halt), name="backfill-lease")
+        try:
+            yield halt
+        finally:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+            self._halts.discard(halt)
+            await asyncio.shield(lease.release())
 
     async def _channel(
-        self, reader: ChannelReader, channel_id: str, progress: Progress | None = None
+        self,
+        reader: ChannelReader,
+        channel_id: str,
+        halt: asyncio.Event,
+        progress: Progress | None = None,
     ) -> bool:
-        """Backfill one channel; False if it failed (logged and recorded) or was stopped."""
+        """Backfill one channel; False if it failed (logged and recorded) or was stopped.
+
+        True also when the channel was restarted or forgotten meanwhile (Superseded): what is
+        left of it is read again from the queue."""
         team_id = reader.team_id
         if self._is_excluded is not None and await self._is_excluded(team_id, channel_id):
             log.info("backfill of %s/%s skipped: %s", team_id, channel_id, EXCLUDED)
@@ -168,15 +263,19 @@ class Backfill:
             reader,
             paces,
             self._limits.page_size,
-            self._stop,
+            halt,
             progress,
             self._is_excluded,
         )
         try:
             if await job.run(channel_id):
                 return True
-            await self.state.pause(team_id, channel_id)
+            if self._stop.is_set():  # else the lease was lost: its new holder reads the channel
+                await self.state.pause(team_id, channel_id)
             return False
+        except Superseded as why:
+            log.info("backfill of %s/%s stopped: %s", team_id, channel_id, why)
+            return True
         except asyncio.CancelledError:
             await asyncio.shield(self.state.pause(team_id, channel_id, "stopped at shutdown"))
             raise
@@ -184,6 +283,18 @@ class Backfill:
             log.exception("backfill of %s/%s failed", team_id, channel_id)
             await self.state.pause(team_id, channel_id, _describe(error))
             return False
+
+
+async def _set_within(event: asyncio.Event, seconds: float) -> bool:
+    """Whether `event` is set within `seconds`."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), seconds)
+    return event.is_set()
+
+
+async def _set_when(source: asyncio.Event, target: asyncio.Event) -> None:
+    await source.wait()
+    target.set()
 
 
 def _describe(error: Exception) -> str:

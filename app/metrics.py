@@ -1,0 +1,198 @@
+"""Prometheus metrics of one Lore process, in a registry of its own (served at GET /metrics).
+
+Counted where they happen: Slack deliveries and the duplicates dropped (the Bolt middleware),
+turns by outcome with their latency and model time (the agent, as its `TurnObserver`), turns
+handed back (busy, restarting). Read when Prometheus scrapes: the turn queue's depth, the
+archive's backlog, memory edits and conflicts (`MemoryBlocks.counts`, so `memory/` knows nothing
+of Prometheus), and the archive's size per workspace: one SQL count per workspace this process
+has had events from, refreshed at most every ARCHIVE_REFRESH_SECONDS.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import Metric
+
+from memory.blocks import EditCounts
+
+TURN_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
+ARCHIVE_REFRESH_SECONDS = 60.0
+
+
+class HasDepth(Protocol):
+    @property
+    def depth(self) -> int: ...
+
+
+class HasPending(Protocol):
+    @property
+    def pending(self) -> int: ...
+
+
+class HasEditCounts(Protocol):
+    counts: EditCounts
+
+
+class CountsMessages(Protocol):
+    async def count(self, team_id: str) -> int: ...
+
+
+class MemoryEditCollector:
+    """Memory edits, conflicts and refusals, read from the blocks store at scrape time."""
+
+    def __init__(self, blocks: HasEditCounts) -> None:
+        self._blocks = blocks
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self._families(EditCounts()))
+
+    def collect(self) -> Iterable[Metric]:
+        return list(self._families(self._blocks.counts))
+
+    @staticmethod
+    def _families(counts: EditCounts) -> Iterator[Metric]:
+        stored = CounterMetricFamily(
+            "lore_memory_edits",
+            "Memory block versions written by edits, by operation",
+            labels=["operation"],
+        )
+        for operation, count in sorted(counts.stored.items()):
+            stored.add_metric([operation], count)
+        yield stored
+        yield CounterMetricFamily(
+            "lore_memory_edit_conflicts",
+            "Edits that lost a version race to another writer and were re-applied",
+            value=counts.conflicts,
+        )
+        yield CounterMetricFamily(
+            "lore_memory_edits_rejected",
+            "Edits refused (text not found, ambiguous, over the limit, stale version)",
+            value=counts.rejected,
+        )
+
+
+class ArchiveSizes:
+    """Messages archived per workspace, counted again at most every `every` seconds."""
+
+    def __init__(self, archive: CountsMessages, gauge: Gauge, every: float) -> None:
+        self._archive = archive
+        self._gauge = gauge
+        self._every = every
+        self._teams: set[str] = set()
+        self._next = 0.0
+
+    def saw(self, team_id: str) -> None:
+        if team_id not in self._teams:
+            self._teams.add(team_id)
+            self._next = 0.0
+
+    async def refresh(self) -> None:
+        """Count again if the last count is older than `every` (or a new workspace appeared)."""
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self._every
+        for team_id in sorted(self._teams):
+            self._gauge.labels(team=team_id).set(await self._archive.count(team_id))
+
+
+class LoreMetrics:
+    """The metrics of one Lore; tests may run several in one process without collisions."""
+
+    def __init__(self, archive_refresh: float = ARCHIVE_REFRESH_SECONDS) -> None:
+        self.registry = CollectorRegistry()
+        self._archive_refresh = archive_refresh
+        registry = self.registry
+        self._events = Counter(
+            "lore_events_received",
+            "Slack deliveries accepted by Lore (signature verified), by payload or event type",
+            ["type"],
+            registry=registry,
+        )
+        self._duplicates = Counter(
+            "lore_events_duplicate",
+            "Deliveries dropped as duplicates: Slack retries, and app_mention + message of one "
+            "message",
+            ["type"],
+            registry=registry,
+        )
+        self._turns = Counter(
+            "lore_turns",
+            "Turns by outcome: answered, failed, or handed back (busy, restarting)",
+            ["outcome"],
+            registry=registry,
+        )
+        self._turn_seconds = Histogram(
+            "lore_turn_seconds",
+            "Time of a whole turn, from the agent taking it to the reply stored",
+            buckets=TURN_BUCKETS,
+            registry=registry,
+        )
+        self._model_seconds = Histogram(
+            "lore_turn_model_seconds",
+            "Time a turn spent waiting on the model API, over all its steps",
+            buckets=TURN_BUCKETS,
+            registry=registry,
+        )
+        self._archive_messages = Gauge(
+            "lore_archive_messages",
+            f"Messages in a workspace's archive (counted at most every {archive_refresh:g} s, "
+            "for workspaces this process had events from)",
+            ["team"],
+            registry=registry,
+        )
+        self._archive_sizes: ArchiveSizes | None = None
+
+    def event_received(self, kind: str, team_id: str | None) -> None:
+        self._events.labels(type=kind).inc()
+        if team_id and self._archive_sizes is not None:
+            self._archive_sizes.saw(team_id)
+
+    def event_duplicate(self, kind: str) -> None:
+        self._duplicates.labels(type=kind).inc()
+
+    def turn_finished(self, outcome: str, seconds: float, model_seconds: float | None) -> None:
+        """A turn the agent ran (the agent's `TurnObserver`)."""
+        self._turns.labels(outcome=outcome).inc()
+        self._turn_seconds.observe(seconds)
+        if model_seconds is not None:
+            self._model_seconds.observe(model_seconds)
+
+    def turn_handed_back(self, reason: str) -> None:
+        """A turn that did not run: "busy" (its workspace's queue was full) or "restarting"."""
+        self._turns.labels(outcome=reason).inc()
+
+    def watch(
+        self,
+        *,
+        turns: HasDepth,
+        ingest: HasPending,
+        blocks: HasEditCounts,
+        archive: CountsMessages,
+    ) -> None:
+        """Read these services' state at every scrape (call once)."""
+        Gauge(
+            "lore_turn_queue_depth",
+            "Turns queued or running, over every workspace",
+            registry=self.registry,
+        ).set_function(lambda: turns.depth)
+        Gauge(
+            "lore_archive_pending",
+            "Messages received and not yet archived",
+            registry=self.registry,
+        ).set_function(lambda: ingest.pending)
+        self.registry.register(MemoryEditCollector(blocks))
+        self._archive_sizes = ArchiveSizes(archive, self._archive_messages, self._archive_refresh)
+
+    async def exposition(self, accept: str) -> tuple[bytes, str]:
+        """The metrics in the format `accept` asks for, and its content type."""
+        if self._archive_sizes is not None:
+            await self._archive_sizes.refresh()
+        encoder, content_type = choose_encoder(accept)
+        return encoder(self.registry), content_type

@@ -1,0 +1,85 @@
+"""SIGTERM to `python -m app serve` takes the graceful path: turns left when the grace runs out
+are handed back in their threads, and the process exits cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.turns import HandBack
+from emulator import EmulatorConfig, SlackEmulator
+from handlers.messages import HAND_BACK_TEXT
+from tests.conftest import MODEL_DIR, REDIS_URL, ROOT, new_team
+from tests.fake_anthropic import FakeAnthropic, reply, text
+from tests.test_two_processes import free_port, wait_ready
+
+BOT = "<@U0LORE>"
+
+
+@pytest.fixture
+async def team_emulator() -> AsyncIterator[SlackEmulator]:
+    emu = SlackEmulator(EmulatorConfig(events_url=None, team_id=new_team()))
+    await emu.start()
+    yield emu
+    await emu.stop()
+
+
+async def test_sigterm_hands_back_turns_left_after_the_grace(
+    team_emulator: SlackEmulator, fake_llm: FakeAnthropic, tmp_path: Path
+) -> None:
+    emulator = team_emulator
+    release = asyncio.Event()
+
+    async def respond(_request: dict[str, Any]) -> Any:
+        await release.wait()
+        return reply(text("Answered."))
+
+    fake_llm.respond_with(respond)
+    port = free_port()
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "LORE_HOST": "127.0.0.1",
+        "LORE_DATA_DIR": str(tmp_path / "lore"),
+        "LORE_EMBEDDING_MODEL_DIR": str(MODEL_DIR),
+        "REDIS_URL": REDIS_URL,
+        "SLACK_BOT_TOKEN": emulator.config.bot_token,
+        "SLACK_SIGNING_SECRET": emulator.config.signing_secret,
+        "SLACK_API_URL": emulator.api_url,
+        "ANTHROPIC_API_KEY": "test-key",
+        "ANTHROPIC_BASE_URL": fake_llm.base_url,
+        "LORE_MODEL_RETRIES": "0",
+        "LORE_MAX_CONCURRENT_TURNS": "1",
+        "LORE_SHUTDOWN_GRACE": "1",
+        "LORE_LOG_LEVEL": "WARNING",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "app", "serve", cwd=ROOT, env=env
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        await wait_ready(url, process)
+        emulator.config.events_url = f"{url}/slack/events"
+        running = await emulator.post_message("U0ALICE", "C0GENERAL", f"{BOT} first question")
+        await fake_llm.wait_for_requests(1, timeout=30)
+        queued = await emulator.post_message("U0BOB", "C0GENERAL", f"{BOT} second question")
+        await emulator.drain()
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), timeout=60) == 0
+    finally:
+        release.set()
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    restarting = HAND_BACK_TEXT[HandBack.RESTARTING]
+    for asked in (running, queued):
+        replies = emulator.bot_replies("C0GENERAL", asked["ts"])
+        assert [message["text"] for message in replies] == [restarting]
+    assert len(fake_llm.requests) == 1
