@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test lint bench-ack clean
+.PHONY: run test lint bench-ack bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,15 @@ lint: $(STAMP)
 
 bench-ack: $(STAMP)
 	$(BIN)/python bench/ack_latency.py
+
+# The issue-6 benchmark suite at full size; needs Redis and PostgreSQL (memory_contention).
+bench: $(STAMP)
+	$(BIN)/python bench/ack_latency.py --rounds 5 --json-out bench/ack_latency.json
+	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/turn_overhead.py
+	$(BIN)/python bench/memory_contention.py
+	$(BIN)/python bench/memory_footprint.py
+	$(BIN)/python bench/chart.py
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .mypy_cache .ruff_cache

@@ -3,16 +3,24 @@
 Both servers run as their own processes against one Slack emulator and receive the same kind of
 traffic: N plain channel messages (Lore archives each one, embeddings included, in the
 background) at concurrency C. Prints p50/p99 for each and the ratio; goal: Lore's p99 <= 1.2x.
+It also prints the machine's load average before and after, and checks, once Lore has stopped,
+that it archived every message it acknowledged: one record and one unit-length vector each.
 
     .venv/bin/python bench/ack_latency.py [--events 1000] [--concurrency 50] [--rounds 2]
+        [--json-out bench/ack_latency.json]
+
+`--json-out` adds this run's p50/p99 to a JSON file, one entry per concurrency (a re-run at the
+same concurrency replaces it), which bench/chart.py draws against load.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import socket
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -21,14 +29,22 @@ import time
 from pathlib import Path
 
 import aiohttp
+import chromadb
+import numpy as np
+from chromadb.config import Settings as ChromaSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.signed_events import message_event_body, signed_headers
 from emulator import EmulatorConfig, SlackEmulator
+from memory.archive import collection_name
+from memory.embeddings import MODEL_NAME
+from memory.lexical import TABLE
 
 MODEL_DIR = ROOT.parent / "shared" / "models" / "all-MiniLM-L6-v2"
+TEAM = "T0LORE"
+WARM_UP = 50
 TEXTS = [
     "the deploy to prod is blocked until the migration finishes",
     "who is on call this week for payments?",
@@ -67,7 +83,7 @@ async def blast(url: str, secret: str, events: int, concurrency: int, channel: s
     async def worker(session: aiohttp.ClientSession) -> None:
         for n in counter:
             ts = f"{base + n / 1000:.6f}"
-            body = message_event_body("T0LORE", channel, "U0ALICE", TEXTS[n % len(TEXTS)], ts)
+            body = message_event_body(TEAM, channel, "U0ALICE", TEXTS[n % len(TEXTS)], ts)
             start = time.perf_counter()
             async with session.post(url, data=body, headers=signed_headers(secret, body)) as resp:
                 await resp.read()
@@ -103,6 +119,23 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
+def load_average() -> str:
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def archived(data_dir: Path) -> tuple[int, int, float]:
+    """What a stopped Lore stored for TEAM: (records, vectors, least norm of 200 vectors)."""
+    with sqlite3.connect(data_dir / "lore.db") as db:
+        query = f"SELECT count(*) FROM {TABLE} WHERE team_id = ?"
+        records = int(db.execute(query, (TEAM,)).fetchone()[0])
+    client = chromadb.PersistentClient(
+        str(data_dir / "chroma"), ChromaSettings(anonymized_telemetry=False)
+    )
+    collection = client.get_collection(collection_name(TEAM, MODEL_NAME))
+    sample = collection.get(limit=200, include=["embeddings"])["embeddings"]
+    return records, collection.count(), float(np.linalg.norm(sample, axis=1).min())
+
+
 async def measure(args: argparse.Namespace) -> None:
     emulator = SlackEmulator(EmulatorConfig(events_url=None))
     await emulator.start()
@@ -124,6 +157,7 @@ async def measure(args: argparse.Namespace) -> None:
     }
     results: dict[str, list[float]] = {name: [] for name in servers}
     processes = {}
+    print(f"load average (1, 5, 15 min) before: {load_average()}", flush=True)
     try:
         for name, command in servers.items():
             port = free_port()
@@ -136,7 +170,7 @@ async def measure(args: argparse.Namespace) -> None:
         for round_number in range(args.rounds):
             for name, (_process, port) in processes.items():
                 url = f"http://127.0.0.1:{port}/slack/events"
-                await blast(url, cfg.signing_secret, 50, 10, "C0RANDOM")  # warm-up
+                await blast(url, cfg.signing_secret, WARM_UP, 10, "C0RANDOM")
                 await machine_idle()
                 latencies = await blast(
                     url, cfg.signing_secret, args.events, args.concurrency, "C0GENERAL"
@@ -152,6 +186,15 @@ async def measure(args: argparse.Namespace) -> None:
             process.terminate()
             process.wait(timeout=60)
         await emulator.stop()
+    print(f"load average (1, 5, 15 min) after: {load_average()}")
+    records, vectors, least_norm = archived(work / "data")
+    sent = args.rounds * (args.events + WARM_UP)
+    print(
+        f"Lore archived {records} of the {sent} messages it acknowledged, {vectors} vectors "
+        f"(least norm {least_norm:.3f})"
+    )
+    if not records == vectors == sent or abs(least_norm - 1.0) > 1e-3:
+        print("warning: Lore did not archive every message with its embedding", flush=True)
     print()
     print(f"{args.events} events x {args.rounds} rounds at concurrency {args.concurrency}")
     print("| server | p50 ms | p99 ms |")
@@ -161,6 +204,27 @@ async def measure(args: argparse.Namespace) -> None:
     lore99 = percentile(results["Lore"], 99)
     bare99 = percentile(results["bare Bolt"], 99)
     print(f"p99 ratio Lore / bare Bolt = {lore99 / bare99:.2f} (goal <= 1.2)")
+    if args.json_out is not None:
+        write_json(args, results)
+
+
+def write_json(args: argparse.Namespace, results: dict[str, list[float]]) -> None:
+    """Add this run to args.json_out, replacing an earlier run at the same concurrency."""
+    path: Path = args.json_out
+    runs = json.loads(path.read_text())["runs"] if path.exists() else []
+    run = {
+        "concurrency": args.concurrency,
+        "events": args.events,
+        "rounds": args.rounds,
+        "servers": {
+            name: {"p50": round(percentile(v, 50), 2), "p99": round(percentile(v, 99), 2)}
+            for name, v in results.items()
+        },
+    }
+    runs = [r for r in runs if r["concurrency"] != args.concurrency] + [run]
+    runs.sort(key=lambda r: r["concurrency"])
+    path.write_text(json.dumps({"benchmark": "ack_latency", "runs": runs}, indent=2) + "\n")
+    print(f"wrote {path}")
 
 
 def main() -> None:
@@ -168,6 +232,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--json-out", type=Path, default=None, help="add the figures to a JSON")
     asyncio.run(measure(parser.parse_args()))
 
 

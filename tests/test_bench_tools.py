@@ -1,0 +1,117 @@
+"""The benchmarks' own tools: the timed fake model, /proc readings, JSON output and the chart."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from app.agent.tools import TOOLS
+from bench.ack_latency import write_json
+from bench.fake_model import TimedFake
+from bench.procstat import cpu_seconds, rss_kib, tree, tree_rss_kib
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+async def test_fake_model_answers_a_turn_in_two_steps_and_times_each_request() -> None:
+    fake = TimedFake(port=0, steps=2)
+    await fake.start()
+    try:
+        client = fake.client(max_retries=0)
+        question = "[2026-11-24 10:00 UTC, <@U0ALICE> in <#C0GENERAL> asks you]\n"
+        question += "<@U0LORE> q-3-7 what do we know about the deploy freeze?"
+        messages: list[dict[str, object]] = [{"role": "user", "content": question}]
+        first = await client.messages.create(
+            model="m",
+            max_tokens=64,
+            messages=messages,  # type: ignore[arg-type]
+            tools=TOOLS,  # type: ignore[arg-type]
+        )
+        use = first.content[0]
+        assert use.type == "tool_use"
+        assert use.name == "search_conversations"
+        assert use.input == {"query": "what do we know about the deploy freeze?"}
+        messages += [
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "tool_use", "id": use.id, "name": use.name, "input": use.input}
+                ],
+            },
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "none"}],
+            },
+        ]
+        async with client.messages.stream(
+            model="m",
+            max_tokens=64,
+            messages=messages,  # type: ignore[arg-type]
+            tools=TOOLS,  # type: ignore[arg-type]
+        ) as stream:
+            final = await stream.get_final_message()
+        assert final.content[0].type == "text"
+        assert final.content[0].text == "Answer to q-3-7."
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{fake.base_url}/_bench/timings") as response,
+        ):
+            timings = await response.json()
+        assert [t["tag"] for t in timings] == ["q-3-7", "q-3-7"]
+        assert all(t["ms"] > 0 for t in timings)
+        await client.close()
+    finally:
+        await fake.stop()
+
+
+def test_process_tree_memory_and_cpu_include_children() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=-1)
+    try:
+        assert child.pid in tree(os.getpid())
+        main, total = tree_rss_kib(os.getpid())
+        assert main == rss_kib(os.getpid()) > 0
+        assert total >= main + rss_kib(child.pid) > main
+        assert cpu_seconds(os.getpid()) >= cpu_seconds(os.getpid(), descendants=False) > 0
+    finally:
+        child.kill()
+        child.wait()
+    assert rss_kib(child.pid) == 0
+
+
+def test_ack_json_out_keeps_one_run_per_concurrency(tmp_path: Path) -> None:
+    out = tmp_path / "ack.json"
+
+    def run(concurrency: int, lore_ms: float) -> None:
+        args = argparse.Namespace(json_out=out, concurrency=concurrency, events=4, rounds=1)
+        write_json(args, {"bare Bolt": [1.0, 2.0, 3.0, 4.0], "Lore": [lore_ms] * 4})
+
+    run(50, 9.0)
+    run(10, 5.0)
+    run(50, 7.0)
+    runs = json.loads(out.read_text())["runs"]
+    assert [r["concurrency"] for r in runs] == [10, 50]
+    assert runs[1]["servers"]["Lore"] == {"p50": 7.0, "p99": 7.0}
+    assert runs[0]["servers"]["bare Bolt"]["p99"] == pytest.approx(3.97)
+
+
+def test_chart_draws_both_panels(tmp_path: Path) -> None:
+    turns = tmp_path / "turns.json"
+    ack = tmp_path / "ack.json"
+    png = tmp_path / "chart.png"
+    ms = {"p50": 10.0, "p95": 20.0, "p99": 30.0}
+    rows = [{"load": n, "overhead_ms": ms} for n in (1, 50)]
+    turns.write_text(json.dumps({"steps": 2, "loads": rows}))
+    servers = {"Lore": {"p50": 5.0, "p99": 9.0}, "bare Bolt": {"p50": 4.0, "p99": 8.0}}
+    ack.write_text(json.dumps({"runs": [{"concurrency": 50, "servers": servers}]}))
+    command = [sys.executable, str(ROOT / "bench" / "chart.py")]
+    subprocess.run(
+        [*command, f"--turns={turns}", f"--ack={ack}", f"--out={png}"], check=True, cwd=ROOT
+    )
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
