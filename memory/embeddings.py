@@ -10,7 +10,7 @@ import re
 import shutil
 import tempfile
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -134,11 +134,29 @@ class OnnxEmbedder:
         lengths = mask.sum(axis=1)
         order = np.argsort(lengths, kind="stable")
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for start in range(0, len(texts), self.batch_size):
-            rows = order[start : start + self.batch_size]
+        for rows in self._runs(order, lengths):
             width = self._batch_width(lengths[rows], ids.shape[1])
             out[rows] = self._infer(ids[rows, :width], mask[rows, :width])
         return out
+
+    def _runs(self, order: Int64Array, lengths: Int64Array) -> Iterator[Int64Array]:
+        """Split the length-sorted rows into batches padded by at most a fifth.
+
+        The model costs about the same per token whatever the batch, so a batch padded to one
+        long text costs more than running that text alone (a 4x difference on chat messages).
+        """
+        start = 0
+        while start < len(order):
+            shortest = int(lengths[order[start]])
+            stop = start + 1
+            while (
+                stop < len(order)
+                and stop - start < self.batch_size
+                and int(lengths[order[stop]]) <= shortest + shortest // 4
+            ):
+                stop += 1
+            yield order[start:stop]
+            start = stop
 
     def embed(self, texts: Sequence[str]) -> list[list[float]]:
         """Embed texts, returned in input order."""

@@ -65,22 +65,25 @@ def test_batch_of_mixed_lengths_matches_one_by_one(onnx: OnnxEmbedder) -> None:
     np.testing.assert_allclose(batched, single, atol=1e-5)
 
 
-def test_batches_are_padded_to_their_own_longest(
+def test_batches_group_similar_lengths_and_pad_to_their_own_longest(
     onnx: OnnxEmbedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    widths: list[tuple[int, int]] = []
+    batches: list[tuple[int, int, int, int]] = []  # rows, width, shortest, longest
     real_infer = onnx._infer
 
     def spy(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        widths.append((ids.shape[1], int(mask.sum(axis=1).max())))
+        lengths = mask.sum(axis=1)
+        batches.append((ids.shape[0], ids.shape[1], int(lengths.min()), int(lengths.max())))
         return real_infer(ids, mask)
 
     monkeypatch.setattr(onnx, "_infer", spy)
-    onnx.embed(MIXED)
-    assert len(widths) == 3  # 7 texts in batches of 3
-    assert all(width == longest for width, longest in widths)
-    # sorted by length: the short texts share a batch far narrower than the long one
-    assert widths[0][0] < 10 < widths[-1][0] <= 256
+    onnx.embed(MIXED + MIXED)
+    assert sum(rows for rows, *_ in batches) == 2 * len(MIXED)
+    assert all(rows <= 3 for rows, *_ in batches)  # batch_size=3
+    assert any(rows > 1 for rows, *_ in batches)  # equal lengths share a batch
+    for _, width, shortest, longest in batches:
+        assert width == longest <= 256
+        assert longest <= shortest * 5 / 4  # a long text never pads a batch of short ones
 
 
 def test_vectors_are_unit_length_and_empty_text_works(onnx: OnnxEmbedder) -> None:
