@@ -7,6 +7,7 @@ import gc
 import logging
 from dataclasses import dataclass, field
 
+import aiohttp
 import anthropic
 from aiohttp import web
 from redis.asyncio import Redis
@@ -235,11 +236,17 @@ def make_bolt(
     credentials: SlackCredentials | OAuthCredentials,
     services: Services,
     oauth: AsyncOAuthSettings | None = None,
+    session: aiohttp.ClientSession | None = None,
 ) -> AsyncApp:
-    """The Bolt app: one bot token, or (with `oauth`) installations found per workspace."""
+    """The Bolt app: one bot token, or (with `oauth`) installations found per workspace.
+
+    `session` keeps the Web API's connections open between calls (without one, slack-sdk opens
+    a connection per call); Bolt's per-workspace clients share it too.
+    """
     client = AsyncWebClient(
         token=credentials.bot_token if isinstance(credentials, SlackCredentials) else None,
         base_url=credentials.api_url,
+        session=session,
         retry_handlers=[
             AsyncConnectionErrorRetryHandler(),
             AsyncRateLimitErrorRetryHandler(max_retry_count=2),
@@ -268,6 +275,7 @@ class Lore:
     bolt: AsyncApp | None = None
     socket_mode: AsyncSocketModeHandler | None = None
     extras: list[object] = field(default_factory=list)
+    slack_session: aiohttp.ClientSession | None = None
     tokens: WorkspaceTokens | None = None
 
     @property
@@ -289,7 +297,8 @@ class Lore:
                 ),
             )
             log.info("OAuth installs: a workspace admin opens %s/slack/install", self.url)
-        self.bolt = make_bolt(credentials, self.services, oauth)
+        self.slack_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        self.bolt = make_bolt(credentials, self.services, oauth, self.slack_session)
         if isinstance(credentials, SlackCredentials):
             self.services.background.spawn(
                 resume_backfill(self.bolt.client, self.services), name="backfill-resume"
@@ -337,6 +346,8 @@ class Lore:
         await self.services.backfill.close()
         await self.services.background.drain()
         await self.services.agent.close()
+        if self.slack_session is not None:
+            await self.slack_session.close()
         await self.stores.close()
 
 
