@@ -23,7 +23,7 @@ from app.importer.run import import_export
 from app.logging_setup import configure_logging
 from app.main import credentials_from, open_database, open_stores, start_lore
 from app.settings import Settings, SettingsError, load_settings
-from app.store_lock import StoreBusy, embedded_store_lock
+from app.store_lock import StoreBusy, embedded_store_lock, unshared_vectors
 from memory.blocks import MemoryBlocks
 from memory.locks import LocalLocks
 
@@ -60,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "memory":
         return asyncio.run(_memory(settings, args.action, args.team, args.label))
     command = args.command or "serve"
+    if command == "serve" and (warning := unshared_vectors(settings)):
+        log.warning(warning)
     try:
         with embedded_store_lock(settings, command):
             if command == "import-export":

@@ -3,6 +3,7 @@
 `serve`, `import-export` and `search` take an exclusive `flock` on `$LORE_DATA_DIR/chroma.lock`
 while they use the embedded store; the file names the holder. The lock dies with its process, so
 a crash leaves nothing stale. With CHROMA_URL (a Chroma server) no lock is taken.
+`unshared_vectors` names the mix that looks scaled out but keeps vectors in one process.
 """
 
 from __future__ import annotations
@@ -54,4 +55,27 @@ def _busy_message(path: Path, command: str) -> str:
         f"{command}: the embedded store in {path.parent} is in use by {who}. Two processes must "
         "never open one Chroma directory: stop it first, or run Lore against a Chroma server "
         "(CHROMA_URL)."
+    )
+
+
+def unshared_vectors(settings: Settings) -> str | None:
+    """A warning when PostgreSQL or Redis is shared but the vectors stay in this process."""
+    if settings.chroma_url:
+        return None
+    shared = [
+        name
+        for name, value in (
+            ("DATABASE_URL", settings.database.startswith("postgresql")),
+            ("REDIS_URL", settings.redis_url),
+        )
+        if value
+    ]
+    if not shared:
+        return None
+    verb = "points" if len(shared) == 1 else "point"
+    return (
+        f"{' and '.join(shared)} {verb} at shared stores but CHROMA_URL is unset: this process "
+        f"keeps the archive's vectors in its own embedded Chroma under LORE_DATA_DIR "
+        f"({settings.lore_data_dir}), which other Lore processes cannot see. To run more than "
+        "one process, set CHROMA_URL (README: Scaling out)."
     )

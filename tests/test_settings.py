@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from app.settings import SettingsError, load_settings
+from app.store_lock import unshared_vectors
 from tests.conftest import ROOT
 
 SETTINGS_UNDER_TEST = (
@@ -96,3 +97,29 @@ def test_cli_stops_with_one_line(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [
         "lore: invalid setting REDIS_URL: must start with redis://, rediss:// or unix://"
     ]
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({}, None),
+        ({"DATABASE_URL": "sqlite+aiosqlite:///elsewhere.db"}, None),
+        ({"DATABASE_URL": "postgresql://u@db/lore"}, "DATABASE_URL points"),
+        ({"REDIS_URL": "redis://r:6379/0"}, "REDIS_URL points"),
+        (
+            {"DATABASE_URL": "postgresql://u@db/lore", "REDIS_URL": "redis://r/0"},
+            "DATABASE_URL and",
+        ),
+        ({"DATABASE_URL": "postgresql://u@db/lore", "CHROMA_URL": "http://c:8000"}, None),
+    ],
+)
+def test_shared_stores_with_embedded_vectors_are_named(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], named: str | None
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    warning = unshared_vectors(load_settings())
+    if named is None:
+        assert warning is None
+    else:
+        assert warning is not None and named in warning and "CHROMA_URL is unset" in warning
