@@ -112,6 +112,15 @@ async def emulator() -> AsyncIterator[SlackEmulator]:
 
 
 @pytest.fixture
+async def team_emulator() -> AsyncIterator[SlackEmulator]:
+    """An emulator of its own workspace (a fresh team id), for tests on shared Redis."""
+    emu = SlackEmulator(EmulatorConfig(events_url=None, team_id=new_team()))
+    await emu.start()
+    yield emu
+    await emu.stop()
+
+
+@pytest.fixture
 async def lore(
     emulator: SlackEmulator, fake_llm: FakeAnthropic, tmp_path: Path
 ) -> AsyncIterator[Lore]:

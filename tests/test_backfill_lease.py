@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import io
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import pytest
@@ -18,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.backfill import cli as backfill_cli
 from app.backfill.reader import ChannelReader
 from app.backfill.service import Backfill, BackfillBusy, BackfillLimits
-from emulator import EmulatorConfig, SlackEmulator
+from emulator import SlackEmulator
 from handlers.slack_history import SlackHistory
 from memory.archive import Archive
 from memory.backfill_state import DONE, PENDING, BackfillState
@@ -29,14 +28,6 @@ from tests.harness import eventually
 
 CHANNEL = "C0HISTORY"
 OTHER = "C0OTHER"
-
-
-@pytest.fixture
-async def team_emulator() -> AsyncIterator[SlackEmulator]:
-    emu = SlackEmulator(EmulatorConfig(events_url=None, team_id=new_team()))
-    await emu.start()
-    yield emu
-    await emu.stop()
 
 
 async def seed(emulator: SlackEmulator, channel: str, count: int, threads: bool = True) -> set[str]:

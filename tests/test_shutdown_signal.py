@@ -7,28 +7,17 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from app.turns import HandBack
-from emulator import EmulatorConfig, SlackEmulator
+from emulator import SlackEmulator
 from handlers.messages import HAND_BACK_TEXT
-from tests.conftest import MODEL_DIR, REDIS_URL, ROOT, new_team
+from tests.conftest import MODEL_DIR, REDIS_URL, ROOT
 from tests.fake_anthropic import FakeAnthropic, reply, text
 from tests.test_two_processes import free_port, wait_ready
 
 BOT = "<@U0LORE>"
-
-
-@pytest.fixture
-async def team_emulator() -> AsyncIterator[SlackEmulator]:
-    emu = SlackEmulator(EmulatorConfig(events_url=None, team_id=new_team()))
-    await emu.start()
-    yield emu
-    await emu.stop()
 
 
 async def test_sigterm_hands_back_turns_left_after_the_grace(

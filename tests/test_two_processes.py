@@ -8,14 +8,12 @@ import os
 import random
 import re
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
-from emulator import EmulatorConfig, SlackEmulator
+from emulator import SlackEmulator
 from memory.archive import Archive, collection_name, message_key
 from memory.blocks import MemoryBlocks
 from memory.chroma_client import open_http
@@ -27,7 +25,6 @@ from tests.conftest import (
     POSTGRES_URL,
     REDIS_URL,
     ROOT,
-    new_team,
     postgres_engine_or_skip,
 )
 from tests.event_splitter import EventSplitter
@@ -51,14 +48,6 @@ async def wait_ready(url: str, process: asyncio.subprocess.Process) -> None:
                 pass
             await asyncio.sleep(0.1)
     raise TimeoutError(f"{url} never became ready")
-
-
-@pytest.fixture
-async def team_emulator() -> AsyncIterator[SlackEmulator]:
-    emu = SlackEmulator(EmulatorConfig(events_url=None, team_id=new_team()))
-    await emu.start()
-    yield emu
-    await emu.stop()
 
 
 async def start_lore(
