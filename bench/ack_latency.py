@@ -136,21 +136,28 @@ def archived(data_dir: Path) -> tuple[int, int, float]:
     return records, collection.count(), float(np.linalg.norm(sample, axis=1).min())
 
 
-async def measure(args: argparse.Namespace) -> None:
-    emulator = SlackEmulator(EmulatorConfig(events_url=None))
-    await emulator.start()
+def serve_env(emulator: SlackEmulator, **settings: str) -> dict[str, str]:
+    """The environment of a `python -m app serve` (or bare Bolt) against emulator: its Slack
+    credentials, the test model, WARNING logs and no Anthropic key; then `settings`."""
     cfg = emulator.config
-    work = Path(tempfile.mkdtemp(prefix="lore-ack-"))
     env = {
         **os.environ,
         "SLACK_BOT_TOKEN": cfg.bot_token,
         "SLACK_SIGNING_SECRET": cfg.signing_secret,
         "SLACK_API_URL": emulator.api_url,
-        "LORE_DATA_DIR": str(work / "data"),
         "LORE_EMBEDDING_MODEL_DIR": str(MODEL_DIR),
         "LORE_LOG_LEVEL": "WARNING",
     }
     env.pop("ANTHROPIC_API_KEY", None)
+    return {**env, **settings}
+
+
+async def measure(args: argparse.Namespace) -> None:
+    emulator = SlackEmulator(EmulatorConfig(events_url=None))
+    await emulator.start()
+    cfg = emulator.config
+    work = Path(tempfile.mkdtemp(prefix="lore-ack-"))
+    env = serve_env(emulator, LORE_DATA_DIR=str(work / "data"))
     servers = {
         "bare Bolt": [sys.executable, str(ROOT / "bench" / "bare_bolt.py")],
         "Lore": [sys.executable, "-m", "app", "serve"],

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import secrets
 import shutil
 import subprocess
@@ -34,7 +33,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.ack_latency import free_port, machine_idle, wait_healthy
+from bench.ack_latency import free_port, machine_idle, serve_env, wait_healthy
 from bench.corpus import clause_vectors, make_corpus
 from bench.procstat import tree_rss_kib
 from emulator import EmulatorConfig, SlackEmulator
@@ -141,18 +140,9 @@ async def measure(args: argparse.Namespace) -> None:
     await build_archive(data, args.messages, args.clauses)
     emulator = SlackEmulator(EmulatorConfig(events_url=None))
     await emulator.start()
-    cfg = emulator.config
     token = secrets.token_urlsafe(16)
-    env = {
-        **os.environ,
-        "SLACK_BOT_TOKEN": cfg.bot_token,
-        "SLACK_SIGNING_SECRET": cfg.signing_secret,
-        "SLACK_API_URL": emulator.api_url,
-        "LORE_EMBEDDING_MODEL_DIR": str(MODEL_DIR),
-        "LORE_LOG_LEVEL": "WARNING",
-        "LORE_ADMIN_TOKEN": token,
-    }
-    for name in ("ANTHROPIC_API_KEY", "DATABASE_URL", "REDIS_URL", "CHROMA_URL"):
+    env = serve_env(emulator, LORE_ADMIN_TOKEN=token)
+    for name in ("DATABASE_URL", "REDIS_URL", "CHROMA_URL"):
         env.pop(name, None)
     lore = [sys.executable, "-m", "app", "serve"]
     servers = {

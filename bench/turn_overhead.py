@@ -49,7 +49,7 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.ack_latency import free_port, wait_healthy
+from bench.ack_latency import free_port, serve_env, wait_healthy
 from bench.procstat import cpu_seconds
 from emulator import EmulatorConfig, SlackEmulator
 
@@ -243,20 +243,14 @@ async def measure(args: argparse.Namespace) -> None:
     emulator = TimedEmulator(EmulatorConfig(events_url=f"http://127.0.0.1:{port}/slack/events"))
     await emulator.start()
     fake, fake_url = start_fake(args.steps)
-    cfg = emulator.config
     work = Path(tempfile.mkdtemp(prefix="lore-turns-"))
-    env = {
-        **os.environ,
-        "SLACK_BOT_TOKEN": cfg.bot_token,
-        "SLACK_SIGNING_SECRET": cfg.signing_secret,
-        "SLACK_API_URL": emulator.api_url,
-        "LORE_DATA_DIR": str(work / "data"),
-        "LORE_EMBEDDING_MODEL_DIR": str(MODEL_DIR),
-        "LORE_LOG_LEVEL": "WARNING",
-        "ANTHROPIC_API_KEY": "bench-key",
-        "ANTHROPIC_BASE_URL": fake_url,
-        "PORT": str(port),
-    }
+    env = serve_env(
+        emulator,
+        LORE_DATA_DIR=str(work / "data"),
+        ANTHROPIC_API_KEY="bench-key",
+        ANTHROPIC_BASE_URL=fake_url,
+        PORT=str(port),
+    )
     lore = subprocess.Popen([sys.executable, "-m", "app", "serve"], cwd=ROOT, env=env)
     results: list[dict[str, Any]] = []
     try:
