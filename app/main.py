@@ -155,6 +155,7 @@ def make_llm(settings: Settings) -> anthropic.AsyncAnthropic | None:
         base_url=settings.anthropic_base_url,
         max_retries=settings.lore_model_retries,
         timeout=settings.lore_model_timeout,
+        http_client=anthropic.DefaultAioHttpClient(),  # half httpx's CPU per streamed call
     )
 
 

@@ -138,16 +138,16 @@ async def test_huge_and_odd_unicode_messages_are_archived_and_answered(
 
 
 @pytest.mark.parametrize(
-    "failure",
+    ("failure", "reason"),
     [
-        error(500, "api_error", "boom"),
-        error(529, "overloaded_error", "Overloaded"),
-        delay(8.0, then=reply(text("too late"))),
+        (error(500, "api_error", "boom"), "HTTP 500"),
+        (error(529, "overloaded_error", "Overloaded"), "HTTP 529"),
+        (delay(8.0, then=reply(text("too late"))), "it timed out"),
     ],
     ids=["500", "529", "timeout"],
 )
 async def test_model_failure_gives_one_apology_and_no_memory_change(
-    lore: Lore, emulator: SlackEmulator, fake_llm: FakeAnthropic, failure: object
+    lore: Lore, emulator: SlackEmulator, fake_llm: FakeAnthropic, failure: object, reason: str
 ) -> None:
     fake_llm.script(failure)  # type: ignore[arg-type]
     asked = await emulator.post_message(
@@ -157,6 +157,7 @@ async def test_model_failure_gives_one_apology_and_no_memory_change(
     await lore.services.turns.drain()
     assert len(bot_replies(emulator, "C0GENERAL", asked["ts"])) == 1
     assert replies[0]["text"].startswith("Sorry, I couldn't finish that answer")
+    assert f"({reason})" in replies[0]["text"]
     assert "Traceback" not in replies[0]["text"]
     assert [b.version for b in await lore.stores.blocks.history("T0LORE", "org")] == [1]
 
