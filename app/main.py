@@ -162,6 +162,11 @@ def make_llm(settings: Settings) -> anthropic.AsyncAnthropic | None:
 def make_services(settings: Settings, stores: Stores) -> Services:
     llm = make_llm(settings)
     metrics = LoreMetrics()
+    ingest = Ingest(
+        stores.archive,
+        linger=settings.lore_ingest_linger,
+        max_pending=settings.lore_max_pending_archive,
+    )
     agent = Agent(
         llm=llm,
         limits=TurnLimits(
@@ -173,6 +178,7 @@ def make_services(settings: Settings, stores: Stores) -> Services:
         archive=stores.archive,
         blocks=stores.blocks,
         conversations=stores.conversations,
+        ingest=ingest,
         observer=metrics,
     )
     backfill = make_backfill(settings, stores)
@@ -183,11 +189,7 @@ def make_services(settings: Settings, stores: Stores) -> Services:
             max_queued=settings.lore_max_queued_turns,
             locks=RedisConversationLocks(stores.redis) if stores.redis else None,
         ),
-        ingest=Ingest(
-            stores.archive,
-            linger=settings.lore_ingest_linger,
-            max_pending=settings.lore_max_pending_archive,
-        ),
+        ingest=ingest,
         recall=Recall(stores.archive, llm, settings.lore_model),
         background=TaskPool(settings.lore_max_concurrent_turns * 4),
         once=stores.once,

@@ -17,6 +17,7 @@ from app.agent.ports import PostedReply, Reply, Source, Thread, TurnRequest
 from app.agent.retrieval_only import RetrievalOnly
 from app.agent.tools import TOOLS, ToolRunner
 from app.askers import Askers
+from app.ingest import Ingest
 from memory.archive import Archive, ArchivedMessage
 from memory.blocks import MemoryBlocks
 from memory.conversations import Conversations
@@ -78,6 +79,7 @@ class Agent:
         archive: Archive,
         blocks: MemoryBlocks,
         conversations: Conversations,
+        ingest: Ingest,
         observer: TurnObserver | None = None,
     ) -> None:
         self._llm = llm
@@ -86,6 +88,7 @@ class Agent:
         self._archive = archive
         self._blocks = blocks
         self._conversations = conversations
+        self._ingest = ingest
         self._askers = Askers(conversations)
         self._tools = ToolRunner(archive, blocks)
         self._retrieval_only = RetrievalOnly(archive, blocks)
@@ -216,21 +219,20 @@ class Agent:
         return await reply.finish(list(cited.values()))
 
     async def _archive_reply(self, request: TurnRequest, posted: PostedReply) -> None:
+        """Store the reply in the archive, batched with other messages (see `Ingest`)."""
         try:
-            await self._archive.add(
-                [
-                    ArchivedMessage(
-                        team_id=request.team_id,
-                        channel_id=request.channel_id,
-                        channel_type=request.channel_type,
-                        ts=posted.ts,
-                        text=posted.text,
-                        user_id=None,
-                        thread_ts=request.thread_ts,
-                        permalink=posted.permalink,
-                        is_bot=True,
-                    )
-                ]
+            await self._ingest.add(
+                ArchivedMessage(
+                    team_id=request.team_id,
+                    channel_id=request.channel_id,
+                    channel_type=request.channel_type,
+                    ts=posted.ts,
+                    text=posted.text,
+                    user_id=None,
+                    thread_ts=request.thread_ts,
+                    permalink=posted.permalink,
+                    is_bot=True,
+                )
             )
         except Exception:
             log.exception("could not archive Lore's reply %s", posted.ts)
