@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 import handlers
 from app.agent.turn import Agent, TurnLimits
 from app.app_home import AppHome
+from app.archive_queue import ArchiveQueue
 from app.askers import Askers
 from app.backfill import Backfill, BackfillLimits
 from app.background import TaskPool
@@ -182,6 +183,7 @@ def make_services(settings: Settings, stores: Stores) -> Services:
         observer=metrics,
     )
     backfill = make_backfill(settings, stores)
+    background = TaskPool(settings.lore_max_concurrent_turns * 4)
     return Services(
         agent=agent,
         turns=TurnQueue(
@@ -191,7 +193,8 @@ def make_services(settings: Settings, stores: Stores) -> Services:
         ),
         ingest=ingest,
         recall=Recall(stores.archive, llm, settings.lore_model),
-        background=TaskPool(settings.lore_max_concurrent_turns * 4),
+        background=background,
+        archiving=ArchiveQueue(background, backfill, settings.lore_max_archive_backlog, metrics),
         once=stores.once,
         feedback=ReplyFeedback(stores.feedback, stores.conversations),
         workspace_data=WorkspaceData(

@@ -147,6 +147,12 @@ class LoreMetrics:
             ["team"],
             registry=registry,
         )
+        self._archive_deferred = Counter(
+            "lore_archive_deferred",
+            "Live messages not queued for archiving because their workspace's backlog was "
+            "full; their channels are read again from history",
+            registry=registry,
+        )
         self._archive_sizes: ArchiveSizes | None = None
 
     def event_received(self, kind: str, team_id: str | None) -> None:
@@ -167,6 +173,10 @@ class LoreMetrics:
     def turn_handed_back(self, reason: str) -> None:
         """A turn that did not run: "busy" (its workspace's queue was full) or "restarting"."""
         self._turns.labels(outcome=reason).inc()
+
+    def archive_deferred(self) -> None:
+        """A live message left to a re-read of its channel (`ArchiveQueue`)."""
+        self._archive_deferred.inc()
 
     def watch(
         self,

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from app.agent.turn import Agent
 from app.app_home import AppHome
+from app.archive_queue import ArchiveQueue
 from app.askers import Askers
 from app.backfill import Backfill
 from app.background import TaskPool
@@ -25,6 +26,7 @@ class Services:
     ingest: Ingest
     recall: Recall
     background: TaskPool
+    archiving: ArchiveQueue
     once: OnceKeys
     feedback: ReplyFeedback
     workspace_data: WorkspaceData

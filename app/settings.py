@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     lore_max_concurrent_turns: int = Field(default=16, ge=1)
     lore_max_queued_turns: int = Field(default=500, ge=1)
     lore_max_pending_archive: int = Field(default=1000, ge=1)
+    lore_max_archive_backlog: int = Field(default=5000, ge=1)
     lore_shutdown_grace: float = Field(default=30.0, ge=0)
     lore_memory_block_limit: int = Field(default=5000, ge=100)
     lore_model_timeout: float = Field(default=60.0, gt=0)

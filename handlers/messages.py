@@ -20,6 +20,7 @@ from app.turns import HandBack, Turn
 from handlers.channels import ChannelTypes
 from handlers.membership import Memberships
 from handlers.permalinks import WorkspaceUrls, permalink
+from handlers.slack_history import SlackHistory
 from handlers.slack_thread import SlackThread
 from handlers.users import SlackUsers
 from memory.archive import ArchivedMessage
@@ -48,8 +49,11 @@ def register(
         if subtype not in NEW_MESSAGE_SUBTYPES or "ts" not in event:
             return
         incoming = _Incoming(event, context, team_id, workspace_urls)
-        services.background.spawn(
-            _archive(services, channel_types, users, client, incoming), name="archive"
+        services.archiving.submit(
+            team_id,
+            incoming.channel_id,
+            lambda: _archive(services, channel_types, users, client, incoming),
+            reader=lambda: SlackHistory(client, team_id, users),
         )
         if incoming.from_bot or not incoming.user_id:
             return

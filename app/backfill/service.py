@@ -86,6 +86,13 @@ class Backfill:
             await self.state.restart(reader.team_id, channel_id)
         self._wake(reader)
 
+    async def reread(self, reader: ChannelReader, channel_id: str) -> None:
+        """Read a channel again from its newest message, whatever its state: a read in
+        progress starts over, so messages newer than its start are read too."""
+        await self.state.request(reader.team_id, channel_id)
+        await self.state.restart(reader.team_id, channel_id)
+        self._wake(reader)
+
     async def request_member_channels(self, reader: ChannelReader) -> list[str]:
         """Queue every channel the bot is a member of (e.g. right after an install)."""
         channels = await reader.member_channels()
