@@ -79,6 +79,8 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+QueryVector = Callable[[], Awaitable[list[float]]]
+"""The query's embedding, made when first needed and shared by the search's scopes."""
 
 log = logging.getLogger("lore.archive")
 
@@ -460,8 +462,9 @@ class Archive:
         scopes = (
             [filters, *dated_filters(query, filters)] if self._ranking.date_weight else [filters]
         )
+        vector = _once(lambda: self._embed_query(query))  # shared by the scopes
         rankings = await asyncio.gather(
-            *(self._retrieve(team_id, query, audience, scope, depth) for scope in scopes)
+            *(self._retrieve(team_id, query, vector, audience, scope, depth) for scope in scopes)
         )
         (lexical, dense), *dated = rankings
         scores = self._ranking.fuse(lexical, dense, dated)
@@ -480,19 +483,25 @@ class Archive:
         return hits[:limit]
 
     async def _retrieve(
-        self, team_id: str, query: str, audience: Audience, filters: SearchFilters, depth: int
+        self,
+        team_id: str,
+        query: str,
+        vector: QueryVector,
+        audience: Audience,
+        filters: SearchFilters,
+        depth: int,
     ) -> tuple[list[Key], list[Key]]:
         """The lexical and the dense ranking of one scope, best first."""
         lexical, dense = await asyncio.gather(
             self._lexical.search(team_id, query, audience=audience, filters=filters, limit=depth),
-            self._dense(team_id, query, audience, filters, depth),
+            self._dense(team_id, vector, audience, filters, depth),
         )
         return lexical, dense
 
     async def _dense(
         self,
         team_id: str,
-        query: str,
+        query_vector: QueryVector,
         audience: Audience,
         filters: SearchFilters,
         limit: int,
@@ -503,14 +512,12 @@ class Archive:
         if await self._collection(team_id, create=False) is None:
             return []
         if audience.everything and filters == NO_FILTERS:
-            return await self._nearest(team_id, await self._embed_query(query), limit)
+            return await self._nearest(team_id, await query_vector(), limit)
         stats = await self._channel_stats(team_id)
         share = stats.share(audience, filters) if filters.user_id is None else 0.0
         wanted = math.ceil(limit * OVERSAMPLE / share) if share > 0.0 else MAX_OVERSAMPLE + 1
-        vector: list[float] | None = None
         if wanted <= MAX_OVERSAMPLE:  # a broad scope: filter the unfiltered nearest
-            vector = await self._embed_query(query)
-            nearest = await self._nearest(team_id, vector, wanted)
+            nearest = await self._nearest(team_id, await query_vector(), wanted)
             kept = [k for k in nearest if stats.may_pass(k, audience, filters)]
             if len(kept) >= limit or len(nearest) < wanted:
                 return kept[:limit]
@@ -520,24 +527,24 @@ class Archive:
         known = filters.channels is not None and all(
             c in stats.types and audience.allows(c, stats.types[c]) for c in filters.channels
         )
-        ids, query_vector = await asyncio.gather(
+        ids, vector = await asyncio.gather(
             self._lexical.scope_ids(
                 team_id,
                 audience=Audience.everyone() if known else audience,
                 filters=filters,
                 limit=MAX_IDS + 1,
             ),
-            self._embed_query(query) if vector is None else _ready(vector),
+            query_vector(),
         )
         if not ids:
             return []
         if len(ids) <= MAX_IDS:
             try:
-                return await self._nearest(team_id, query_vector, min(limit, len(ids)), ids=ids)
+                return await self._nearest(team_id, vector, min(limit, len(ids)), ids=ids)
             except ChromaError as error:  # e.g. a record whose vector is missing
                 log.warning("dense search by ids failed (%s); filtering in Chroma", error)
         where = build_where(filters, audience)
-        return await self._nearest(team_id, query_vector, limit, where=where)
+        return await self._nearest(team_id, vector, limit, where=where)
 
     async def _nearest(
         self,
@@ -616,8 +623,17 @@ class Archive:
         await asyncio.to_thread(self._write_embedder.shutdown, wait=True)
 
 
-async def _ready(value: T) -> T:
-    return value
+def _once(make: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
+    """`make()`'s result, computed on the first call and shared by every later one."""
+    started: asyncio.Future[T] | None = None
+
+    async def get() -> T:
+        nonlocal started
+        if started is None:
+            started = asyncio.ensure_future(make())
+        return await asyncio.shield(started)
+
+    return get
 
 
 def _lower_priority() -> None:

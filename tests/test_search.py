@@ -78,7 +78,7 @@ async def dense(arc: Archive, team: str, query: str, **scope: object) -> list[Ke
     audience = scope.get("audience", EVERYONE)
     filters = scope.get("filters", NONE)
     assert isinstance(audience, Audience) and isinstance(filters, SearchFilters)
-    return await arc._dense(team, query, audience, filters, 50)
+    return await arc._dense(team, lambda: arc._embed_query(query), audience, filters, 50)
 
 
 def keys(hits: Sequence[SearchHit]) -> list[Key]:
@@ -384,6 +384,19 @@ def test_audience() -> None:
     assert coerced.channels == frozenset({"G1"}) and hash(coerced) == hash(answer)
 
 
+class CountingEmbedder:
+    """The real embedder, counting the texts it embeds."""
+
+    def __init__(self, inner: OnnxEmbedder) -> None:
+        self.name, self.dim = inner.name, inner.dim
+        self._inner = inner
+        self.texts = 0
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        self.texts += len(texts)
+        return self._inner.embed(texts)
+
+
 async def test_a_date_the_question_names_ranks_that_dates_messages_higher(
     tmp_path: Path, embedder: OnnxEmbedder, any_engine: AsyncEngine
 ) -> None:
@@ -394,7 +407,8 @@ async def test_a_date_the_question_names_ranks_that_dates_messages_higher(
         for i in range(1, 6)
     ]
     target = c.msg("C1", december, "We moved the launch to after the holidays.")
-    dated = await Archive.open_embedded(tmp_path / "dated", embedder, any_engine)
+    counting = CountingEmbedder(embedder)
+    dated = await Archive.open_embedded(tmp_path / "dated", counting, any_engine)
     undated = await Archive.open_embedded(
         tmp_path / "undated", embedder, any_engine, Ranking(date_weight=0)
     )
@@ -402,9 +416,11 @@ async def test_a_date_the_question_names_ranks_that_dates_messages_higher(
         for arc in (dated, undated):
             await arc.add([*november, target])
         question = "what was the launch plan in December 2023?"
+        before = counting.texts
         assert keys(await dated.search(c.team, question, audience=EVERYONE, limit=1)) == [
             key(target)
         ]
+        assert counting.texts == before + 1  # one query embedding for both date scopes
         assert key(target) not in keys(
             await undated.search(c.team, question, audience=EVERYONE, limit=3)
         )
