@@ -213,6 +213,7 @@ def oauth_settings(
     authorize = settings.authorize
     if isinstance(authorize, AsyncInstallationStoreAuthorize):
         authorize.token_rotator = rotator
+        authorize.cache_enabled = True  # one auth.test per bot token, not one per event
     if on_installed is not None:
         settings.callback_options = _calling_back(settings, on_installed)
     return settings

@@ -141,8 +141,12 @@ async def test_install_flow_stores_the_installation_and_answers_with_its_token(
     assert stored.bot_user_id == "U0LORE" and stored.bot_token_expires_at is None
 
     await mention(emulator, "hello after install")
+    await mention(emulator, "and a second question")
     assert reply_tokens(emulator) == {stored.bot_token}
     assert {token for _, token in emulator.oauth.token_uses} == {stored.bot_token}
+    methods = [method for method, _ in emulator.oauth.token_uses]
+    # one when the install completes, one for the first event; later events use Bolt's cache
+    assert methods.count("auth.test") == 2
 
     async def backfilled() -> bool:  # the install queued a backfill of the bot's channels
         channels = await oauth_lore.services.backfill.status(TEAM)
