@@ -5,16 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import OrderedDict
 from dataclasses import replace
 
 from memory.archive import Archive, ArchivedMessage
+from memory.early_changes import Change, EarlyChanges, LocalEarlyChanges, MessageId
 
 log = logging.getLogger("lore.ingest")
 
 BATCH = 64
-MAX_EARLY_CHANGES = 10_000
-MessageId = tuple[str, str, str]  # (team, channel, ts)
 
 
 class Ingest:
@@ -25,12 +23,20 @@ class Ingest:
     (backpressure on the background task that archives), so nothing is dropped.
 
     An edit or deletion may overtake its message (Slack sends them seconds apart; the message
-    waits for its batch, or for its author's name). It waits for a message being stored; for
-    one not seen yet it is kept (the newest `MAX_EARLY_CHANGES`) and applied when it arrives.
+    waits for its batch, for its author's name, or in another process). It waits for a message
+    being stored here; for one not archived yet it is kept in `early` (Redis when several
+    processes share the archive), which each batch consults before and after it is stored.
     """
 
-    def __init__(self, archive: Archive, linger: float = 0.05, max_pending: int = 1000) -> None:
+    def __init__(
+        self,
+        archive: Archive,
+        linger: float = 0.05,
+        max_pending: int = 1000,
+        early: EarlyChanges | None = None,
+    ) -> None:
         self._archive = archive
+        self._early: EarlyChanges = early if early is not None else LocalEarlyChanges()
         self._linger = linger
         self._room = asyncio.Semaphore(max_pending)
         self._pending = 0
@@ -38,7 +44,6 @@ class Ingest:
         self._waiting: list[tuple[ArchivedMessage, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._storing: dict[MessageId, asyncio.Future[None]] = {}
-        self._early: OrderedDict[MessageId, str | None] = OrderedDict()  # None: deleted
 
     @property
     def pending(self) -> int:
@@ -52,11 +57,6 @@ class Ingest:
 
     async def add(self, message: ArchivedMessage) -> None:
         key = (message.team_id, message.channel_id, message.ts)
-        if key in self._early:
-            changed = self._early.pop(key)
-            if changed is None:
-                return  # deleted before it was stored
-            message = replace(message, text=changed)
         self._held_back += 1
         try:
             await self._room.acquire()
@@ -72,16 +72,28 @@ class Ingest:
         await done
 
     async def update_text(self, team_id: str, channel_id: str, ts: str, text: str) -> None:
-        key = (team_id, channel_id, ts)
-        await self._stored(key)
-        if not await self._archive.update_text(team_id, channel_id, ts, text):
-            self._remember(key, text)
+        await self._change((team_id, channel_id, ts), text)
 
     async def delete(self, team_id: str, channel_id: str, ts: str) -> None:
-        key = (team_id, channel_id, ts)
+        await self._change((team_id, channel_id, ts), None)
+
+    async def _change(self, key: MessageId, change: Change) -> None:
+        """Apply a change, or keep it for the message's batch. A batch takes kept changes after
+        it is stored, and the change here looks for its message after keeping it: so one of
+        the two sees the other even when they run in different processes."""
         await self._stored(key)
-        if not await self._archive.delete(team_id, channel_id, ts):
-            self._remember(key, None)
+        if await self._apply(key, change):
+            return
+        await self._early.keep(key, change)
+        if await self._archive.get(*key) is not None:
+            for taken in (await self._early.take([key])).values():
+                await self._apply(key, taken)
+
+    async def _apply(self, key: MessageId, change: Change) -> bool:
+        """Edit or delete an archived message; False if it is not archived."""
+        if change is None:
+            return await self._archive.delete(*key)
+        return await self._archive.update_text(*key, change)
 
     def _forget_storing(self, key: MessageId, done: asyncio.Future[None]) -> None:
         if self._storing.get(key) is done:
@@ -94,19 +106,25 @@ class Ingest:
             with contextlib.suppress(Exception):
                 await asyncio.shield(storing)
 
-    def _remember(self, key: MessageId, text: str | None) -> None:
-        """Keep a change to a message not stored yet, for `add` to apply."""
-        self._early[key] = text
-        self._early.move_to_end(key)
-        while len(self._early) > MAX_EARLY_CHANGES:
-            self._early.popitem(last=False)
+    async def _store(self, messages: list[ArchivedMessage]) -> None:
+        """Archive a batch with the changes that overtook its messages applied."""
+        keys = [(m.team_id, m.channel_id, m.ts) for m in messages]
+        early = await self._early.take(keys)
+        kept = [
+            m if key not in early else replace(m, text=early[key] or "")
+            for m, key in zip(messages, keys, strict=True)
+            if key not in early or early[key] is not None  # else deleted before it was stored
+        ]
+        await self._archive.add(kept)
+        for key, change in (await self._early.take(keys)).items():
+            await self._apply(key, change)
 
     async def _flush(self) -> None:
         await asyncio.sleep(self._linger)
         while self._waiting:
             batch, self._waiting = self._waiting[:BATCH], self._waiting[BATCH:]
             try:
-                await self._archive.add([message for message, _ in batch])
+                await self._store([message for message, _ in batch])
             except Exception as error:
                 log.exception("archiving %d messages failed", len(batch))
                 for _, done in batch:

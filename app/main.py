@@ -55,6 +55,7 @@ from memory.blocks import MemoryBlocks
 from memory.conversations import Conversations
 from memory.db import create_tables, make_engine
 from memory.dedupe import LocalOnceKeys, OnceKeys, RedisOnceKeys
+from memory.early_changes import RedisEarlyChanges
 from memory.embeddings import load_embedder
 from memory.exclusions import Exclusions
 from memory.feedback import Feedback
@@ -167,6 +168,7 @@ def make_services(settings: Settings, stores: Stores) -> Services:
         stores.archive,
         linger=settings.lore_ingest_linger,
         max_pending=settings.lore_max_pending_archive,
+        early=RedisEarlyChanges(stores.redis) if stores.redis else None,
     )
     agent = Agent(
         llm=llm,

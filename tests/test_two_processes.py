@@ -135,6 +135,12 @@ async def test_two_processes_answer_once_lose_no_edit_and_archive_everything_onc
             else:
                 parent = chooser.choice(plain)["ts"]
                 await emulator.post_message("U0CAROL", CHANNEL, f"thanks ({n})", thread_ts=parent)
+            if n % 5 == 0:  # edited at once: the edit may reach the other process first
+                draft = await emulator.post_message("U0BOB", CHANNEL, f"draft {n}: ship Monday")
+                await emulator.edit_message(CHANNEL, draft["ts"], f"edited {n}: ship Tuesday")
+            elif n % 5 == 1:  # deleted at once, likewise
+                oops = await emulator.post_message("U0BOB", CHANNEL, f"oops {n}: door code 4411")
+                await emulator.delete_message(CHANNEL, oops["ts"])
 
         for posted in mentions:
             await emulator.wait_for_reply(CHANNEL, posted["ts"], timeout=120)
@@ -144,7 +150,7 @@ async def test_two_processes_answer_once_lose_no_edit_and_archive_everything_onc
 
         async def archived_all() -> bool:
             assert reader is not None
-            return await reader.count(team) >= len(expected)
+            return await reader.count(team) == len(expected)
 
         await eventually(archived_all, 60)
         await asyncio.sleep(1.0)  # room for a duplicate turn or write to show up
@@ -163,8 +169,8 @@ async def test_two_processes_answer_once_lose_no_edit_and_archive_everything_onc
         facts = sorted(f"Fact {n}" for n in range(MENTIONS))
         assert sorted(history[-1].value.splitlines()) == facts
 
-        # the archive holds every message once, read back by a third client: the record (SQL)
-        # and the vectors (the Chroma server) alike
+        # the archive holds every message once, as edited and without the deleted ones, read
+        # back by a third client: the record (SQL) and the vectors (the Chroma server) alike
         assert await reader.count(team) == len(expected)
         for ts, message in expected.items():
             stored = await reader.get(team, CHANNEL, ts)
