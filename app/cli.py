@@ -12,6 +12,7 @@ import asyncio
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from app import search_cli
@@ -21,7 +22,7 @@ from app.importer.convert import workspace_host
 from app.importer.export import ExportError, open_export
 from app.importer.run import import_export
 from app.logging_setup import configure_logging
-from app.main import credentials_from, open_database, open_stores, start_lore
+from app.main import Lore, credentials_from, open_database, open_stores, start_lore
 from app.settings import Settings, SettingsError, load_settings
 from app.store_lock import StoreBusy, embedded_store_lock, unshared_vectors
 from memory.blocks import MemoryBlocks
@@ -180,9 +181,11 @@ async def _serve(settings: Settings) -> int:
     )
     await _wait_for_signal()
     log.info(
-        "shutting down: finishing running and queued turns for up to %gs (LORE_SHUTDOWN_GRACE)",
+        "shutting down: finishing running and queued turns for up to %gs (LORE_SHUTDOWN_GRACE; "
+        "a second signal hands them back at once)",
         settings.lore_shutdown_grace,
     )
+    _on_signal(lambda: _hurry(lore))
     await lore.stop()
     if emulator is not None:
         await emulator.stop()
@@ -191,10 +194,20 @@ async def _serve(settings: Settings) -> int:
 
 async def _wait_for_signal() -> None:
     stop = asyncio.Event()
+    _on_signal(stop.set)
+    await stop.wait()
+
+
+def _on_signal(handler: Callable[[], None]) -> None:
+    """Call `handler` on SIGINT or SIGTERM (replacing the previous handler)."""
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    await stop.wait()
+        loop.add_signal_handler(signum, handler)
+
+
+def _hurry(lore: Lore) -> None:
+    log.warning("second signal: handing back the turns still running or queued now")
+    lore.hurry()
 
 
 async def _memory(settings: Settings, action: str, team: str, label: str) -> int:

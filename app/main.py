@@ -340,6 +340,10 @@ class Lore:
                 checks["redis"] = type(error).__name__
         return checks
 
+    def hurry(self) -> None:
+        """Cut `stop`'s grace short: turns still running or queued are handed back now."""
+        self.services.turns.hurry()
+
     async def stop(self) -> None:
         """Stop taking events, finish queued work, then close the clients and stores.
 

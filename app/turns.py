@@ -70,6 +70,7 @@ class TurnQueue:
         self._workers: set[asyncio.Task[None]] = set()
         self._hand_backs: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._hurry = asyncio.Event()
 
     def submit(self, key: ConversationKey, turn: Turn) -> bool:
         """Queue `turn` behind earlier turns of its conversation; never blocks.
@@ -114,12 +115,29 @@ class TurnQueue:
         """Refuse new turns from now on (handed back as restarting)."""
         self._closed = True
 
+    def hurry(self) -> None:
+        """End `drain`'s grace now: what has not finished is handed back (a second signal)."""
+        self._hurry.set()
+
     async def drain(self, grace: float = 60.0) -> None:
-        """Run queued turns for up to `grace` seconds; then hand back and cancel the rest."""
+        """Run queued turns for up to `grace` seconds (or until `hurry`); then hand back and
+        cancel the rest."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
-        while self._workers and (remaining := deadline - loop.time()) > 0:
-            await asyncio.wait(set(self._workers), timeout=remaining)
+        hurried = asyncio.ensure_future(self._hurry.wait())
+        try:
+            while (
+                self._workers
+                and not self._hurry.is_set()
+                and (remaining := deadline - loop.time()) > 0
+            ):
+                await asyncio.wait(
+                    {*self._workers, hurried},
+                    timeout=remaining,
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+        finally:
+            hurried.cancel()
         if self._workers:
             await self._hand_back_left_over()
         await finish_or_cancel(self._hand_backs, HAND_BACK_GRACE, "hand-backs")

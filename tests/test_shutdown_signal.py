@@ -1,5 +1,6 @@
 """SIGTERM to `python -m app serve` takes the graceful path: turns left when the grace runs out
-are handed back in their threads, and the process exits cleanly."""
+(or when a second signal cuts it short) are handed back in their threads, and the process
+exits cleanly."""
 
 from __future__ import annotations
 
@@ -20,21 +21,12 @@ from tests.test_two_processes import free_port, wait_ready
 BOT = "<@U0LORE>"
 
 
-async def test_sigterm_hands_back_turns_left_after_the_grace(
-    team_emulator: SlackEmulator, fake_llm: FakeAnthropic, tmp_path: Path
-) -> None:
-    emulator = team_emulator
-    release = asyncio.Event()
-
-    async def respond(_request: dict[str, Any]) -> Any:
-        await release.wait()
-        return reply(text("Answered."))
-
-    fake_llm.respond_with(respond)
-    port = free_port()
-    env = {
+def serve_env(
+    emulator: SlackEmulator, fake_llm: FakeAnthropic, tmp_path: Path, grace: str
+) -> dict[str, str]:
+    return {
         **os.environ,
-        "PORT": str(port),
+        "PORT": str(free_port()),
         "LORE_HOST": "127.0.0.1",
         "LORE_DATA_DIR": str(tmp_path / "lore"),
         "LORE_EMBEDDING_MODEL_DIR": str(MODEL_DIR),
@@ -46,22 +38,39 @@ async def test_sigterm_hands_back_turns_left_after_the_grace(
         "ANTHROPIC_BASE_URL": fake_llm.base_url,
         "LORE_MODEL_RETRIES": "0",
         "LORE_MAX_CONCURRENT_TURNS": "1",
-        "LORE_SHUTDOWN_GRACE": "1",
+        "LORE_SHUTDOWN_GRACE": grace,
         "LORE_LOG_LEVEL": "WARNING",
     }
+
+
+async def stop_with_turns_held(
+    emulator: SlackEmulator, fake_llm: FakeAnthropic, tmp_path: Path, grace: str, signals: int
+) -> None:
+    """Start Lore, leave one turn running (the model holds its answer) and one queued, send
+    `signals` SIGTERMs a moment apart; both turns must be handed back and Lore exit with 0."""
+    release = asyncio.Event()
+
+    async def respond(_request: dict[str, Any]) -> Any:
+        await release.wait()
+        return reply(text("Answered."))
+
+    fake_llm.respond_with(respond)
+    env = serve_env(emulator, fake_llm, tmp_path, grace)
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "app", "serve", cwd=ROOT, env=env
     )
     try:
-        url = f"http://127.0.0.1:{port}"
+        url = f"http://127.0.0.1:{env['PORT']}"
         await wait_ready(url, process)
         emulator.config.events_url = f"{url}/slack/events"
         running = await emulator.post_message("U0ALICE", "C0GENERAL", f"{BOT} first question")
         await fake_llm.wait_for_requests(1, timeout=30)
         queued = await emulator.post_message("U0BOB", "C0GENERAL", f"{BOT} second question")
         await emulator.drain()
-        process.send_signal(signal.SIGTERM)
-        assert await asyncio.wait_for(process.wait(), timeout=60) == 0
+        for _ in range(signals):
+            process.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.5)
+        assert await asyncio.wait_for(process.wait(), timeout=30) == 0
     finally:
         release.set()
         if process.returncode is None:
@@ -72,3 +81,16 @@ async def test_sigterm_hands_back_turns_left_after_the_grace(
         replies = emulator.bot_replies("C0GENERAL", asked["ts"])
         assert [message["text"] for message in replies] == [restarting]
     assert len(fake_llm.requests) == 1
+
+
+async def test_sigterm_hands_back_turns_left_after_the_grace(
+    team_emulator: SlackEmulator, fake_llm: FakeAnthropic, tmp_path: Path
+) -> None:
+    await stop_with_turns_held(team_emulator, fake_llm, tmp_path, grace="1", signals=1)
+
+
+async def test_a_second_sigterm_hands_back_at_once_without_waiting_for_the_grace(
+    team_emulator: SlackEmulator, fake_llm: FakeAnthropic, tmp_path: Path
+) -> None:
+    # a grace of 10 minutes: Lore exits within the test's 30 s only because of the second signal
+    await stop_with_turns_held(team_emulator, fake_llm, tmp_path, grace="600", signals=2)
