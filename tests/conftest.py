@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.main import Lore
 from emulator import EmulatorConfig, SlackEmulator
+from memory.archive import Archive
 from memory.db import create_tables, make_engine
 from memory.embeddings import OnnxEmbedder
 from tests.chroma_server import CHROMA_BIN, running_chroma
@@ -82,6 +83,16 @@ async def postgres_engine() -> AsyncIterator[AsyncEngine]:
     engine = await postgres_engine_or_skip()
     yield engine
     await engine.dispose()
+
+
+@pytest.fixture
+async def sqlite_archive(
+    tmp_path: Path, embedder: OnnxEmbedder, sqlite_engine: AsyncEngine
+) -> AsyncIterator[Archive]:
+    """An archive on embedded Chroma and SQLite, with the real embedding model."""
+    opened = await Archive.open_embedded(tmp_path / "chroma", embedder, sqlite_engine)
+    yield opened
+    await opened.close()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -4,27 +4,20 @@ message still applies: the early change waits in Redis for the message's batch."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from pathlib import Path
+from collections.abc import Awaitable, Callable, Sequence
 
 import pytest
 from redis.asyncio import Redis
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.ingest import Ingest
 from memory.archive import Archive, ArchivedMessage
 from memory.early_changes import Change, MessageId, RedisEarlyChanges
-from memory.embeddings import OnnxEmbedder
 from tests.conftest import new_team
 
 
 @pytest.fixture
-async def archive(
-    tmp_path: Path, embedder: OnnxEmbedder, sqlite_engine: AsyncEngine
-) -> AsyncIterator[Archive]:
-    opened = await Archive.open_embedded(tmp_path / "chroma", embedder, sqlite_engine)
-    yield opened
-    await opened.close()
+def archive(sqlite_archive: Archive) -> Archive:
+    return sqlite_archive
 
 
 def message(team: str, n: int, text: str) -> ArchivedMessage:

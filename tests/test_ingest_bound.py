@@ -4,16 +4,12 @@ message still reaches the archive (real embedded Chroma and the real embedding m
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.ingest import Ingest
 from memory.archive import Archive, ArchivedMessage
 from memory.audience import Audience
-from memory.embeddings import OnnxEmbedder
 from tests.conftest import new_team
 
 BOUND = 8
@@ -21,12 +17,8 @@ MESSAGES = 100
 
 
 @pytest.fixture
-async def archive(
-    tmp_path: Path, embedder: OnnxEmbedder, sqlite_engine: AsyncEngine
-) -> AsyncIterator[Archive]:
-    opened = await Archive.open_embedded(tmp_path / "chroma", embedder, sqlite_engine)
-    yield opened
-    await opened.close()
+def archive(sqlite_archive: Archive) -> Archive:
+    return sqlite_archive
 
 
 def message(team: str, n: int) -> ArchivedMessage:
