@@ -1,7 +1,10 @@
 """Search latency at 100,000 messages: hybrid `Archive.search` beside a raw Chroma query.
 
 Run: .venv/bin/python bench/search_latency.py [--messages 100000] [--queries 200]
-     [--database-url URL] [--data DIR]
+     [--database-url URL [--keep]] [--data DIR]
+
+With `--database-url` the workspace's rows are deleted from that database at the end unless
+`--keep` (which lets a re-run skip the ingest).
 
 One workspace of synthetic Slack traffic: ~20 channels (four of them private), thousands of
 threads and top-level messages over a year, texts made of one to three clauses (a few long
@@ -267,6 +270,7 @@ async def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--clauses", type=int, default=30_000)
     parser.add_argument("--database-url", default=None, help="default: SQLite in the data dir")
+    parser.add_argument("--keep", action="store_true", help="keep the rows in --database-url")
     parser.add_argument("--data", type=Path, default=None, help="data dir (default: temporary)")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
@@ -334,7 +338,9 @@ async def main() -> None:
 
     def dense(i: int) -> Callable[[], Awaitable[Any]]:
         question, filters, audience = queries[i]
-        return lambda: archive._dense(TEAM, question, audience, filters, 64)
+        return lambda: archive._dense(
+            TEAM, lambda: archive._embed_query(question), audience, filters, 64
+        )
 
     n = range(len(queries))
     gc.collect()
@@ -348,6 +354,8 @@ async def main() -> None:
         [lambda q=q: asyncio.to_thread(embedder.embed, [q]) for q, _, _ in queries]
     )
     found = [len(await hybrid(i)()) for i in n]
+    if args.database_url and not args.keep:  # the SQL rows; the vectors stay for the next step
+        await archive._lexical.delete_team(TEAM)
     await archive.close()
     await engine.dispose()
 
