@@ -125,6 +125,7 @@ async def test_answered_mention_and_duplicates_are_counted(
     assert 0 < model_seconds <= delta("lore_turn_seconds_sum")
     assert delta("lore_memory_edits_total", operation="insert") == 1
     assert ("lore_turn_queue_depth", frozenset()) in after
+    assert not [name for name, _ in after if name.endswith("_created")]
     assert ("lore_archive_pending", frozenset()) in after
     # counted when the workspace was first seen, then at most once a minute
     archived = value(after, "lore_archive_messages", team=TEAM)
