@@ -2,8 +2,8 @@
 
 A JSON line holds `time` (UTC, ISO 8601), `level`, `logger`, `message`, the ids bound in
 `app.log_context` (`team`, `event_id`, `channel`, `thread_ts`) when known, and `exc` (the whole
-traceback as one string) for exceptions. Both formats mask Slack and Anthropic tokens that
-slip into a message.
+traceback as one string) for exceptions. A text line shows the same ids in brackets after the
+logger's name. Both formats mask Slack and Anthropic tokens that slip into a message.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from app import log_context
 
 LogFormat = Literal["text", "json"]
 
-TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s%(lore_ids)s: %(message)s"
 SECRET = re.compile(r"\b(xoxe\.xox[abeprs]|xox[abeprs]|xapp|sk-ant)-[\w.-]+")
 """Slack tokens (bot, user, app-level, refresh) and Anthropic API keys."""
 
@@ -30,12 +30,15 @@ def redact(text: str) -> str:
 
 
 class TextFormatter(logging.Formatter):
-    """The classic one-line format, with tokens masked."""
+    """The classic one-line format with the bound ids (`[team=T1 channel=C1]`), tokens masked."""
 
     def __init__(self) -> None:
         super().__init__(TEXT_FORMAT)
 
     def format(self, record: logging.LogRecord) -> str:
+        fields = log_context.current()
+        ids = " ".join(f"{name}={fields[name]}" for name in log_context.FIELDS if name in fields)
+        record.lore_ids = f" [{ids}]" if ids else ""
         return redact(super().format(record))
 
 

@@ -71,6 +71,14 @@ def test_a_line_holds_time_level_logger_message_and_bound_ids(captured: Captured
     assert log_context.current() == {}
 
 
+def test_a_text_line_shows_the_bound_ids_after_the_logger() -> None:
+    record = logging.LogRecord("lore.test", logging.INFO, __file__, 1, "a turn", None, None)
+    assert TextFormatter().format(record).endswith(" INFO lore.test: a turn")
+    with log_context.bound(team="T1", channel="C1", thread_ts="1.000"):
+        line = TextFormatter().format(record)
+    assert line.endswith(" INFO lore.test [team=T1 channel=C1 thread_ts=1.000]: a turn")
+
+
 def test_an_exception_is_one_field_of_one_line(captured: Captured) -> None:
     log = logging.getLogger("lore.test")
     try:
