@@ -170,6 +170,8 @@ def make_services(settings: Settings, stores: Stores) -> Services:
         max_pending=settings.lore_max_pending_archive,
         early=RedisEarlyChanges(stores.redis) if stores.redis else None,
     )
+    askers = Askers(stores.conversations)
+    feedback = ReplyFeedback(stores.feedback, stores.conversations)
     agent = Agent(
         llm=llm,
         limits=TurnLimits(
@@ -181,6 +183,7 @@ def make_services(settings: Settings, stores: Stores) -> Services:
         archive=stores.archive,
         blocks=stores.blocks,
         conversations=stores.conversations,
+        askers=askers,
         ingest=ingest,
         observer=metrics,
     )
@@ -198,7 +201,7 @@ def make_services(settings: Settings, stores: Stores) -> Services:
         background=background,
         archiving=ArchiveQueue(background, backfill, settings.lore_max_archive_backlog, metrics),
         once=stores.once,
-        feedback=ReplyFeedback(stores.feedback, stores.conversations),
+        feedback=feedback,
         workspace_data=WorkspaceData(
             [
                 backfill,
@@ -215,11 +218,11 @@ def make_services(settings: Settings, stores: Stores) -> Services:
             blocks=stores.blocks,
             conversations=stores.conversations,
             archive=stores.archive,
-            feedback=ReplyFeedback(stores.feedback, stores.conversations),
+            feedback=feedback,
             backfill=backfill,
             exclusions=stores.exclusions,
         ),
-        askers=Askers(stores.conversations),
+        askers=askers,
         metrics=metrics,
     )
 

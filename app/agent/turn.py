@@ -79,6 +79,7 @@ class Agent:
         archive: Archive,
         blocks: MemoryBlocks,
         conversations: Conversations,
+        askers: Askers,
         ingest: Ingest,
         observer: TurnObserver | None = None,
     ) -> None:
@@ -89,7 +90,7 @@ class Agent:
         self._blocks = blocks
         self._conversations = conversations
         self._ingest = ingest
-        self._askers = Askers(conversations)
+        self._askers = askers
         self._tools = ToolRunner(archive, blocks)
         self._retrieval_only = RetrievalOnly(archive, blocks)
 
