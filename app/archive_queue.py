@@ -1,10 +1,10 @@
 """Live messages into the archive in the background, with a bounded backlog per workspace.
 
 A workspace has at most `max_backlog` archive jobs accepted and not finished. A message past
-that is not held in memory: its channel is noted, and once the workspace's backlog is down to
-half, each noted channel is queued for a re-read of its history from the newest message (a
-backfill, recorded in the database and resumed after a restart), which stores the messages
-skipped meanwhile.
+that is not held in memory: its channel is queued at once for a re-read of its history from the
+newest message (a backfill, recorded in the database, so a crash cannot lose it), and queued
+again once the workspace's backlog is down to half, so the re-read starts after the last
+message skipped and stores them all.
 """
 
 from __future__ import annotations
@@ -69,6 +69,9 @@ class ArchiveQueue:
                 )
             if channel_id not in skipped:
                 skipped[channel_id] = reader()
+                self._pool.spawn(
+                    self._reread(team_id, {channel_id: skipped[channel_id]}), name="archive-reread"
+                )
             self._counts.archive_deferred()
             return False
         self._backlog[team_id] += 1
@@ -87,8 +90,6 @@ class ArchiveQueue:
                 self._pool.spawn(self._reread(team_id, skipped), name="archive-reread")
 
     async def _reread(self, team_id: str, channels: dict[str, ChannelReader]) -> None:
-        log.info(
-            "reading %d channels of %s again after a full archive backlog", len(channels), team_id
-        )
+        log.info("reading %d channels of %s again (archive backlog full)", len(channels), team_id)
         for channel_id, reader in channels.items():
             await self._rereads.reread(reader, channel_id)
