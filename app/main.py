@@ -48,7 +48,7 @@ from app.settings import Settings
 from app.turns import TurnQueue
 from app.web import make_web_app
 from app.workspace_data import WorkspaceData
-from handlers.backfill import backfill_installed, resume_backfill
+from handlers.backfill import backfill_installed, resume_backfill, resume_installed_backfills
 from memory.archive import Archive
 from memory.backfill_state import BackfillState
 from memory.blocks import MemoryBlocks
@@ -311,9 +311,11 @@ class Lore:
         self.slack_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         self.bolt = make_bolt(credentials, self.services, oauth, self.slack_session)
         if isinstance(credentials, SlackCredentials):
-            self.services.background.spawn(
-                resume_backfill(self.bolt.client, self.services), name="backfill-resume"
-            )
+            resuming = resume_backfill(self.bolt.client, self.services)
+        else:
+            assert self.tokens is not None
+            resuming = resume_installed_backfills(self.tokens, credentials.api_url, self.services)
+        self.services.background.spawn(resuming, name="backfill-resume")
         if credentials.app_token:
             self.socket_mode = AsyncSocketModeHandler(self.bolt, credentials.app_token)
             await self.socket_mode.connect_async()

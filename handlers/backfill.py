@@ -8,6 +8,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 
+from app.oauth import WorkspaceTokens
 from app.services import Services
 from handlers.slack_history import SlackHistory
 from handlers.users import SlackUsers
@@ -40,6 +41,24 @@ async def resume_backfill(client: AsyncWebClient, services: Services) -> None:
 
     if await services.backfill.resume(reader):
         log.info("resuming the unfinished backfills of %s", token_team[0])
+    services.backfill.keep_adopting(reader)
+
+
+async def resume_installed_backfills(
+    tokens: WorkspaceTokens, api_url: str, services: Services
+) -> None:
+    """OAuth mode at start-up: resume the unfinished backfills of every installed workspace
+    (each read with its current bot token), and from then on take over those a dead process
+    leaves running."""
+
+    async def reader(team_id: str) -> SlackHistory | None:
+        token = await tokens.bot_token(team_id)
+        if token is None:
+            return None
+        return SlackHistory(AsyncWebClient(token=token, base_url=api_url), team_id)
+
+    if resumed := await services.backfill.resume(reader):
+        log.info("resuming the unfinished backfills of %d workspaces", len(resumed))
     services.backfill.keep_adopting(reader)
 
 

@@ -13,11 +13,12 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 import pytest
 
-from app.main import Lore, credentials_from, start_lore
+from app.main import Lore, credentials_from, open_database, start_lore
 from app.settings import SettingsError, load_settings
 from emulator import EmulatorConfig, SlackEmulator
 from emulator.events import sign
 from emulator.payloads import event_callback
+from memory.backfill_state import BackfillState
 from tests.conftest import POSTGRES_URL, postgres_engine_or_skip
 from tests.harness import eventually, lore_settings
 
@@ -155,6 +156,37 @@ async def test_install_flow_stores_the_installation_and_answers_with_its_token(
     await eventually(backfilled)
     await oauth_lore.services.workspace_data.forget(TEAM)  # what uninstall does
     assert await installations(oauth_lore).find(TEAM) is None
+
+
+async def test_unfinished_backfills_resume_when_lore_starts_again(
+    emulator: SlackEmulator, tmp_path: Path
+) -> None:
+    lore = await start_oauth_lore(emulator, tmp_path)
+    try:
+        await install(lore)
+        await eventually(lambda: all_backfilled(lore))
+    finally:
+        await lore.stop()
+    engine = await open_database(lore.settings)  # as a crash in the middle of a read leaves it
+    try:
+        await BackfillState(engine).restart(TEAM, "C0GENERAL")
+    finally:
+        await engine.dispose()
+
+    again = await start_oauth_lore(emulator, tmp_path)
+    try:
+        await eventually(lambda: all_backfilled(again))
+        (general,) = [
+            c for c in await again.services.backfill.status(TEAM) if c.channel_id == "C0GENERAL"
+        ]
+        assert general.pages > 0  # restart() set it to 0: read again
+    finally:
+        await again.stop()
+
+
+async def all_backfilled(lore: Lore) -> bool:
+    channels = await lore.services.backfill.status(TEAM)
+    return bool(channels) and all(c.status == "done" for c in channels)
 
 
 async def test_install_and_answer_in_socket_mode(emulator: SlackEmulator, tmp_path: Path) -> None:
