@@ -37,7 +37,8 @@ class CountsDeferred(Protocol):
 
 
 class ArchiveQueue:
-    """Runs archive jobs in `pool`, at most `max_backlog` per workspace at once."""
+    """Runs archive jobs in `pool`, at most `max_backlog` per workspace at once; re-reads
+    are queued in a pool of their own, so they never wait behind the backlog."""
 
     def __init__(
         self, pool: TaskPool, rereads: Rereads, max_backlog: int, counts: CountsDeferred
@@ -48,6 +49,7 @@ class ArchiveQueue:
         self._counts = counts
         self._backlog: Counter[str] = Counter()
         self._skipped: dict[str, dict[str, ChannelReader]] = {}
+        self._rereading = TaskPool(1)
 
     def backlog(self, team_id: str) -> int:
         """The workspace's archive jobs accepted and not finished."""
@@ -69,7 +71,7 @@ class ArchiveQueue:
                 )
             if channel_id not in skipped:
                 skipped[channel_id] = reader()
-                self._pool.spawn(
+                self._rereading.spawn(
                     self._reread(team_id, {channel_id: skipped[channel_id]}), name="archive-reread"
                 )
             self._counts.archive_deferred()
@@ -87,7 +89,11 @@ class ArchiveQueue:
                 del self._backlog[team_id]
             if team_id in self._skipped and self._backlog[team_id] <= self._max_backlog // 2:
                 skipped = self._skipped.pop(team_id)
-                self._pool.spawn(self._reread(team_id, skipped), name="archive-reread")
+                self._rereading.spawn(self._reread(team_id, skipped), name="archive-reread")
+
+    async def drain(self, grace: float = 10.0) -> None:
+        """Finish queuing the re-reads (at shutdown, after the archive jobs have drained)."""
+        await self._rereading.drain(grace)
 
     async def _reread(self, team_id: str, channels: dict[str, ChannelReader]) -> None:
         log.info("reading %d channels of %s again (archive backlog full)", len(channels), team_id)

@@ -362,6 +362,7 @@ class Lore:
         await self.services.turns.drain(self.settings.lore_shutdown_grace)
         await self.services.backfill.close()
         await self.services.background.drain()
+        await self.services.archiving.drain()
         await self.services.agent.close()
         if self.slack_session is not None:
             await self.slack_session.close()

@@ -108,6 +108,7 @@ async def test_past_the_bound_a_channel_is_reread_at_once_and_again_when_half_dr
     for gate in gates[2:]:
         gate.set()
     await pool.drain(grace=5)
+    await queue.drain()
     assert queue.backlog("T1") == 0 and queue.backlog("T2") == 0
     assert rereads.channels == skipped * 2  # the bound was left once
 
