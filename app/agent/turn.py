@@ -174,7 +174,8 @@ class Agent:
         conversation_id: str,
         clock: ModelClock,
     ) -> PostedReply | None:
-        history = await thread.history(request.ts)
+        # a message that starts its thread has nothing before it in that thread
+        history = [] if request.ts == request.thread_ts else await thread.history(request.ts)
         blocks = await self._blocks.current(request.team_id, memory_scope(request))
         system = prompt.system_blocks(blocks)
         messages = prompt.thread_messages(history, request, self._limits.history_tokens)
