@@ -48,7 +48,12 @@ from app.settings import Settings
 from app.turns import TurnQueue
 from app.web import make_web_app
 from app.workspace_data import WorkspaceData
-from handlers.backfill import backfill_installed, resume_backfill, resume_installed_backfills
+from handlers.backfill import (
+    backfill_installed,
+    installed_workspaces,
+    resume_backfills,
+    token_workspace,
+)
 from memory.archive import Archive
 from memory.backfill_state import BackfillState
 from memory.blocks import MemoryBlocks
@@ -311,11 +316,13 @@ class Lore:
         self.slack_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         self.bolt = make_bolt(credentials, self.services, oauth, self.slack_session)
         if isinstance(credentials, SlackCredentials):
-            resuming = resume_backfill(self.bolt.client, self.services)
+            readers = token_workspace(self.bolt.client)
         else:
             assert self.tokens is not None
-            resuming = resume_installed_backfills(self.tokens, credentials.api_url, self.services)
-        self.services.background.spawn(resuming, name="backfill-resume")
+            readers = installed_workspaces(self.tokens, credentials.api_url)
+        self.services.background.spawn(
+            resume_backfills(readers, self.services), name="backfill-resume"
+        )
         if credentials.app_token:
             self.socket_mode = AsyncSocketModeHandler(self.bolt, credentials.app_token)
             await self.socket_mode.connect_async()

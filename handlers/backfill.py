@@ -8,6 +8,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 
+from app.backfill.service import Readers
 from app.oauth import WorkspaceTokens
 from app.services import Services
 from handlers.slack_history import SlackHistory
@@ -29,27 +30,20 @@ def register(app: AsyncApp, services: Services, users: SlackUsers) -> None:
     app.event("member_joined_channel")(on_member_joined)
 
 
-async def resume_backfill(client: AsyncWebClient, services: Services) -> None:
-    """One-token mode at start-up: resume the unfinished backfills of the token's workspace,
-    and from then on take over those a dead process leaves running."""
-    token_team: list[str] = []  # asked of auth.test once, when first needed
+def token_workspace(client: AsyncWebClient) -> Readers:
+    """One-token mode: a reader for the token's workspace (asked of auth.test once)."""
+    token_team: list[str] = []
 
     async def reader(team_id: str) -> SlackHistory | None:
         if not token_team:
             token_team.append((await client.auth_test())["team_id"])
         return SlackHistory(client, team_id) if team_id == token_team[0] else None
 
-    if await services.backfill.resume(reader):
-        log.info("resuming the unfinished backfills of %s", token_team[0])
-    services.backfill.keep_adopting(reader)
+    return reader
 
 
-async def resume_installed_backfills(
-    tokens: WorkspaceTokens, api_url: str, services: Services
-) -> None:
-    """OAuth mode at start-up: resume the unfinished backfills of every installed workspace
-    (each read with its current bot token), and from then on take over those a dead process
-    leaves running."""
+def installed_workspaces(tokens: WorkspaceTokens, api_url: str) -> Readers:
+    """OAuth mode: a reader for any installed workspace, with its current bot token."""
 
     async def reader(team_id: str) -> SlackHistory | None:
         token = await tokens.bot_token(team_id)
@@ -57,9 +51,15 @@ async def resume_installed_backfills(
             return None
         return SlackHistory(AsyncWebClient(token=token, base_url=api_url), team_id)
 
-    if resumed := await services.backfill.resume(reader):
-        log.info("resuming the unfinished backfills of %d workspaces", len(resumed))
-    services.backfill.keep_adopting(reader)
+    return reader
+
+
+async def resume_backfills(readers: Readers, services: Services) -> None:
+    """At start-up: resume the unfinished backfills of the workspaces `readers` can read, and
+    from then on take over those a dead process leaves running."""
+    if resumed := await services.backfill.resume(readers):
+        log.info("resuming the unfinished backfills of %s", ", ".join(resumed))
+    services.backfill.keep_adopting(readers)
 
 
 async def backfill_installed(client: AsyncWebClient, team_id: str, services: Services) -> None:
