@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+import aiohttp
 
 from app.main import Lore, SlackCredentials, start_lore
 from app.settings import Settings
 from emulator import SlackEmulator
 from memory.archive import ArchivedMessage
+from tests.chroma_server import free_port
 from tests.conftest import MODEL_DIR, REDIS_URL
 from tests.fake_anthropic import FakeAnthropic
 
@@ -48,6 +52,43 @@ async def start_lore_on(
         )
     )
     return lore
+
+
+def serve_env(
+    emulator: SlackEmulator, fake_llm: FakeAnthropic, data_dir: Path, **settings: str
+) -> dict[str, str]:
+    """The environment of a `python -m app serve` subprocess against `emulator` and
+    `fake_llm`, on a free port of 127.0.0.1 (`PORT`), with `settings` on top."""
+    return {
+        **os.environ,
+        "PORT": str(free_port()),
+        "LORE_HOST": "127.0.0.1",
+        "LORE_DATA_DIR": str(data_dir),
+        "LORE_EMBEDDING_MODEL_DIR": str(MODEL_DIR),
+        "REDIS_URL": REDIS_URL,
+        "SLACK_BOT_TOKEN": emulator.config.bot_token,
+        "SLACK_SIGNING_SECRET": emulator.config.signing_secret,
+        "SLACK_API_URL": emulator.api_url,
+        "ANTHROPIC_API_KEY": "test-key",
+        "ANTHROPIC_BASE_URL": fake_llm.base_url,
+        "LORE_LOG_LEVEL": "WARNING",
+        **settings,
+    }
+
+
+async def wait_ready(url: str, process: asyncio.subprocess.Process) -> None:
+    """Wait until a Lore subprocess answers /readyz with 200 (fails if it exits first)."""
+    async with aiohttp.ClientSession() as session:
+        for _ in range(600):
+            assert process.returncode is None, f"Lore exited with {process.returncode}"
+            try:
+                async with session.get(f"{url}/readyz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.1)
+    raise TimeoutError(f"{url} never became ready")
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], within: float = 15.0) -> None:

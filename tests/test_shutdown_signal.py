@@ -5,7 +5,6 @@ exits cleanly."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 from pathlib import Path
@@ -14,33 +13,11 @@ from typing import Any
 from app.turns import HandBack
 from emulator import SlackEmulator
 from handlers.messages import HAND_BACK_TEXT
-from tests.conftest import MODEL_DIR, REDIS_URL, ROOT
+from tests.conftest import ROOT
 from tests.fake_anthropic import FakeAnthropic, reply, text
-from tests.test_two_processes import free_port, wait_ready
+from tests.harness import serve_env, wait_ready
 
 BOT = "<@U0LORE>"
-
-
-def serve_env(
-    emulator: SlackEmulator, fake_llm: FakeAnthropic, tmp_path: Path, grace: str
-) -> dict[str, str]:
-    return {
-        **os.environ,
-        "PORT": str(free_port()),
-        "LORE_HOST": "127.0.0.1",
-        "LORE_DATA_DIR": str(tmp_path / "lore"),
-        "LORE_EMBEDDING_MODEL_DIR": str(MODEL_DIR),
-        "REDIS_URL": REDIS_URL,
-        "SLACK_BOT_TOKEN": emulator.config.bot_token,
-        "SLACK_SIGNING_SECRET": emulator.config.signing_secret,
-        "SLACK_API_URL": emulator.api_url,
-        "ANTHROPIC_API_KEY": "test-key",
-        "ANTHROPIC_BASE_URL": fake_llm.base_url,
-        "LORE_MODEL_RETRIES": "0",
-        "LORE_MAX_CONCURRENT_TURNS": "1",
-        "LORE_SHUTDOWN_GRACE": grace,
-        "LORE_LOG_LEVEL": "WARNING",
-    }
 
 
 async def stop_with_turns_held(
@@ -55,7 +32,14 @@ async def stop_with_turns_held(
         return reply(text("Answered."))
 
     fake_llm.respond_with(respond)
-    env = serve_env(emulator, fake_llm, tmp_path, grace)
+    env = serve_env(
+        emulator,
+        fake_llm,
+        tmp_path / "lore",
+        LORE_MODEL_RETRIES="0",
+        LORE_MAX_CONCURRENT_TURNS="1",
+        LORE_SHUTDOWN_GRACE=grace,
+    )
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "app", "serve", cwd=ROOT, env=env
     )

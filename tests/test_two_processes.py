@@ -4,14 +4,11 @@ that delivers each event to one of them or to both, at random."""
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import re
 import sys
 from pathlib import Path
 from typing import Any
-
-import aiohttp
 
 from emulator import SlackEmulator
 from memory.archive import Archive, collection_name, message_key
@@ -19,62 +16,35 @@ from memory.blocks import MemoryBlocks
 from memory.chroma_client import open_http
 from memory.embeddings import OnnxEmbedder
 from memory.locks import LocalLocks
-from tests.chroma_server import free_port
 from tests.conftest import (
-    MODEL_DIR,
     POSTGRES_URL,
-    REDIS_URL,
     ROOT,
     postgres_engine_or_skip,
 )
 from tests.event_splitter import EventSplitter
 from tests.fake_anthropic import FakeAnthropic, reply, text, tool_use
-from tests.harness import eventually, user_text
+from tests.harness import eventually, serve_env, user_text, wait_ready
 
 BOT = "<@U0LORE>"
 CHANNEL = "C0GENERAL"
 MENTIONS = 40
 
 
-async def wait_ready(url: str, process: asyncio.subprocess.Process) -> None:
-    async with aiohttp.ClientSession() as session:
-        for _ in range(600):
-            assert process.returncode is None, f"Lore exited with {process.returncode}"
-            try:
-                async with session.get(f"{url}/readyz") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
-    raise TimeoutError(f"{url} never became ready")
-
-
 async def start_lore(
     n: int, emulator: SlackEmulator, fake_llm: FakeAnthropic, chroma_url: str, data: Path
 ) -> tuple[str, asyncio.subprocess.Process]:
     """`python -m app serve` on the shared stores; its URL and process."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "PORT": str(port),
-        "LORE_HOST": "127.0.0.1",
-        "LORE_DATA_DIR": str(data / f"lore{n}"),
-        "LORE_EMBEDDING_MODEL_DIR": str(MODEL_DIR),
-        "DATABASE_URL": POSTGRES_URL,
-        "REDIS_URL": REDIS_URL,
-        "CHROMA_URL": chroma_url,
-        "SLACK_BOT_TOKEN": emulator.config.bot_token,
-        "SLACK_SIGNING_SECRET": emulator.config.signing_secret,
-        "SLACK_API_URL": emulator.api_url,
-        "ANTHROPIC_API_KEY": "test-key",
-        "ANTHROPIC_BASE_URL": fake_llm.base_url,
-        "LORE_LOG_LEVEL": "WARNING",
-    }
+    env = serve_env(
+        emulator,
+        fake_llm,
+        data / f"lore{n}",
+        DATABASE_URL=POSTGRES_URL,
+        CHROMA_URL=chroma_url,
+    )
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "app", "serve", cwd=ROOT, env=env
     )
-    return f"http://127.0.0.1:{port}", process
+    return f"http://127.0.0.1:{env['PORT']}", process
 
 
 def channel_messages(emulator: SlackEmulator) -> dict[str, dict[str, Any]]:
