@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app.recall import RecallPage
+from handlers.quiet_text import quiet
 
 SNIPPET_CHARS = 300
 USAGE = (
@@ -36,7 +37,7 @@ def recall_blocks(page: RecallPage, now: float) -> list[dict[str, Any]]:
     """The ephemeral answer to one `/recall` page."""
     blocks: list[dict[str, Any]] = []
     if page.answer:
-        blocks.append(_section(f"*Answer:* {page.answer}"))
+        blocks.append(_section(f"*Answer:* {_quiet(page, page.answer)}"))
         blocks.append({"type": "divider"})
     if not page.hits:
         blocks.append(
@@ -50,11 +51,11 @@ def recall_blocks(page: RecallPage, now: float) -> list[dict[str, Any]]:
         snippet = " ".join(message.text.split())
         if len(snippet) > SNIPPET_CHARS:
             snippet = snippet[:SNIPPET_CHARS] + "…"
-        author = f"<@{message.user_id}>" if message.user_id else "Lore"
+        author = message.user_name or ("Lore" if message.is_bot else "someone")
         header = (
             f"*{number}.* {author} in <#{message.channel_id}> · {relative_date(message.ts, now)}"
         )
-        section = _section(f"{header}\n>{snippet or '(no text)'}")
+        section = _section(_quiet(page, f"{header}\n>{snippet or '(no text)'}"))
         if message.permalink:
             section["accessory"] = {
                 "type": "button",
@@ -95,7 +96,7 @@ def recall_blocks(page: RecallPage, now: float) -> list[dict[str, Any]]:
 def recall_text(page: RecallPage) -> str:
     """The notification text of a `/recall` answer."""
     if page.answer:
-        return page.answer
+        return _quiet(page, page.answer)
     return f"{len(page.hits)} messages match “{page.question}”" if page.hits else "No matches"
 
 
@@ -107,6 +108,12 @@ def more_value(question: str, offset: int) -> str:
 def parse_more_value(value: str) -> tuple[str, int]:
     data = json.loads(value)
     return str(data["q"]), int(data["o"])
+
+
+def _quiet(page: RecallPage, text: str) -> str:
+    """text pinging no one; mentions of the page's authors become their names."""
+    names = {hit.message.user_id: hit.message.user_name for hit in page.hits if hit.message.user_id}
+    return quiet(text, names)
 
 
 def _section(text: str) -> dict[str, Any]:
