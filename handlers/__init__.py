@@ -29,7 +29,7 @@ def register(app: AsyncApp, services: Services) -> None:
     middleware.register(app, services)
     channel_events.register(app, services, channel_types, memberships)  # before messages
     messages.register(app, services, memberships, users, channel_types)
-    recall.register(app, services, memberships)
+    recall.register(app, services, memberships, users)
     uninstall.register(app, services)
     feedback.register(app, services)
     backfill.register(app, services, users)

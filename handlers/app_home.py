@@ -28,7 +28,7 @@ from handlers.app_home_blocks import (
     parse_edit,
     parse_revert,
 )
-from handlers.quiet_text import mrkdwn_mentions, quiet_mrkdwn
+from handlers.quiet_text import block_mentions, quiet_blocks
 from handlers.users import SlackUsers
 from memory.edits import EditError
 
@@ -201,10 +201,10 @@ class _Home:
         view = home_view(snapshot, admin=admin, notice=notice)
         names = {
             mentioned: await self._admins.name(client, team_id, mentioned)
-            for mentioned in mrkdwn_mentions(view)
+            for mentioned in block_mentions(view)
         }
         try:
-            await client.views_publish(user_id=user_id, view=quiet_mrkdwn(view, names))
+            await client.views_publish(user_id=user_id, view=quiet_blocks(view, names))
         except SlackApiError as error:
             log.warning("views.publish failed: %s", error.response.get("error"))
 

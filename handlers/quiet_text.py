@@ -23,6 +23,7 @@ BROADCAST = re.compile(r"<!(channel|here|everyone|group)(?:\|[^>]*)?>")
 SUBTEAM = re.compile(r"<!subteam\^([A-Za-z0-9]+)(?:\|([^>]*))?>")
 TYPED = re.compile(r"(?<![\w@])@(channel|here|everyone)\b")
 MAX_TOKEN = 200  # a `<…>` token longer than this is no mention: stream it on
+TEXT_OBJECTS = ("mrkdwn", "plain_text")
 _TYPED_TAIL = re.compile(r"(?<![\w@])@[a-z]{0,8}$")
 
 
@@ -54,27 +55,27 @@ def quiet(
     return TYPED.sub(lambda m: f"@{JOINER}{m[1]}", text)
 
 
-def quiet_mrkdwn(value: Any, names: Mapping[str, str | None] | None = None) -> Any:
-    """A copy of Block Kit (a view, blocks) whose mrkdwn texts are quiet; plain text, which
-    Slack never turns into mentions, and input values are left as they are."""
+def quiet_blocks(value: Any, names: Mapping[str, str | None] | None = None) -> Any:
+    """A copy of Block Kit (a view, blocks) whose text objects (mrkdwn and plain_text) are
+    quiet; input values, which people edit, are left as they are."""
     if isinstance(value, list):
-        return [quiet_mrkdwn(item, names) for item in value]
+        return [quiet_blocks(item, names) for item in value]
     if not isinstance(value, dict):
         return value
-    if value.get("type") == "mrkdwn" and isinstance(value.get("text"), str):
+    if value.get("type") in TEXT_OBJECTS and isinstance(value.get("text"), str):
         return {**value, "text": quiet(value["text"], names)}
-    return {key: quiet_mrkdwn(item, names) for key, item in value.items()}
+    return {key: quiet_blocks(item, names) for key, item in value.items()}
 
 
-def mrkdwn_mentions(value: Any) -> set[str]:
-    """The user ids mentioned in the mrkdwn texts of Block Kit."""
+def block_mentions(value: Any) -> set[str]:
+    """The user ids mentioned in the text objects of Block Kit."""
     if isinstance(value, list):
-        return set().union(*(mrkdwn_mentions(item) for item in value))
+        return set().union(*(block_mentions(item) for item in value))
     if not isinstance(value, dict):
         return set()
-    if value.get("type") == "mrkdwn" and isinstance(value.get("text"), str):
+    if value.get("type") in TEXT_OBJECTS and isinstance(value.get("text"), str):
         return mentioned_users(value["text"])
-    return set().union(*(mrkdwn_mentions(item) for item in value.values()))
+    return set().union(*(block_mentions(item) for item in value.values()))
 
 
 class HeldTail:
