@@ -438,6 +438,13 @@ class Archive:
             kept_vectors.append(vector)
         return kept, kept_vectors
 
+    async def channel_kinds(
+        self, team_id: str, channel_ids: Sequence[str]
+    ) -> dict[str, str | None]:
+        """What Slack last said of these channels, where it said anything: the kind, or None
+        for a deleted channel (`add` applies it to every write)."""
+        return await self._kinds.of(team_id, channel_ids) if self._kinds is not None else {}
+
     async def _recheck_kinds(self, team_id: str, written: list[ArchivedMessage]) -> None:
         """After a write: a kind recorded meanwhile (by another process, whose update of the
         channel's rows ran before these rows were committed) is applied to the channel now."""

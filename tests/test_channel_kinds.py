@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.importer.writer import BatchWriter
 from memory.archive import Archive, ArchivedMessage
 from memory.audience import Audience
 from memory.embeddings import OnnxEmbedder
@@ -110,3 +111,22 @@ async def test_a_deleted_channel_leaves_the_archive_and_is_never_written_again(
     await archive.add([message(team, "C0GONE", 3, "A Falcon page read before the deletion")])
     assert await archive.count(team) == 1
     assert await archive.get(team, "C0OTHER", kept.ts) is not None  # control
+
+
+async def test_an_import_records_the_current_kind_not_the_exports(archive: Archive) -> None:
+    team = new_team()
+    await archive.set_channel_type(team, "C0PLANS", "group")  # private since the export
+    await archive.remove_channel(team, "C0GONE")  # deleted since the export
+    writer = BatchWriter(archive)
+    for n, channel in enumerate(("C0PLANS", "C0GONE", "C0OTHER"), start=1):
+        await writer.add(message(team, channel, n, f"exported message {n}", kind="channel"))
+    await writer.flush()
+
+    planned = await archive.get(team, "C0PLANS", "1700000000.000001")
+    assert planned is not None and planned.channel_type == "group"
+    assert await archive.get(team, "C0GONE", "1700000000.000002") is None
+    other = await archive.get(team, "C0OTHER", "1700000000.000003")
+    assert other is not None and other.channel_type == "channel"  # control: nothing said of it
+    await writer.add(message(team, "C0PLANS", 1, "exported message 1", kind="channel"))
+    await writer.flush()
+    assert writer.counts.present == 1  # the same message again is no change
