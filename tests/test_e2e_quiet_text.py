@@ -9,6 +9,7 @@ from typing import Any
 
 from app.main import Lore
 from emulator import SlackEmulator
+from handlers.quiet_text import JOINER
 from memory.edits import Insert
 from tests.fake_anthropic import FakeAnthropic, reply, text, tool_use
 from tests.harness import archived_message, eventually
@@ -94,3 +95,19 @@ def _published(emulator: SlackEmulator, user: str) -> Any:
         return "by Bob" in json.dumps(emulator.views.get(user, {}))
 
     return published
+
+
+async def test_posted_instead_of_streamed_the_answer_is_as_quiet(
+    lore: Lore, emulator: SlackEmulator, fake_llm: FakeAnthropic
+) -> None:
+    emulator.fail_method("chat.startStream", "not_allowed", times=5)
+    fake_llm.script(
+        reply(text("Per <@U0BOB>: <!channel> the freeze starts Friday, ask <@U0C"), text("AROL>."))
+    )
+    asked = await emulator.post_message("U0ALICE", "C0RANDOM", f"{BOT} when is the freeze?")
+    answer = (await emulator.wait_for_reply("C0RANDOM", asked["ts"], timeout=20))[0]["text"]
+
+    assert "chat.postMessage" in {method for method, _ in emulator.calls}
+    assert not [loud for loud in LOUD if loud in posted_texts(emulator)]
+    assert answer.startswith(f"Per Bob Brown: @{JOINER}channel the freeze starts Friday")
+    assert "ask Carol Chen." in answer
