@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
+from collections.abc import Sequence
 from dataclasses import replace
 
 from memory.archive import Archive, ArchivedMessage
 from memory.early_changes import Change, EarlyChanges, LocalEarlyChanges, MessageId
+from memory.reply_sources import Quote, ReplySources
 
 log = logging.getLogger("lore.ingest")
 
@@ -26,6 +29,10 @@ class Ingest:
     waits for its batch, for its author's name, or in another process). It waits for a message
     being stored here; for one not archived yet it is kept in `early` (Redis when several
     processes share the archive), which each batch consults before and after it is stored.
+
+    Text taken back leaves Lore's copies too: when a message is deleted, Lore's archived replies
+    that quoted it (`replies`) are deleted the same way; when it is edited, those whose quoted
+    text it no longer holds are.
     """
 
     def __init__(
@@ -34,8 +41,10 @@ class Ingest:
         linger: float = 0.05,
         max_pending: int = 1000,
         early: EarlyChanges | None = None,
+        replies: ReplySources | None = None,
     ) -> None:
         self._archive = archive
+        self._replies = replies
         self._early: EarlyChanges = early if early is not None else LocalEarlyChanges()
         self._linger = linger
         self._room = asyncio.Semaphore(max_pending)
@@ -44,6 +53,7 @@ class Ingest:
         self._waiting: list[tuple[ArchivedMessage, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._storing: dict[MessageId, asyncio.Future[None]] = {}
+        self._following: set[asyncio.Task[None]] = set()
 
     @property
     def pending(self) -> int:
@@ -71,18 +81,42 @@ class Ingest:
             self._flusher = asyncio.create_task(self._flush(), name="ingest")
         await done
 
+    async def add_reply(self, message: ArchivedMessage, quotes: Sequence[Quote]) -> None:
+        """Archive one of Lore's replies, recording first which messages it quoted (so a
+        deletion of one of them arriving meanwhile finds the reply, stored or not yet)."""
+        if self._replies is not None and quotes:
+            await self._replies.record(message.team_id, message.channel_id, message.ts, quotes)
+        await self.add(message)
+
     async def update_text(self, team_id: str, channel_id: str, ts: str, text: str) -> None:
         await self._change((team_id, channel_id, ts), text)
 
     async def delete(self, team_id: str, channel_id: str, ts: str) -> None:
         await self._change((team_id, channel_id, ts), None)
 
+    async def set_channel_type(self, team_id: str, channel_id: str, channel_type: str) -> int:
+        """A channel made private or public: its archived messages take the new kind now."""
+        return await self._archive.set_channel_type(team_id, channel_id, channel_type)
+
+    async def remove_channel(self, team_id: str, channel_id: str) -> int:
+        """A channel deleted in Slack: its messages go, and Lore's replies elsewhere that
+        quoted them. How many of the channel's messages there were."""
+        removed = await self._archive.remove_channel(team_id, channel_id)
+        if self._replies is not None:
+            quoting = await self._replies.quoting_channel(team_id, channel_id)
+            await self._replies.forget_channel(team_id, channel_id)
+            for reply in {(r.channel_id, r.ts) for r in quoting if r.channel_id != channel_id}:
+                await self._change((team_id, *reply), None)
+        return removed
+
     async def _change(self, key: MessageId, change: Change) -> None:
         """Apply a change, or keep it for the message's batch. A batch takes kept changes after
         it is stored, and the change here looks for its message after keeping it: so one of
         the two sees the other even when they run in different processes."""
         await self._stored(key)
-        if await self._apply(key, change):
+        applied = await self._apply(key, change)
+        await self._follow(key, change)
+        if applied:
             return
         await self._early.keep(key, change)
         if await self._archive.get(*key) is not None:
@@ -95,6 +129,19 @@ class Ingest:
             return await self._archive.delete(*key)
         return await self._archive.update_text(*key, change)
 
+    async def _follow(self, key: MessageId, change: Change) -> None:
+        """After a message's deletion or edit: delete Lore's replies that quoted what is gone
+        (each through `_change`, so one not stored yet is deleted as its batch is stored)."""
+        if self._replies is None:
+            return
+        team_id, channel_id, ts = key
+        quoting = await self._replies.quoting(team_id, channel_id, ts)
+        if change is None:
+            await self._replies.forget_message(team_id, channel_id, ts)
+        for reply in quoting:
+            if change is None or not still_quoted(reply.quoted, change):
+                await self._change((team_id, reply.channel_id, reply.ts), None)
+
     def _forget_storing(self, key: MessageId, done: asyncio.Future[None]) -> None:
         if self._storing.get(key) is done:
             del self._storing[key]
@@ -106,8 +153,9 @@ class Ingest:
             with contextlib.suppress(Exception):
                 await asyncio.shield(storing)
 
-    async def _store(self, messages: list[ArchivedMessage]) -> None:
-        """Archive a batch with the changes that overtook its messages applied."""
+    async def _store(self, messages: list[ArchivedMessage]) -> dict[MessageId, Change]:
+        """Archive a batch with the changes that overtook its messages applied; those changes,
+        whose replies to follow (`_follow`) once the batch is settled."""
         keys = [(m.team_id, m.channel_id, m.ts) for m in messages]
         early = await self._early.take(keys)
         kept = [
@@ -116,15 +164,18 @@ class Ingest:
             if key not in early or early[key] is not None  # else deleted before it was stored
         ]
         await self._archive.add(kept)
-        for key, change in (await self._early.take(keys)).items():
+        late = await self._early.take(keys)
+        for key, change in late.items():
             await self._apply(key, change)
+        return {**early, **late}
 
     async def _flush(self) -> None:
         await asyncio.sleep(self._linger)
         while self._waiting:
             batch, self._waiting = self._waiting[:BATCH], self._waiting[BATCH:]
+            changes: dict[MessageId, Change] = {}
             try:
-                await self._store([message for message, _ in batch])
+                changes = await self._store([message for message, _ in batch])
             except Exception as error:
                 log.exception("archiving %d messages failed", len(batch))
                 for _, done in batch:
@@ -138,3 +189,24 @@ class Ingest:
                 self._pending -= len(batch)
                 for _ in batch:
                     self._room.release()
+            if changes:  # in a task of its own: a quoting reply may wait in a later batch
+                task = asyncio.create_task(self._follow_all(changes), name="ingest-follow")
+                self._following.add(task)
+                task.add_done_callback(self._following.discard)
+
+    async def _follow_all(self, changes: dict[MessageId, Change]) -> None:
+        for key, change in changes.items():
+            try:
+                await self._follow(key, change)
+            except Exception:
+                log.exception("could not remove the replies quoting a changed message")
+
+
+_SPACE = re.compile(r"\s+")
+
+
+def still_quoted(quoted: str, text: str) -> bool:
+    """Whether an edited message still holds the text a reply quoted (spacing aside).
+    Unknown quoted text ("") counts as gone: any edit may have changed it."""
+    wanted = _SPACE.sub(" ", quoted.removesuffix("…")).strip()
+    return bool(wanted) and wanted in _SPACE.sub(" ", text).strip()

@@ -72,6 +72,7 @@ from memory.locks import (
     RedisLocks,
     WorkspaceLocks,
 )
+from memory.reply_sources import ReplySources
 
 log = logging.getLogger("lore")
 
@@ -97,6 +98,7 @@ class Stores:
     feedback: Feedback
     installations: Installations | None
     exclusions: Exclusions
+    reply_sources: ReplySources
 
     async def close(self) -> None:
         await self.archive.close()
@@ -140,6 +142,7 @@ async def open_stores(settings: Settings) -> Stores:
         feedback=Feedback(engine),
         installations=await open_installations(settings, engine),
         exclusions=Exclusions(engine),
+        reply_sources=ReplySources(engine),
     )
 
 
@@ -174,6 +177,7 @@ def make_services(settings: Settings, stores: Stores) -> Services:
         linger=settings.lore_ingest_linger,
         max_pending=settings.lore_max_pending_archive,
         early=RedisEarlyChanges(stores.redis) if stores.redis else None,
+        replies=stores.reply_sources,
     )
     askers = Askers(stores.conversations)
     feedback = ReplyFeedback(stores.feedback, stores.conversations)
@@ -191,6 +195,7 @@ def make_services(settings: Settings, stores: Stores) -> Services:
         askers=askers,
         ingest=ingest,
         observer=metrics,
+        is_excluded=stores.exclusions.is_excluded,
     )
     backfill = make_backfill(settings, stores)
     background = TaskPool(settings.lore_max_concurrent_turns * 4)
@@ -215,6 +220,7 @@ def make_services(settings: Settings, stores: Stores) -> Services:
                 stores.conversations,
                 stores.feedback,
                 stores.exclusions,
+                stores.reply_sources,
                 *([stores.installations] if stores.installations is not None else []),
             ]
         ),

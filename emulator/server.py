@@ -14,6 +14,7 @@ from aiohttp import web
 
 from emulator import payloads
 from emulator.api import ApiContext
+from emulator.channel_admin import ChannelAdmin
 from emulator.commands import SlashCommands
 from emulator.config import EmulatorConfig
 from emulator.control import ControlApi
@@ -67,6 +68,7 @@ class SlackEmulator:
         self.buttons = MessageButtons(cfg, self.workspace, self.delivery, self.socket)
         self.view_interactions = ViewInteractions(cfg, self.workspace, self.delivery, self.socket)
         self.control = ControlApi(self)
+        self.channel_admin = ChannelAdmin(self)
         self.playground = Playground(self)
         self._runner: web.AppRunner | None = None
         self._url: str | None = None
@@ -81,6 +83,7 @@ class SlackEmulator:
         app.router.add_get("/oauth/v2/authorize", self.oauth.authorize)
         app.router.add_get("/_emulator/socket", self.socket.handle)
         app.add_routes(self.control.routes())
+        app.add_routes(self.channel_admin.routes())
         app.add_routes(self.playground.routes())
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
         await runner.setup()
@@ -350,6 +353,30 @@ class SlackEmulator:
         """Tokens are revoked: `tokens_revoked` lists the bot user (if `bot`) and `users`."""
         tokens = {"oauth": list(users), "bot": [self.config.bot_user_id] if bot else []}
         return await self.deliver_event({"type": "tokens_revoked", "tokens": tokens})
+
+    # channel administration (see emulator.channel_admin)
+
+    async def convert_channel(
+        self, channel: str, *, private: bool, user: str
+    ) -> DeliveryRecord | None:
+        """`user` makes a channel private (or public); the app gets the system message."""
+        return await self.channel_admin.convert(channel, private=private, user=user)
+
+    async def share_channel(self, channel: str, team_id: str) -> DeliveryRecord | None:
+        """The channel is shared with another organisation: `channel_shared`."""
+        return await self.channel_admin.share(channel, team_id)
+
+    async def unshare_channel(self, channel: str, team_id: str) -> DeliveryRecord | None:
+        """Another organisation leaves the channel: `channel_unshared`."""
+        return await self.channel_admin.unshare(channel, team_id)
+
+    async def archive_channel(self, channel: str, *, user: str) -> DeliveryRecord | None:
+        """`user` archives a channel: `channel_archive` / `group_archive`."""
+        return await self.channel_admin.archive(channel, user=user)
+
+    async def delete_channel(self, channel: str, *, user: str) -> DeliveryRecord | None:
+        """`user` deletes a channel: `channel_deleted` / `group_deleted`."""
+        return await self.channel_admin.delete(channel, user=user)
 
     # raw deliveries
 

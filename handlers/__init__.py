@@ -8,6 +8,7 @@ from app.services import Services
 from handlers import (
     app_home,
     backfill,
+    channel_events,
     feedback,
     ignored,
     messages,
@@ -15,6 +16,7 @@ from handlers import (
     recall,
     uninstall,
 )
+from handlers.channels import ChannelTypes
 from handlers.membership import Memberships
 from handlers.users import SlackUsers
 
@@ -23,9 +25,11 @@ def register(app: AsyncApp, services: Services) -> None:
     """Attach every listener and middleware of the Slack edge to `app`."""
     memberships = Memberships()
     users = SlackUsers()  # one users.info cache for names and admin checks
+    channel_types = ChannelTypes()
     middleware.register(app, services)
-    messages.register(app, services, memberships, users)
-    recall.register(app, services, memberships)
+    channel_events.register(app, services, channel_types, memberships)  # before messages
+    messages.register(app, services, memberships, users, channel_types)
+    recall.register(app, services, memberships, users)
     uninstall.register(app, services)
     feedback.register(app, services)
     backfill.register(app, services, users)

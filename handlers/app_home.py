@@ -28,6 +28,7 @@ from handlers.app_home_blocks import (
     parse_edit,
     parse_revert,
 )
+from handlers.quiet_text import block_mentions, quiet_blocks
 from handlers.users import SlackUsers
 from memory.edits import EditError
 
@@ -197,10 +198,13 @@ class _Home:
         notice = await change or notice
         admin = await self._admins.is_admin(client, team_id, user_id)
         snapshot = await self._services.app_home.snapshot(team_id)
+        view = home_view(snapshot, admin=admin, notice=notice)
+        names = {
+            mentioned: await self._admins.name(client, team_id, mentioned)
+            for mentioned in block_mentions(view)
+        }
         try:
-            await client.views_publish(
-                user_id=user_id, view=home_view(snapshot, admin=admin, notice=notice)
-            )
+            await client.views_publish(user_id=user_id, view=quiet_blocks(view, names))
         except SlackApiError as error:
             log.warning("views.publish failed: %s", error.response.get("error"))
 

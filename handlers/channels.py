@@ -11,21 +11,28 @@ TTL_SECONDS = 300.0
 
 
 class ChannelTypes:
-    """Remembers each channel's type for a few minutes."""
+    """Remembers each channel's type for a few minutes, by (team, channel)."""
 
     def __init__(self) -> None:
-        self._known: dict[str, tuple[str, float]] = {}
+        self._known: dict[tuple[str, str], tuple[str, float]] = {}
 
-    async def of(self, client: AsyncWebClient, channel_id: str, hint: str | None = None) -> str:
+    async def of(
+        self, client: AsyncWebClient, team_id: str, channel_id: str, hint: str | None = None
+    ) -> str:
+        key = (team_id, channel_id)
         if hint:
-            self._known[channel_id] = (hint, time.monotonic() + TTL_SECONDS)
+            self._known[key] = (hint, time.monotonic() + TTL_SECONDS)
             return hint
-        known = self._known.get(channel_id)
+        known = self._known.get(key)
         if known and known[1] > time.monotonic():
             return known[0]
         kind = await self._look_up(client, channel_id)
-        self._known[channel_id] = (kind, time.monotonic() + TTL_SECONDS)
+        self._known[key] = (kind, time.monotonic() + TTL_SECONDS)
         return kind
+
+    def forget(self, team_id: str, channel_id: str) -> None:
+        """Drop what is known of a channel (it was converted, shared, archived or deleted)."""
+        self._known.pop((team_id, channel_id), None)
 
     async def _look_up(self, client: AsyncWebClient, channel_id: str) -> str:
         try:

@@ -38,3 +38,9 @@ class Memberships:
         found = frozenset(channels)
         self._known[key] = (found, time.monotonic() + TTL_SECONDS)
         return found
+
+    def forget_team(self, team_id: str) -> None:
+        """Drop what is known of a workspace's members (a channel's privacy changed, so
+        anyone's list of private conversations may have)."""
+        for key in [k for k in self._known if k[0] == team_id]:
+            del self._known[key]

@@ -33,9 +33,12 @@ HAND_BACK_TEXT = {
 
 
 def register(
-    app: AsyncApp, services: Services, memberships: Memberships, users: SlackUsers
+    app: AsyncApp,
+    services: Services,
+    memberships: Memberships,
+    users: SlackUsers,
+    channel_types: ChannelTypes,
 ) -> None:
-    channel_types = ChannelTypes()
     workspace_urls = WorkspaceUrls()
 
     async def on_message(
@@ -65,7 +68,7 @@ def register(
             (team_id, incoming.channel_id, incoming.thread_ts),
             Turn(
                 run=log_context.carried(
-                    lambda: _answer(services, channel_types, memberships, client, incoming)
+                    lambda: _answer(services, channel_types, memberships, users, client, incoming)
                 ),
                 hand_back=lambda reason: _hand_back(services, client, incoming, reason),
             ),
@@ -133,7 +136,9 @@ async def _archive(
 ) -> None:
     if await services.app_home.is_excluded(incoming.team_id, incoming.channel_id):
         return  # an admin excluded this channel from the archive (App Home)
-    channel_type = await channel_types.of(client, incoming.channel_id, incoming.channel_type_hint)
+    channel_type = await channel_types.of(
+        client, incoming.team_id, incoming.channel_id, incoming.channel_type_hint
+    )
     author = incoming.bot_name or await users.name(client, incoming.team_id, incoming.user_id)
     await services.ingest.add(
         ArchivedMessage(
@@ -178,11 +183,14 @@ async def _answer(
     services: Services,
     channel_types: ChannelTypes,
     memberships: Memberships,
+    users: SlackUsers,
     client: AsyncWebClient,
     incoming: _Incoming,
 ) -> None:
     assert incoming.user_id is not None
-    channel_type = await channel_types.of(client, incoming.channel_id, incoming.channel_type_hint)
+    channel_type = await channel_types.of(
+        client, incoming.team_id, incoming.channel_id, incoming.channel_type_hint
+    )
     reader_channels: frozenset[str] = frozenset()
     if channel_type == "im":
         reader_channels = await memberships.private_conversations(
@@ -206,5 +214,6 @@ async def _answer(
         user_id=incoming.user_id,
         bot_user_id=incoming.bot_user_id,
         workspace_url=await incoming.workspace_url(client),
+        names=lambda user_id: users.name(client, incoming.team_id, user_id),
     )
     await services.agent.run(request, thread, mentioned=incoming.mentions_lore)

@@ -13,14 +13,23 @@ from slack_sdk.web.async_client import AsyncWebClient
 from app.agent.privacy import audience_for_reader
 from app.services import Services
 from handlers.membership import Memberships
-from handlers.recall_blocks import USAGE, parse_more_value, recall_blocks, recall_text
+from handlers.recall_blocks import (
+    USAGE,
+    parse_more_value,
+    recall_blocks,
+    recall_mentions,
+    recall_text,
+)
+from handlers.users import SlackUsers
 
 log = logging.getLogger("lore.recall")
 
 FAILED = "Sorry, /recall failed on my side. Please try again in a moment."
 
 
-def register(app: AsyncApp, services: Services, memberships: Memberships) -> None:
+def register(
+    app: AsyncApp, services: Services, memberships: Memberships, users: SlackUsers
+) -> None:
     async def answer(
         client: AsyncWebClient,
         respond: AsyncRespond,
@@ -34,11 +43,15 @@ def register(app: AsyncApp, services: Services, memberships: Memberships) -> Non
             private = await memberships.private_conversations(client, team_id, user_id)
             audience = audience_for_reader(channel_id, private)
             page = await services.recall.ask(team_id, question, audience, offset)
+            names = {
+                mentioned: await users.name(client, team_id, mentioned)
+                for mentioned in recall_mentions(page)
+            }
             await respond(
                 response_type="ephemeral",
                 replace_original=True,
-                text=recall_text(page),
-                blocks=recall_blocks(page, time.time()),
+                text=recall_text(page, names),
+                blocks=recall_blocks(page, time.time(), names),
             )
         except Exception:
             log.exception("/recall failed for %s", team_id)

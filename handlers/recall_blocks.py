@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from app.recall import RecallPage
+from handlers.quiet_text import mentioned_users, quiet
 
 SNIPPET_CHARS = 300
 USAGE = (
@@ -32,11 +34,13 @@ def relative_date(ts: str, now: float) -> str:
     return datetime.fromtimestamp(float(ts), UTC).strftime("on %Y-%m-%d")
 
 
-def recall_blocks(page: RecallPage, now: float) -> list[dict[str, Any]]:
-    """The ephemeral answer to one `/recall` page."""
+def recall_blocks(
+    page: RecallPage, now: float, names: Mapping[str, str | None] | None = None
+) -> list[dict[str, Any]]:
+    """The ephemeral answer to one `/recall` page; mentions become `names` (see `quiet`)."""
     blocks: list[dict[str, Any]] = []
     if page.answer:
-        blocks.append(_section(f"*Answer:* {page.answer}"))
+        blocks.append(_section(f"*Answer:* {_quiet(page, page.answer, names)}"))
         blocks.append({"type": "divider"})
     if not page.hits:
         blocks.append(
@@ -50,11 +54,11 @@ def recall_blocks(page: RecallPage, now: float) -> list[dict[str, Any]]:
         snippet = " ".join(message.text.split())
         if len(snippet) > SNIPPET_CHARS:
             snippet = snippet[:SNIPPET_CHARS] + "…"
-        author = f"<@{message.user_id}>" if message.user_id else "Lore"
+        author = message.user_name or ("Lore" if message.is_bot else "someone")
         header = (
             f"*{number}.* {author} in <#{message.channel_id}> · {relative_date(message.ts, now)}"
         )
-        section = _section(f"{header}\n>{snippet or '(no text)'}")
+        section = _section(_quiet(page, f"{header}\n>{snippet or '(no text)'}", names))
         if message.permalink:
             section["accessory"] = {
                 "type": "button",
@@ -92,10 +96,10 @@ def recall_blocks(page: RecallPage, now: float) -> list[dict[str, Any]]:
     return blocks
 
 
-def recall_text(page: RecallPage) -> str:
+def recall_text(page: RecallPage, names: Mapping[str, str | None] | None = None) -> str:
     """The notification text of a `/recall` answer."""
     if page.answer:
-        return page.answer
+        return _quiet(page, page.answer, names)
     return f"{len(page.hits)} messages match “{page.question}”" if page.hits else "No matches"
 
 
@@ -107,6 +111,18 @@ def more_value(question: str, offset: int) -> str:
 def parse_more_value(value: str) -> tuple[str, int]:
     data = json.loads(value)
     return str(data["q"]), int(data["o"])
+
+
+def recall_mentions(page: RecallPage) -> set[str]:
+    """The user ids mentioned in the page's answer and matches."""
+    texts = [page.answer or "", *(hit.message.text for hit in page.hits)]
+    return set().union(*(mentioned_users(text) for text in texts))
+
+
+def _quiet(page: RecallPage, text: str, names: Mapping[str, str | None] | None) -> str:
+    """text pinging no one; mentions become `names`, else the page's authors' names."""
+    known = {hit.message.user_id: hit.message.user_name for hit in page.hits if hit.message.user_id}
+    return quiet(text, {**known, **{k: v for k, v in (names or {}).items() if v}})
 
 
 def _section(text: str) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -13,8 +14,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 from app.agent.ports import PostedReply, Source, ThreadMessage
 from handlers.feedback_blocks import feedback_block, with_feedback
 from handlers.permalinks import permalink
+from handlers.quiet_text import HeldTail, mentioned_users, quiet
 
 log = logging.getLogger("lore.slack")
+
+Names = Callable[[str], Awaitable[str | None]]
+"""A user's name by id (users.info, cached), for mentions turned into names."""
 
 HISTORY_PAGES = 5
 UPDATE_INTERVAL = 1.0
@@ -34,6 +39,7 @@ class SlackThread:
         user_id: str,
         bot_user_id: str | None,
         workspace_url: str | None,
+        names: Names | None = None,
     ) -> None:
         self._client = client
         self._team_id = team_id
@@ -42,6 +48,7 @@ class SlackThread:
         self._user_id = user_id
         self._bot_user_id = bot_user_id
         self._workspace_url = workspace_url
+        self._names = names
 
     async def history(self, upto_ts: str) -> list[ThreadMessage]:
         """The thread's messages up to and including `upto_ts`, oldest first."""
@@ -75,6 +82,7 @@ class SlackThread:
             team_id=self._team_id,
             user_id=self._user_id,
             workspace_url=self._workspace_url,
+            names=self._names,
         )
 
     def _thread_message(self, raw: dict[str, object]) -> ThreadMessage:
@@ -89,7 +97,11 @@ class SlackThread:
 
 
 class SlackReply:
-    """Streams with chat.startStream/appendStream/stopStream; falls back to post + update."""
+    """Streams with chat.startStream/appendStream/stopStream; falls back to post + update.
+
+    Every text goes out quiet (`handlers.quiet_text`): it mentions no one but the asker and
+    broadcasts to no one, however the model or a quoted message wrote it.
+    """
 
     def __init__(
         self,
@@ -100,6 +112,7 @@ class SlackReply:
         team_id: str,
         user_id: str,
         workspace_url: str | None,
+        names: Names | None = None,
     ) -> None:
         self._client = client
         self._channel_id = channel_id
@@ -107,6 +120,9 @@ class SlackReply:
         self._team_id = team_id
         self._user_id = user_id
         self._workspace_url = workspace_url
+        self._names = names
+        self._tail = HeldTail()
+        self._sources: tuple[Source, ...] = ()
         self._text = ""
         self._stream: AsyncChatStream | None = None
         self._streaming = True
@@ -114,6 +130,13 @@ class SlackReply:
         self._last_update = 0.0
 
     async def append(self, text: str) -> None:
+        await self._emit(self._tail.push(text))
+
+    async def _emit(self, raw: str) -> None:
+        """Send quieted text on (nothing when all of it is held back for now)."""
+        if not raw:
+            return
+        text = await self._quiet(raw)
         self._text += text
         if self._streaming:
             try:
@@ -125,22 +148,29 @@ class SlackReply:
         await self._post_or_update(final=False)
 
     async def finish(self, sources: list[Source]) -> PostedReply | None:
+        await self._emit(self._tail.flush())
         if not self._text.strip():
-            await self.append("I have nothing to add.")
+            await self._emit("I have nothing to add.")
+        self._sources = tuple(sources)
         if self._streaming and self._stream is not None:
             try:
-                footer = sources_footer(sources, markdown=True)
+                footer = await self._quiet(sources_footer(sources, markdown=True))
                 await self._stream.stop(markdown_text=footer or None, blocks=[feedback_block()])
                 self._text += footer
                 return self._posted(self._stream.ts)
             except SlackApiError as error:
                 self._give_up_streaming(error)
-        self._text += sources_footer(sources, markdown=False)
+        self._text += await self._quiet(sources_footer(sources, markdown=False))
         await self._post_or_update(final=True, blocks=with_feedback(self._text))
         return self._posted(self._posted_ts)
 
     async def fail(self, message: str) -> None:
         """End the reply with `message` (an apology), keeping whatever was already shown."""
+        try:
+            await self._emit(self._tail.flush())
+        except SlackApiError:
+            log.info("could not send the rest of a failed reply in %s", self._channel_id)
+        message = await self._quiet(message)
         if self._stream is not None and self._streaming:
             try:
                 await self._stream.stop(markdown_text=f"\n\n{message}")
@@ -190,7 +220,15 @@ class SlackReply:
         if ts is None:
             return None
         link = permalink(self._workspace_url, self._channel_id, ts, self._thread_ts)
-        return PostedReply(ts=ts, text=self._text, permalink=link)
+        return PostedReply(ts=ts, text=self._text, permalink=link, sources=self._sources)
+
+    async def _quiet(self, text: str) -> str:
+        """text mentioning no one but the asker, others named (see `handlers.quiet_text`)."""
+        names: dict[str, str | None] = {}
+        if self._names is not None:
+            for user_id in mentioned_users(text) - {self._user_id}:
+                names[user_id] = await self._names(user_id)
+        return quiet(text, names, allowed={self._user_id})
 
 
 def sources_footer(sources: list[Source], *, markdown: bool) -> str:

@@ -43,6 +43,7 @@ from chromadb.errors import ChromaError, NotFoundError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from memory.audience import PUBLIC, Audience, audience_check_needed, sees_nothing
+from memory.channel_kinds import DELETED, ChannelKinds
 from memory.chroma_client import (
     ChromaCollection,
     ChromaStore,
@@ -228,8 +229,10 @@ class Archive:
         embedder: Embedder,
         lexical: LexicalIndex,
         ranking: Ranking = DEFAULT_RANKING,
+        kinds: ChannelKinds | None = None,
     ) -> None:
         self._store = store
+        self._kinds = kinds
         self._ranking = ranking
         self._embedder = embedder
         self._lexical = lexical
@@ -253,7 +256,8 @@ class Archive:
         """An archive in a local persistent Chroma directory, its record and lexical index in
         engine's database (SQLite or PostgreSQL)."""
         lexical = await LexicalIndex.open(engine, context_weight=ranking.context_weight)
-        return cls(await open_embedded(Path(path)), embedder, lexical, ranking)
+        kinds = await ChannelKinds.open(engine)
+        return cls(await open_embedded(Path(path)), embedder, lexical, ranking, kinds)
 
     @classmethod
     async def open_http(
@@ -266,7 +270,8 @@ class Archive:
         """An archive on a Chroma server, e.g. "http://127.0.0.1:8000", its record and lexical
         index in engine's database."""
         lexical = await LexicalIndex.open(engine, context_weight=ranking.context_weight)
-        return cls(await open_http(url), embedder, lexical, ranking)
+        kinds = await ChannelKinds.open(engine)
+        return cls(await open_http(url), embedder, lexical, ranking, kinds)
 
     def _name(self, team_id: str) -> str:
         return collection_name(team_id, self._embedder.name)
@@ -405,9 +410,52 @@ class Archive:
             by_team.setdefault(m.team_id, []).append(i)
         for team_id, rows in by_team.items():
             async with self._lock(team_id):
-                await self._store_messages(
+                current, vectors_kept = await self._current_kinds(
                     team_id, [unique[i] for i in rows], [embedded[i] for i in rows]
                 )
+                if current:
+                    await self._store_messages(team_id, current, vectors_kept)
+                    await self._recheck_kinds(team_id, current)
+
+    async def _current_kinds(
+        self, team_id: str, messages: list[ArchivedMessage], vectors: list[list[float]]
+    ) -> tuple[list[ArchivedMessage], list[list[float]]]:
+        """The messages with their channel's recorded kind; those of deleted channels dropped."""
+        if self._kinds is None:
+            return messages, vectors
+        recorded = await self._kinds.of(team_id, {m.channel_id for m in messages})
+        if not recorded:
+            return messages, vectors
+        kept: list[ArchivedMessage] = []
+        kept_vectors: list[list[float]] = []
+        for m, vector in zip(messages, vectors, strict=True):
+            if m.channel_id not in recorded:
+                kept.append(m)
+            elif (kind := recorded[m.channel_id]) is not DELETED:
+                kept.append(replace(m, channel_type=kind))
+            else:
+                continue  # its channel was deleted in Slack
+            kept_vectors.append(vector)
+        return kept, kept_vectors
+
+    async def channel_kinds(
+        self, team_id: str, channel_ids: Sequence[str]
+    ) -> dict[str, str | None]:
+        """What Slack last said of these channels, where it said anything: the kind, or None
+        for a deleted channel (`add` applies it to every write)."""
+        return await self._kinds.of(team_id, channel_ids) if self._kinds is not None else {}
+
+    async def _recheck_kinds(self, team_id: str, written: list[ArchivedMessage]) -> None:
+        """After a write: a kind recorded meanwhile (by another process, whose update of the
+        channel's rows ran before these rows were committed) is applied to the channel now."""
+        if self._kinds is None:
+            return
+        wrote = {m.channel_id: m.channel_type for m in written}
+        for channel_id, kind in (await self._kinds.of(team_id, wrote)).items():
+            if kind is DELETED:
+                await self._delete_channel_rows(team_id, channel_id)
+            elif kind != wrote[channel_id]:
+                await self._set_rows_type(team_id, channel_id, kind)
 
     async def get(self, team_id: str, channel_id: str, ts: str) -> ArchivedMessage | None:
         """The archived message, or None."""
@@ -592,22 +640,65 @@ class Archive:
         """Delete every archived message of one channel, from both indexes; how many there were.
 
         Whole threads go with it (a thread never spans channels), so no context changes."""
+        async with self._lock(team_id):
+            return await self._delete_channel_rows(team_id, channel_id)
+
+    async def _delete_channel_rows(self, team_id: str, channel_id: str) -> int:
+        """`delete_channel` under the team lock held by the caller."""
         only = SearchFilters(channels=frozenset({channel_id}))
         deleted = 0
-        async with self._lock(team_id):
-            while ids := await self._lexical.scope_ids(
-                team_id, audience=Audience.everyone(), filters=only, limit=MAX_IDS
-            ):
-                await self._lexical.write(team_id, deletes=[parse_key(i) for i in ids])
-                await self._read(team_id, functools.partial(_delete_many, keys=ids), False)
-                deleted += len(ids)
-            self._stats.pop(team_id, None)
+        while ids := await self._lexical.scope_ids(
+            team_id, audience=Audience.everyone(), filters=only, limit=MAX_IDS
+        ):
+            await self._lexical.write(team_id, deletes=[parse_key(i) for i in ids])
+            await self._read(team_id, functools.partial(_delete_many, keys=ids), False)
+            deleted += len(ids)
+        self._stats.pop(team_id, None)
         return deleted
+
+    async def remove_channel(self, team_id: str, channel_id: str) -> int:
+        """A channel deleted in Slack: its messages leave both indexes, and any later write of
+        them (a backfill page read before the deletion) is dropped. How many there were."""
+        async with self._lock(team_id):
+            if self._kinds is not None:
+                await self._kinds.record_deleted(team_id, channel_id)
+            return await self._delete_channel_rows(team_id, channel_id)
+
+    async def set_channel_type(self, team_id: str, channel_id: str, channel_type: str) -> int:
+        """A channel made private or public: every message of it takes the new kind in both
+        indexes at once, and later writes of the channel take it too. How many changed."""
+        async with self._lock(team_id):
+            if self._kinds is not None:
+                await self._kinds.record(team_id, channel_id, channel_type)
+            return await self._set_rows_type(team_id, channel_id, channel_type)
+
+    async def _set_rows_type(self, team_id: str, channel_id: str, channel_type: str) -> int:
+        """`set_channel_type` of the stored rows, under the team lock held by the caller.
+
+        The record (what search shows and checks) changes first, then Chroma's metadata, which
+        only steers the dense retrieval's `where` fallback."""
+        changed = await self._lexical.set_channel_type(team_id, channel_id, channel_type)
+        if (stats := self._stats.get(team_id)) is not None and channel_id in stats.types:
+            stats.types[channel_id] = channel_type
+        only = SearchFilters(channels=frozenset({channel_id}))
+        ids = await self._lexical.scope_ids(
+            team_id, audience=Audience.everyone(), filters=only, limit=2**62
+        )
+        step = max(1, self._store.max_batch_size)
+        for start in range(0, len(ids), step):
+            chunk = ids[start : start + step]
+            metadatas: list[Metadata] = [{"channel_type": channel_type}] * len(chunk)
+            await self._read(
+                team_id, functools.partial(_update_many, ids=chunk, metas=metadatas), False
+            )
+        return changed
 
     async def delete_team(self, team_id: str) -> None:
         """Drop a workspace's whole archive, from both indexes."""
         async with self._lock(team_id):
             await self._lexical.delete_team(team_id)
+            if self._kinds is not None:
+                await self._kinds.delete_team(team_id)
             self._stats.pop(team_id, None)
             async with self._open_lock:
                 self._collections.pop(team_id, None)
@@ -657,4 +748,9 @@ async def _delete(collection: ChromaCollection, key: str) -> bool:
 async def _delete_many(collection: ChromaCollection, keys: list[str], step: int = 5000) -> bool:
     for start in range(0, len(keys), step):
         await collection.delete(keys[start : start + step])
+    return True
+
+
+async def _update_many(collection: ChromaCollection, ids: list[str], metas: list[Metadata]) -> bool:
+    await collection.update_metadata(ids, metas)
     return True

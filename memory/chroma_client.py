@@ -98,6 +98,10 @@ class ChromaCollection:
         rows = zip(found, docs, metas, res["distances"][0], strict=True)
         return [Record(id=i, document=d or "", metadata=m or {}, distance=x) for i, d, m, x in rows]
 
+    async def update_metadata(self, ids: list[str], metadatas: list[Metadata]) -> None:
+        """Merge these keys into the metadata of existing records (vectors unchanged)."""
+        await self._call("update", {"ids": ids, "metadatas": metadatas})
+
     async def delete(self, ids: list[str]) -> None:
         """Delete records by id."""
         await self._call("delete", {"ids": ids})

@@ -630,6 +630,20 @@ class LexicalIndex:
                 )
         self.forget_team(team_id)
 
+    async def set_channel_type(self, team_id: str, channel_id: str, channel_type: str) -> int:
+        """Give every message of one channel this kind, and the scope tokens that go with it
+        (`zpub` only for public channels); how many rows changed."""
+        unscoped = "trim(replace(' ' || scope || ' ', ' zpub ', ' '))"
+        scope = f"trim({unscoped} || ' zpub')" if channel_type == PUBLIC else unscoped
+        statement = text(
+            f"UPDATE {TABLE} SET channel_type = :kind, scope = {scope} "
+            "WHERE team_id = :team AND channel_id = :channel AND channel_type <> :kind"
+        )
+        params = {"team": team_id, "channel": channel_id, "kind": channel_type}
+        async with self._engine.begin() as connection:
+            result = await connection.execute(statement, params)
+        return int(getattr(result, "rowcount", 0) or 0)
+
     # Searching
 
     async def search(

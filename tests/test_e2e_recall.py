@@ -63,7 +63,7 @@ async def test_matches_are_listed_with_author_channel_date_and_link_then_more(
     shown = all_text(first)
     assert first["response_type"] == "ephemeral"
     assert "*Answer:* Run the migration before deploying. [1]" in shown
-    assert "<@U0BOB> in <#C0GENERAL> · just now" in shown
+    assert "Bob Brown in <#C0GENERAL> · just now" in shown  # a name: quoting pings no one
     assert "Deploy checklist item" in shown
     links = opened_links(first)
     assert len(links) == 5 and set(links) <= {m["permalink"] for m in posted}

@@ -11,23 +11,33 @@ MAX_RESULT_CHARS = 2000
 
 
 def search_result_block(hit: SearchHit) -> dict[str, Any]:
-    """One hit as a citable `search_result` content block."""
+    """One hit as a citable `search_result` content block.
+
+    The title names the author without a `<@…>` mention (the model would copy it into the
+    answer, and every quote would ping its author); the user id stays, for the `user` filter.
+    """
     message = hit.message
-    when = datetime.fromtimestamp(float(message.ts), UTC).strftime("%Y-%m-%d %H:%M UTC")
     author = message.user_name or "someone"
     if message.user_id:
-        author = (
-            f"{message.user_name} (<@{message.user_id}>)"
-            if message.user_name
-            else f"<@{message.user_id}>"
-        )
+        author = f"{author} (user {message.user_id})"
     text = message.text
     if len(text) > MAX_RESULT_CHARS:
         text = text[:MAX_RESULT_CHARS] + "…"
     return {
         "type": "search_result",
         "source": message.permalink or f"slack://{message.channel_id}/{message.ts}",
-        "title": f"{author} in <#{message.channel_id}> on {when}",
+        "title": f"{author} in <#{message.channel_id}> on {_when(message.ts)}",
         "content": [{"type": "text", "text": text or "(empty message)"}],
         "citations": {"enabled": True},
     }
+
+
+def source_title(hit: SearchHit) -> str:
+    """How a cited message is named under an answer: author, channel link and time."""
+    message = hit.message
+    author = message.user_name or ("Lore" if message.is_bot else "someone")
+    return f"{author} in <#{message.channel_id}> on {_when(message.ts)}"
+
+
+def _when(ts: str) -> str:
+    return datetime.fromtimestamp(float(ts), UTC).strftime("%Y-%m-%d %H:%M UTC")

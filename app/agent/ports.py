@@ -33,19 +33,23 @@ class ThreadMessage:
 
 @dataclass(frozen=True)
 class Source:
-    """A message an answer used, shown as a link."""
+    """A message an answer used, shown as a link; where it is and what of it was quoted."""
 
     permalink: str
     title: str
+    channel_id: str | None = None
+    ts: str | None = None
+    quoted: str = ""
 
 
 @dataclass(frozen=True)
 class PostedReply:
-    """The reply as it landed in the thread, for the archive."""
+    """The reply as it landed in the thread, for the archive, and the messages it quoted."""
 
     ts: str
     text: str
     permalink: str | None
+    sources: tuple[Source, ...] = ()
 
 
 class Reply(Protocol):

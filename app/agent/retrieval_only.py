@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from datetime import UTC, datetime
 
-from app.agent.ports import PostedReply, Reply, TurnRequest
+from app.agent.ports import PostedReply, Reply, Source, TurnRequest
 from app.agent.privacy import audience_for_answer
 from memory.archive import Archive
 from memory.blocks import MemoryBlocks
@@ -52,6 +53,7 @@ class RetrievalOnly:
             await reply.append(f"I found nothing about that in the archive yet.\n\n{MODE_NOTE}")
             return await reply.finish([])
         lines = [MODE_NOTE, ""]
+        quoted: list[Source] = []
         for hit in visible:
             message = hit.message
             day = datetime.fromtimestamp(float(message.ts), UTC).strftime("%Y-%m-%d")
@@ -59,9 +61,20 @@ class RetrievalOnly:
             if len(snippet) > SNIPPET_CHARS:
                 snippet = snippet[:SNIPPET_CHARS] + "…"
             link = f"[{day}]({message.permalink})" if message.permalink else day
-            lines.append(f"• <@{message.user_id}> in <#{message.channel_id}>, {link}: {snippet}")
+            author = message.user_name or "someone"  # a name, never a mention: quoting pings no one
+            lines.append(f"• {author} in <#{message.channel_id}>, {link}: {snippet}")
+            quoted.append(
+                Source(
+                    message.permalink or "",
+                    author,
+                    message.channel_id,
+                    message.ts,
+                    snippet,
+                )
+            )
         await reply.append("\n".join(lines))
-        return await reply.finish([])
+        posted = await reply.finish([])
+        return replace(posted, sources=tuple(quoted)) if posted is not None else None
 
     async def _edit_memory(
         self, request: TurnRequest, conversation_id: str, verb: str, text: str

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from app.agent.citations import search_result_block
+from app.agent.citations import search_result_block, source_title
 from app.agent.ports import Source, TurnRequest
 from app.agent.privacy import audience_for_answer
 from memory.archive import Archive, SearchFilters
@@ -145,7 +145,10 @@ class ToolRunner:
         if not visible:
             return ToolOutcome("No messages matched.")
         blocks = [search_result_block(hit) for hit in visible]
-        sources = [Source(b["source"], b["title"]) for b in blocks]
+        sources = [
+            Source(b["source"], source_title(hit), hit.message.channel_id, hit.message.ts)
+            for b, hit in zip(blocks, visible, strict=True)
+        ]
         return ToolOutcome(blocks, sources=sources)
 
 

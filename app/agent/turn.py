@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import anthropic
@@ -21,6 +21,7 @@ from app.ingest import Ingest
 from memory.archive import Archive, ArchivedMessage
 from memory.blocks import MemoryBlocks
 from memory.conversations import Conversations
+from memory.reply_sources import Quote
 
 log = logging.getLogger("lore.turn")
 
@@ -82,8 +83,10 @@ class Agent:
         askers: Askers,
         ingest: Ingest,
         observer: TurnObserver | None = None,
+        is_excluded: Callable[[str, str], Awaitable[bool]] | None = None,
     ) -> None:
         self._llm = llm
+        self._is_excluded = is_excluded or _never_excluded
         self._observer: TurnObserver = observer or _Unobserved()
         self._limits = limits
         self._archive = archive
@@ -221,9 +224,17 @@ class Agent:
         return await reply.finish(list(cited.values()))
 
     async def _archive_reply(self, request: TurnRequest, posted: PostedReply) -> None:
-        """Store the reply in the archive, batched with other messages (see `Ingest`)."""
+        """Store the reply in the archive, batched with other messages (see `Ingest`), with
+        the messages it quoted; not in a channel an admin excluded from the archive."""
         try:
-            await self._ingest.add(
+            if await self._is_excluded(request.team_id, request.channel_id):
+                return
+            quotes = [
+                Quote(source.channel_id, source.ts, source.quoted)
+                for source in posted.sources
+                if source.channel_id and source.ts
+            ]
+            await self._ingest.add_reply(
                 ArchivedMessage(
                     team_id=request.team_id,
                     channel_id=request.channel_id,
@@ -234,10 +245,16 @@ class Agent:
                     thread_ts=request.thread_ts,
                     permalink=posted.permalink,
                     is_bot=True,
-                )
+                ),
+                quotes,
             )
         except Exception:
             log.exception("could not archive Lore's reply %s", posted.ts)
+
+
+async def _never_excluded(team_id: str, channel_id: str) -> bool:
+    del team_id, channel_id
+    return False
 
 
 def may_be_for_lore(channel_type: str | None, ts: str, thread_ts: str, mentioned: bool) -> bool:
@@ -252,6 +269,7 @@ def may_be_for_lore(channel_type: str | None, ts: str, thread_ts: str, mentioned
 def _collect_citations(
     message: anthropic.types.Message, offered: dict[str, Source], cited: dict[str, Source]
 ) -> None:
+    """The sources the answer cites, each with the text it quoted (`cited_text`)."""
     for block in message.content:
         if block.type != "text":
             continue
@@ -259,7 +277,11 @@ def _collect_citations(
             source = getattr(citation, "source", None)
             if isinstance(source, str) and source not in cited:
                 title = getattr(citation, "title", None) or source
-                cited[source] = offered.get(source, Source(source, title))
+                quoted = getattr(citation, "cited_text", None)
+                cited[source] = replace(
+                    offered.get(source, Source(source, title)),
+                    quoted=quoted if isinstance(quoted, str) else "",
+                )
 
 
 def _as_params(content: Sequence[anthropic.types.ContentBlock]) -> list[dict[str, Any]]:

@@ -43,7 +43,7 @@ class BatchWriter:
 
     async def flush(self) -> None:
         """Store what is queued."""
-        batch = list(self._pending.values())
+        batch = await self._current(list(self._pending.values()))
         self._pending.clear()
         if not batch:
             return
@@ -56,6 +56,20 @@ class BatchWriter:
             1 for m, old in zip(batch, stored, strict=True) if old not in (None, m)
         )
         self.counts.present += len(batch) - len(changed)
+
+    async def _current(self, batch: list[ArchivedMessage]) -> list[ArchivedMessage]:
+        """The messages with their channel's current kind (an export is a snapshot: a channel
+        made private since is private), those of channels deleted since left out."""
+        current: list[ArchivedMessage] = []
+        for team_id in {m.team_id for m in batch}:
+            ours = [m for m in batch if m.team_id == team_id]
+            kinds = await self._archive.channel_kinds(team_id, [m.channel_id for m in ours])
+            for m in ours:
+                if m.channel_id not in kinds:
+                    current.append(m)
+                elif (kind := kinds[m.channel_id]) is not None:
+                    current.append(replace(m, channel_type=kind))
+        return current
 
     async def _stored(self, message: ArchivedMessage) -> ArchivedMessage | None:
         async with self._lookups:
