@@ -15,19 +15,22 @@ from handlers import (
     recall,
     uninstall,
 )
+from handlers.access_facts import AccessFacts
+from handlers.channels import ChannelTypes
 from handlers.membership import Memberships
 from handlers.users import SlackUsers
 
 
 def register(app: AsyncApp, services: Services) -> None:
     """Attach every listener and middleware of the Slack edge to `app`."""
-    memberships = Memberships()
-    users = SlackUsers()  # one users.info cache for names and admin checks
+    users = SlackUsers()  # one users.info cache for names, admin checks and standing
+    channel_types = ChannelTypes()  # one per-workspace channel cache; channel events forget
+    access = AccessFacts(channel_types, Memberships(), users)
     middleware.register(app, services)
-    messages.register(app, services, memberships, users)
-    recall.register(app, services, memberships)
+    messages.register(app, services, access, users)
+    recall.register(app, services, access)
     uninstall.register(app, services)
     feedback.register(app, services)
-    backfill.register(app, services, users)
-    app_home.register(app, services, users)
+    backfill.register(app, services, users, channel_types)
+    app_home.register(app, services, access)
     ignored.register(app)

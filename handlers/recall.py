@@ -10,9 +10,8 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
-from app.agent.privacy import audience_for_reader
 from app.services import Services
-from handlers.membership import Memberships
+from handlers.access_facts import AccessFacts
 from handlers.recall_blocks import USAGE, parse_more_value, recall_blocks, recall_text
 
 log = logging.getLogger("lore.recall")
@@ -20,7 +19,7 @@ log = logging.getLogger("lore.recall")
 FAILED = "Sorry, /recall failed on my side. Please try again in a moment."
 
 
-def register(app: AsyncApp, services: Services, memberships: Memberships) -> None:
+def register(app: AsyncApp, services: Services, access_facts: AccessFacts) -> None:
     async def answer(
         client: AsyncWebClient,
         respond: AsyncRespond,
@@ -31,9 +30,8 @@ def register(app: AsyncApp, services: Services, memberships: Memberships) -> Non
         offset: int,
     ) -> None:
         try:
-            private = await memberships.private_conversations(client, team_id, user_id)
-            audience = audience_for_reader(channel_id, private)
-            page = await services.recall.ask(team_id, question, audience, offset)
+            access = await access_facts.for_recall(client, team_id, user_id, channel_id)
+            page = await services.recall.ask(question, access, offset)
             await respond(
                 response_type="ephemeral",
                 replace_original=True,

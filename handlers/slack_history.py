@@ -68,7 +68,7 @@ class SlackHistory:
         return _page(response.data)
 
     async def channel_type(self, channel_id: str) -> str:
-        return await self._channel_types.of(self._client, channel_id)
+        return await self._channel_types.of(self._client, self.team_id, channel_id)
 
     async def author(self, raw: dict[str, Any]) -> str | None:
         profile = raw.get("bot_profile")
