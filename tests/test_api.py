@@ -46,6 +46,22 @@ async def get(lore: Lore, path: str, **headers: str) -> tuple[int, Any, aiohttp.
         return response.status, body, response
 
 
+BLOCK_KEYS = {
+    "label",
+    "value",
+    "version",
+    "versions",
+    "char_limit",
+    "chars",
+    "updated_at",
+    "operation",
+    "conversation_id",
+    "user_id",
+    "conversation",
+    "scoped",
+}
+
+
 async def test_memory_blocks_with_versions_diffs_and_origin(local_lore: Lore) -> None:
     lore = local_lore
     blocks = lore.stores.blocks
@@ -89,6 +105,7 @@ async def test_memory_blocks_with_versions_diffs_and_origin(local_lore: Lore) ->
     }
     assert org["updated_at"].endswith("+00:00")
     assert by_label["private:C0LEADS"]["scoped"] and not org["scoped"]
+    assert all(set(block) == BLOCK_KEYS for block in body["blocks"])  # the payload's shape
 
     status, body, _ = await get(lore, f"/api/teams/{TEAM}/memory/org/versions")
     assert status == 200 and body["total"] == 3
@@ -119,6 +136,7 @@ async def test_memory_of_a_new_workspace_shows_the_defaults_without_writing(
     assert status == 200
     assert [(b["label"], b["version"]) for b in body["blocks"]] == [("persona", 0), ("org", 0)]
     assert "institutional memory" in body["blocks"][0]["value"]
+    assert all(set(block) == BLOCK_KEYS for block in body["blocks"])
     assert await local_lore.stores.blocks.history("TNEW", "persona", EVERYTHING) == []
 
 
