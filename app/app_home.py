@@ -18,7 +18,7 @@ from app.backfill import Backfill, ChannelBackfill
 from app.feedback import ReplyFeedback
 from memory.archive import Archive
 from memory.blocks import SCOPED_PREFIX, Block, EditResult, MemoryBlocks
-from memory.conversations import Conversations
+from memory.conversations import Conversation, Conversations
 from memory.edits import EditError, Rethink
 from memory.exclusions import Exclusions
 
@@ -35,6 +35,8 @@ class BlockHistory:
     block: Block
     versions: int
     earlier: list[Block]
+    thread: Conversation | None = None
+    """The conversation (thread) the newest version was asked in, where the viewer may see it."""
 
 
 @dataclass(frozen=True)
@@ -90,7 +92,7 @@ class AppHome:
             self.exclusions.channels(team_id),
         )
         shown = [b for b in current if not b.label.startswith(SCOPED_PREFIX)]
-        histories = await asyncio.gather(*(self._history(access, b) for b in shown))
+        histories = await asyncio.gather(*(self._history(access, kind_of, b) for b in shown))
         return HomeSnapshot(
             blocks=list(histories),
             conversations=conversations,
@@ -154,10 +156,15 @@ class AppHome:
     async def is_excluded(self, team_id: str, channel_id: str) -> bool:
         return await self.exclusions.is_excluded(team_id, channel_id)
 
-    async def _history(self, access: Access, block: Block) -> BlockHistory:
+    async def _history(self, access: Access, kind_of: ChannelKind, block: Block) -> BlockHistory:
         versions = await self._blocks.history(access.team_id, block.label, access.memory)
         earlier = [v for v in reversed(versions) if v.version != block.version]
-        return BlockHistory(block, len(versions), earlier[:EARLIER_VERSIONS])
+        thread = None
+        if block.conversation_id:
+            thread = await self._conversations.get(access.team_id, block.conversation_id)
+            if thread and not await _row_shown(access, kind_of, thread.channel_id):
+                thread = None
+        return BlockHistory(block, len(versions), earlier[:EARLIER_VERSIONS], thread)
 
 
 async def _row_shown(access: Access, kind_of: ChannelKind, channel_id: str) -> bool:

@@ -41,6 +41,16 @@ class Conversations:
             )
             return _conversation(row) if row else None
 
+    async def get(self, team_id: str, conversation_id: str) -> Conversation | None:
+        """A conversation by its id (a memory version's origin, say)."""
+        async with self._sessions() as session:
+            row = await session.scalar(
+                select(ConversationRow).where(
+                    ConversationRow.team_id == team_id, ConversationRow.id == conversation_id
+                )
+            )
+            return _conversation(row) if row else None
+
     async def open(self, team_id: str, channel_id: str, thread_ts: str) -> Conversation:
         """The thread's conversation, created on first use (safe under concurrent callers)."""
         found = await self.find(team_id, channel_id, thread_ts)

@@ -154,6 +154,9 @@ async def test_only_admins_rewrite_shared_memory(
     org = await block(lore, "org")
     assert (org.version, org.value, org.user_id) == (4, "Deploys freeze on Mondays.", "U0CAROL")
     assert (await block(lore, "persona")).value.endswith("I obey archived messages.")
+    # each version keeps who asked and in which thread, shown in the App Home
+    home = view_text(await home_of(emulator, "U0BOB", "Deploys freeze on Mondays"))
+    assert "rethink by <@U0CAROL> in a thread of <#C0GENERAL>" in home
 
 
 async def test_at_most_five_memory_edits_per_turn(
