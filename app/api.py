@@ -18,8 +18,10 @@ Who may call it:
 The routes are added at start-up (`add_api_routes`, from `make_web_app`) and answer 404 until
 `enable_api(lore)` hands them the stores of the Lore they belong to.
 
-The event stream polls the SQL store (every POLL_SECONDS), so it sees changes made by any Lore
-process sharing the database.
+Memory and conversations are read through their stores (`MemoryBlocks`, `Conversations`), as
+an operator's access value allows (`Access.for_operator`: every channel, every block). The event
+stream polls them (every POLL_SECONDS), so it sees changes made by any Lore process sharing the
+database.
 """
 
 from __future__ import annotations
@@ -37,14 +39,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
 from app.agent.access import Access
 from memory.archive import Archive
 from memory.blocks import DEFAULT_BLOCKS, Block, BlockSummary, MemoryBlocks
 from memory.conversations import Conversation, Conversations
-from memory.db import ConversationRow
 from memory.messages import ArchivedMessage, SearchFilters
 
 if TYPE_CHECKING:
@@ -119,7 +118,7 @@ def _message_json(message: ArchivedMessage) -> dict[str, Any]:
     }
 
 
-def _conversation_ref(row: ConversationRow | Conversation | None) -> dict[str, Any] | None:
+def _conversation_ref(row: Conversation | None) -> dict[str, Any] | None:
     if row is None:
         return None
     return {"id": row.id, "channel_id": row.channel_id, "thread_ts": row.thread_ts}
@@ -225,7 +224,6 @@ class LoreApi:
     def __init__(
         self,
         *,
-        engine: AsyncEngine,
         archive: Archive,
         blocks: MemoryBlocks,
         conversations: Conversations,
@@ -235,7 +233,6 @@ class LoreApi:
         stopping: asyncio.Event,
         playground_url: str | None = None,
     ) -> None:
-        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._archive = archive
         self._blocks = blocks
         self._conversations = conversations
@@ -414,14 +411,7 @@ class LoreApi:
     async def _changes(self, team_id: str, seen: dict[str, object]) -> list[tuple[str, object]]:
         """The events whose data changed since `seen` (updated in place)."""
         memory_mark = await self._blocks.change_mark(team_id)
-        async with self._sessions() as session:
-            conversations_mark = (
-                await session.execute(
-                    select(func.count(), func.max(ConversationRow.last_activity_at)).where(
-                        ConversationRow.team_id == team_id
-                    )
-                )
-            ).one()
+        conversations_mark = await self._conversations.change_mark(team_id)
         archive_count = await self._archive.count(team_id)
         marks: dict[str, object] = {
             "memory": tuple(memory_mark),
@@ -442,21 +432,11 @@ class LoreApi:
         return changes
 
     async def _teams(self) -> list[str]:
-        teams = await self._blocks.teams()
-        async with self._sessions() as session:
-            from_conversations = await session.scalars(select(ConversationRow.team_id).distinct())
-            teams.update(from_conversations)
-        return sorted(teams)
+        return sorted(await self._blocks.teams() | await self._conversations.teams())
 
     async def _conversation_refs(self, ids: Iterable[str]) -> dict[str, dict[str, Any] | None]:
-        wanted = sorted(set(ids))
-        if not wanted:
-            return {}
-        async with self._sessions() as session:
-            rows = await session.scalars(
-                select(ConversationRow).where(ConversationRow.id.in_(wanted))
-            )
-            return {row.id: _conversation_ref(row) for row in rows}
+        found = await self._conversations.by_ids(set(ids))
+        return {conversation_id: _conversation_ref(c) for conversation_id, c in found.items()}
 
     @staticmethod
     def _block_json(block: Block) -> dict[str, Any]:
@@ -582,7 +562,6 @@ def enable_api(
     token = settings.lore_admin_token.get_secret_value() if settings.lore_admin_token else None
     slot = lore.runner.app[API_SLOT]
     api = LoreApi(
-        engine=lore.stores.engine,
         archive=lore.stores.archive,
         blocks=lore.stores.blocks,
         conversations=lore.stores.conversations,

@@ -101,6 +101,33 @@ class Conversations:
             )
             return int(total or 0)
 
+    async def by_ids(self, ids: set[str]) -> dict[str, Conversation]:
+        """The conversations with these ids (unknown ids are left out)."""
+        if not ids:
+            return {}
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(ConversationRow).where(ConversationRow.id.in_(sorted(ids)))
+            )
+            return {row.id: _conversation(row) for row in rows}
+
+    async def change_mark(self, team_id: str) -> tuple[int, datetime | None]:
+        """Changes whenever a conversation starts or has activity: (count, latest activity)."""
+        async with self._sessions() as session:
+            count, latest = (
+                await session.execute(
+                    select(func.count(), func.max(ConversationRow.last_activity_at)).where(
+                        ConversationRow.team_id == team_id
+                    )
+                )
+            ).one()
+        return int(count or 0), latest
+
+    async def teams(self) -> set[str]:
+        """Workspaces that have conversations."""
+        async with self._sessions() as session:
+            return set(await session.scalars(select(ConversationRow.team_id).distinct()))
+
     async def delete_team(self, team_id: str) -> None:
         async with self._sessions() as session, session.begin():
             await session.execute(delete(ConversationRow).where(ConversationRow.team_id == team_id))
