@@ -18,8 +18,10 @@ Who may call it:
 The routes are added at start-up (`add_api_routes`, from `make_web_app`) and answer 404 until
 `enable_api(lore)` hands them the stores of the Lore they belong to.
 
-The event stream polls the SQL store (every POLL_SECONDS), so it sees changes made by any Lore
-process sharing the database.
+Memory and conversations are read through their stores (`MemoryBlocks`, `Conversations`), as
+an operator's access value allows (`Access.for_operator`: every channel, every block). The event
+stream polls them (every POLL_SECONDS), so it sees changes made by any Lore process sharing the
+database.
 """
 
 from __future__ import annotations
@@ -37,14 +39,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
+from app.agent.access import Access
 from memory.archive import Archive
-from memory.audience import Audience
-from memory.blocks import DEFAULT_BLOCKS, Block, MemoryBlocks
+from memory.blocks import DEFAULT_BLOCKS, Block, BlockSummary, MemoryBlocks
 from memory.conversations import Conversation, Conversations
-from memory.db import BlockVersion, ConversationRow
 from memory.messages import ArchivedMessage, SearchFilters
 
 if TYPE_CHECKING:
@@ -119,15 +118,10 @@ def _message_json(message: ArchivedMessage) -> dict[str, Any]:
     }
 
 
-def _conversation_ref(row: ConversationRow | Conversation | None) -> dict[str, Any] | None:
+def _conversation_ref(row: Conversation | None) -> dict[str, Any] | None:
     if row is None:
         return None
     return {"id": row.id, "channel_id": row.channel_id, "thread_ts": row.thread_ts}
-
-
-def _block_order(label: str) -> tuple[int, str]:
-    defaults = list(DEFAULT_BLOCKS)
-    return (defaults.index(label) if label in defaults else len(defaults), label)
 
 
 def _timestamp(value: str, name: str) -> float:
@@ -230,7 +224,6 @@ class LoreApi:
     def __init__(
         self,
         *,
-        engine: AsyncEngine,
         archive: Archive,
         blocks: MemoryBlocks,
         conversations: Conversations,
@@ -240,7 +233,6 @@ class LoreApi:
         stopping: asyncio.Event,
         playground_url: str | None = None,
     ) -> None:
-        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._archive = archive
         self._blocks = blocks
         self._conversations = conversations
@@ -276,7 +268,8 @@ class LoreApi:
         label = request.match_info["label"]
         limit = _int(request, "limit", VERSIONS_LIMIT, 1, 500)
         before = _int(request, "before", 0, 0, 2**31)
-        history = await self._blocks.history(team_id, label)
+        access = Access.for_operator(team_id)
+        history = await self._blocks.history(team_id, label, access.memory)
         if not history:
             raise ApiProblem(404, "block_not_found", f"no memory block named {label!r}")
         newest_first = list(reversed(history))
@@ -333,8 +326,9 @@ class LoreApi:
             after=_timestamp(after, "after") if after else None,
             before=_timestamp(before, "before") if before else None,
         )
+        access = Access.for_operator(team_id)
         hits = await self._archive.search(
-            team_id, query, audience=Audience.everyone(), filters=filters, limit=limit
+            team_id, query, audience=access.audience, filters=filters, limit=limit
         )
         results = [{**_message_json(hit.message), "score": hit.score} for hit in hits]
         return web.json_response(
@@ -380,62 +374,11 @@ class LoreApi:
 
     async def memory_payload(self, team_id: str) -> dict[str, Any]:
         """The blocks as they are now; workspace-wide ones first, then scoped ones."""
-        async with self._sessions() as session:
-            newest = (
-                select(
-                    BlockVersion.label,
-                    func.max(BlockVersion.version).label("version"),
-                    func.count().label("versions"),
-                )
-                .where(BlockVersion.team_id == team_id)
-                .group_by(BlockVersion.label)
-                .subquery()
-            )
-            rows = (
-                await session.execute(
-                    select(BlockVersion, newest.c.versions)
-                    .join(
-                        newest,
-                        (BlockVersion.label == newest.c.label)
-                        & (BlockVersion.version == newest.c.version),
-                    )
-                    .where(BlockVersion.team_id == team_id)
-                )
-            ).all()
-        heads = {row[0].label: (row[0], int(row[1])) for row in rows}
+        summaries = await self._blocks.summaries(team_id, Access.for_operator(team_id).memory)
         origins = await self._conversation_refs(
-            {row.conversation_id for row, _ in heads.values() if row.conversation_id}
+            {s.newest.conversation_id for s in summaries if s.newest and s.newest.conversation_id}
         )
-        blocks: list[dict[str, Any]] = []
-        for label in sorted({*DEFAULT_BLOCKS, *heads}, key=_block_order):
-            if label not in heads:  # not created yet: the agent creates it on first use
-                blocks.append(
-                    {
-                        "label": label,
-                        "value": DEFAULT_BLOCKS[label],
-                        "version": 0,
-                        "versions": 0,
-                        "char_limit": None,
-                        "chars": len(DEFAULT_BLOCKS[label]),
-                        "updated_at": None,
-                        "operation": None,
-                        "conversation_id": None,
-                        "user_id": None,
-                        "conversation": None,
-                        "scoped": False,
-                    }
-                )
-                continue
-            row, count = heads[label]
-            blocks.append(
-                {
-                    **self._row_json(row),
-                    "versions": count,
-                    "conversation": origins.get(row.conversation_id or ""),
-                    "scoped": label not in DEFAULT_BLOCKS,
-                }
-            )
-        return {"team_id": team_id, "blocks": blocks}
+        return {"team_id": team_id, "blocks": [_summary_json(s, origins) for s in summaries]}
 
     async def conversations_payload(
         self, team_id: str, limit: int = CONVERSATIONS_LIMIT
@@ -467,21 +410,8 @@ class LoreApi:
 
     async def _changes(self, team_id: str, seen: dict[str, object]) -> list[tuple[str, object]]:
         """The events whose data changed since `seen` (updated in place)."""
-        async with self._sessions() as session:
-            memory_mark = (
-                await session.execute(
-                    select(func.count(), func.max(BlockVersion.created_at)).where(
-                        BlockVersion.team_id == team_id
-                    )
-                )
-            ).one()
-            conversations_mark = (
-                await session.execute(
-                    select(func.count(), func.max(ConversationRow.last_activity_at)).where(
-                        ConversationRow.team_id == team_id
-                    )
-                )
-            ).one()
+        memory_mark = await self._blocks.change_mark(team_id)
+        conversations_mark = await self._conversations.change_mark(team_id)
         archive_count = await self._archive.count(team_id)
         marks: dict[str, object] = {
             "memory": tuple(memory_mark),
@@ -502,22 +432,11 @@ class LoreApi:
         return changes
 
     async def _teams(self) -> list[str]:
-        async with self._sessions() as session:
-            from_blocks = await session.scalars(select(BlockVersion.team_id).distinct())
-            teams = set(from_blocks)
-            from_conversations = await session.scalars(select(ConversationRow.team_id).distinct())
-            teams.update(from_conversations)
-        return sorted(teams)
+        return sorted(await self._blocks.teams() | await self._conversations.teams())
 
     async def _conversation_refs(self, ids: Iterable[str]) -> dict[str, dict[str, Any] | None]:
-        wanted = sorted(set(ids))
-        if not wanted:
-            return {}
-        async with self._sessions() as session:
-            rows = await session.scalars(
-                select(ConversationRow).where(ConversationRow.id.in_(wanted))
-            )
-            return {row.id: _conversation_ref(row) for row in rows}
+        found = await self._conversations.by_ids(set(ids))
+        return {conversation_id: _conversation_ref(c) for conversation_id, c in found.items()}
 
     @staticmethod
     def _block_json(block: Block) -> dict[str, Any]:
@@ -533,19 +452,34 @@ class LoreApi:
             "user_id": block.user_id,
         }
 
-    @staticmethod
-    def _row_json(row: BlockVersion) -> dict[str, Any]:
+
+def _summary_json(
+    summary: BlockSummary, origins: dict[str, dict[str, Any] | None]
+) -> dict[str, Any]:
+    """One block of the memory payload; a block not created yet shows its default at version 0."""
+    block = summary.newest
+    if block is None:  # not created yet: the agent creates it on first use
+        value = DEFAULT_BLOCKS[summary.label]
         return {
-            "label": row.label,
-            "value": row.value,
-            "version": row.version,
-            "char_limit": row.char_limit,
-            "chars": len(row.value),
-            "updated_at": _iso(row.created_at),
-            "operation": row.operation,
-            "conversation_id": row.conversation_id,
-            "user_id": row.user_id,
+            "label": summary.label,
+            "value": value,
+            "version": 0,
+            "versions": 0,
+            "char_limit": None,
+            "chars": len(value),
+            "updated_at": None,
+            "operation": None,
+            "conversation_id": None,
+            "user_id": None,
+            "conversation": None,
+            "scoped": False,
         }
+    return {
+        **LoreApi._block_json(block),
+        "versions": summary.versions,
+        "conversation": origins.get(block.conversation_id or ""),
+        "scoped": summary.scoped,
+    }
 
 
 def _sse(event: str, data: object) -> bytes:
@@ -628,7 +562,6 @@ def enable_api(
     token = settings.lore_admin_token.get_secret_value() if settings.lore_admin_token else None
     slot = lore.runner.app[API_SLOT]
     api = LoreApi(
-        engine=lore.stores.engine,
         archive=lore.stores.archive,
         blocks=lore.stores.blocks,
         conversations=lore.stores.conversations,

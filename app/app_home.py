@@ -1,25 +1,31 @@
 """What the App Home shows and lets admins change: memory blocks, counts, backfill, exclusions.
 
-Only workspace-wide blocks (`persona`, `org`) are shown and editable here: a `private:<channel>`
-block belongs to its channel or DM and never reaches the Home tab, which anyone can open.
-Who may change things (workspace admins and owners) is the Slack edge's check, made again on
-every action.
+What a viewer sees and may change is their `Access` (built for each view and each action):
+only workspace-wide blocks (`persona`, `org`; guests and other organisations' members: not
+`org`) are shown, and changed only by workspace admins and owners; a `private:<channel>` block
+never reaches the Home tab. Rows about private channels, DMs and group DMs (backfill,
+exclusions) are shown to admins only.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from app.agent.access import Access
 from app.backfill import Backfill, ChannelBackfill
 from app.feedback import ReplyFeedback
 from memory.archive import Archive
 from memory.blocks import SCOPED_PREFIX, Block, EditResult, MemoryBlocks
-from memory.conversations import Conversations
+from memory.conversations import Conversation, Conversations
 from memory.edits import EditError, Rethink
 from memory.exclusions import Exclusions
 
 EARLIER_VERSIONS = 25  # earlier versions offered for a revert, newest first
+
+ChannelKind = Callable[[str], Awaitable[str]]
+"""A channel's type (channel, group, im, mpim), as Slack says now."""
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,8 @@ class BlockHistory:
     block: Block
     versions: int
     earlier: list[Block]
+    thread: Conversation | None = None
+    """The conversation (thread) the newest version was asked in, where the viewer may see it."""
 
 
 @dataclass(frozen=True)
@@ -64,8 +72,10 @@ class AppHome:
         self._backfill = backfill
         self.exclusions = exclusions
 
-    async def snapshot(self, team_id: str) -> HomeSnapshot:
-        """The workspace-wide blocks with their versions, counts, backfill and exclusions."""
+    async def snapshot(self, access: Access, kind_of: ChannelKind) -> HomeSnapshot:
+        """The blocks `access` reads with their versions, counts, and the backfill and
+        exclusion rows it may see (`kind_of` tells a row's channel type)."""
+        team_id = access.team_id
         (
             current,
             conversations,
@@ -74,7 +84,7 @@ class AppHome:
             backfill,
             excluded,
         ) = await asyncio.gather(
-            self._blocks.current(team_id),
+            self._blocks.current(team_id, access.memory),
             self._conversations.count(team_id),
             self._archive.count(team_id),
             self._feedback.counts(team_id),
@@ -82,48 +92,54 @@ class AppHome:
             self.exclusions.channels(team_id),
         )
         shown = [b for b in current if not b.label.startswith(SCOPED_PREFIX)]
-        histories = await asyncio.gather(*(self._history(team_id, b) for b in shown))
+        histories = await asyncio.gather(*(self._history(access, kind_of, b) for b in shown))
         return HomeSnapshot(
             blocks=list(histories),
             conversations=conversations,
             archived=archived,
             helpful=helpful,
             not_helpful=not_helpful,
-            backfill=backfill,
-            excluded=sorted(excluded),
+            backfill=[row for row in backfill if await _row_shown(access, kind_of, row.channel_id)],
+            excluded=sorted([c for c in excluded if await _row_shown(access, kind_of, c)]),
         )
 
-    async def block(self, team_id: str, label: str) -> Block:
+    async def block(self, access: Access, label: str) -> Block:
         """The newest version of a workspace-wide block (EditError for others)."""
         _workspace_wide(label)
-        found = await self._blocks.get(team_id, label)
+        found = await self._blocks.get(access.team_id, label, access.memory)
         if found is None:
             raise EditError(f"no memory block named {label!r}")
         return found
 
     async def edit_block(
-        self, team_id: str, label: str, text: str, *, based_on: int, user_id: str
+        self, access: Access, label: str, text: str, *, based_on: int
     ) -> EditResult:
         """Replace a block's text, only if it is still at version `based_on`."""
         _workspace_wide(label)
         return await self._blocks.edit(
-            team_id, label, Rethink(text), user_id=user_id, expected_version=based_on
+            access.team_id,
+            label,
+            Rethink(text),
+            scope=access.memory,
+            user_id=access.asker,
+            expected_version=based_on,
         )
 
     async def revert_block(
-        self, team_id: str, label: str, to_version: int, *, based_on: int, user_id: str
+        self, access: Access, label: str, to_version: int, *, based_on: int
     ) -> EditResult:
         """Store a new version equal to version `to_version`, only if the newest is `based_on`."""
         _workspace_wide(label)
-        versions = await self._blocks.history(team_id, label)
+        versions = await self._blocks.history(access.team_id, label, access.memory)
         old = next((b for b in versions if b.version == to_version), None)
         if old is None:
             raise EditError(f"block {label!r} has no version {to_version}")
         return await self._blocks.edit(
-            team_id,
+            access.team_id,
             label,
             Rethink(old.value, operation="revert"),
-            user_id=user_id,
+            scope=access.memory,
+            user_id=access.asker,
             expected_version=based_on,
         )
 
@@ -140,10 +156,19 @@ class AppHome:
     async def is_excluded(self, team_id: str, channel_id: str) -> bool:
         return await self.exclusions.is_excluded(team_id, channel_id)
 
-    async def _history(self, team_id: str, block: Block) -> BlockHistory:
-        versions = await self._blocks.history(team_id, block.label)
+    async def _history(self, access: Access, kind_of: ChannelKind, block: Block) -> BlockHistory:
+        versions = await self._blocks.history(access.team_id, block.label, access.memory)
         earlier = [v for v in reversed(versions) if v.version != block.version]
-        return BlockHistory(block, len(versions), earlier[:EARLIER_VERSIONS])
+        thread = None
+        if block.conversation_id:
+            thread = await self._conversations.get(access.team_id, block.conversation_id)
+            if thread and not await _row_shown(access, kind_of, thread.channel_id):
+                thread = None
+        return BlockHistory(block, len(versions), earlier[:EARLIER_VERSIONS], thread)
+
+
+async def _row_shown(access: Access, kind_of: ChannelKind, channel_id: str) -> bool:
+    return access.admin or access.shows_channel_row(channel_id, await kind_of(channel_id))
 
 
 def _workspace_wide(label: str) -> None:

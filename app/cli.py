@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from app import search_cli
+from app.agent.access import Access
 from app.api import enable_api
 from app.backfill import cli as backfill_cli
 from app.importer.convert import workspace_host
@@ -214,14 +215,15 @@ async def _memory(settings: Settings, action: str, team: str, label: str) -> int
     """Reads the SQL store only, so it is safe beside a running server."""
     engine = await open_database(settings)
     blocks = MemoryBlocks(engine, LocalLocks(), settings.lore_memory_block_limit)
+    scope = Access.for_operator(team).memory
     try:
         if action == "show":
-            for block in await blocks.current(team):
+            for block in await blocks.current(team, scope):
                 size = f"{len(block.value)}/{block.char_limit}"
                 print(f"== {block.label} (version {block.version}, {size} characters)")
                 print(block.value)
         else:
-            for block in await blocks.history(team, label):
+            for block in await blocks.history(team, label, scope):
                 when = f"{block.created_at:%Y-%m-%d %H:%M}"
                 origin = block.conversation_id or "-"
                 print(f"== v{block.version} {when} {block.operation} from {origin}")

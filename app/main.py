@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import aiohttp
 import anthropic
@@ -296,7 +296,6 @@ class Lore:
     port: int
     bolt: AsyncApp | None = None
     socket_mode: AsyncSocketModeHandler | None = None
-    extras: list[object] = field(default_factory=list)
     slack_session: aiohttp.ClientSession | None = None
     tokens: WorkspaceTokens | None = None
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import anthropic
 
+from app.agent.access import Access
 from app.agent.citations import search_result_block
 from memory.archive import Archive, SearchHit
-from memory.audience import Audience
 
 log = logging.getLogger("lore.recall")
 
@@ -42,11 +42,10 @@ class Recall:
         self._llm = llm
         self._model = model
 
-    async def ask(
-        self, team_id: str, question: str, audience: Audience, offset: int = 0
-    ) -> RecallPage:
+    async def ask(self, question: str, access: Access, offset: int = 0) -> RecallPage:
+        """A page of what `access` may see that matches `question`."""
         hits = await self._archive.search(
-            team_id, question, audience=audience, limit=offset + PAGE + 1
+            access.team_id, question, audience=access.audience, limit=offset + PAGE + 1
         )
         page = hits[offset : offset + PAGE]
         answer = None

@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from app.agent.access import Access
 from memory.archive import Archive, SearchHit
-from memory.audience import Audience
 
 SNIPPET_CHARS = 80
 
@@ -79,7 +79,9 @@ def human_line(hit: SearchHit) -> str:
 
 async def search(archive: Archive, team_id: str, query: str, k: int) -> list[SearchHit]:
     """The top k messages of the whole workspace (admin view: every channel, private too)."""
-    return await archive.search(team_id, query, audience=Audience.everyone(), limit=k)
+    return await archive.search(
+        team_id, query, audience=Access.for_operator(team_id).audience, limit=k
+    )
 
 
 async def search_one(

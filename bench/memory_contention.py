@@ -31,10 +31,12 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from memory.blocks import MemoryBlocks
+from memory.blocks import MemoryBlocks, MemoryScope
 from memory.db import create_tables, make_engine
 from memory.edits import Insert, apply_edit
 from memory.locks import RedisLocks
+
+EVERYTHING = MemoryScope.everything()
 
 LABEL = "org"
 NAIVE_TABLE = "bench_naive_blocks"
@@ -65,13 +67,15 @@ class LoreEditor:
         self._blocks = MemoryBlocks(engine, RedisLocks(redis), limit)
 
     async def prepare(self, team: str) -> None:
-        await self._blocks.current(team)
+        await self._blocks.current(team, EVERYTHING)
 
     async def insert(self, team: str, line: str, conversation_id: str) -> None:
-        await self._blocks.edit(team, LABEL, Insert(line), conversation_id=conversation_id)
+        await self._blocks.edit(
+            team, LABEL, Insert(line), conversation_id=conversation_id, scope=EVERYTHING
+        )
 
     async def lines(self, team: str) -> list[str]:
-        block = await self._blocks.get(team, LABEL)
+        block = await self._blocks.get(team, LABEL, EVERYTHING)
         return block.value.splitlines() if block else []
 
     async def cleanup(self, team: str) -> None:

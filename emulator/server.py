@@ -226,6 +226,46 @@ class SlackEmulator:
         self.playground.workspace_changed()
         return channel
 
+    def add_guest(
+        self,
+        user_id: str,
+        name: str,
+        channels: list[str] | tuple[str, ...],
+        *,
+        single_channel: bool = False,
+    ) -> User:
+        """A guest (`is_restricted`; `is_ultra_restricted` for a single-channel guest), member
+        of `channels` only."""
+        user = self.workspace.add_user(user_id, name)
+        user.is_restricted = True
+        user.is_ultra_restricted = single_channel
+        self._join_quietly(user_id, channels)
+        return user
+
+    def add_external_user(
+        self, user_id: str, name: str, team_id: str, channels: list[str] | tuple[str, ...]
+    ) -> User:
+        """A member of another organisation (its own `team_id`), in shared `channels` only."""
+        user = self.workspace.add_user(user_id, name, create_dm=False)
+        user.home_team_id = team_id
+        self._join_quietly(user_id, channels)
+        return user
+
+    def set_ext_shared(self, channel: str, shared: bool = True) -> Channel:
+        """Mark a channel as shared with another organisation (conversations.info
+        `is_ext_shared`), without any event."""
+        conversation = self.workspace.channel(channel)
+        conversation.is_ext_shared = shared
+        self.playground.workspace_changed()
+        return conversation
+
+    def _join_quietly(self, user_id: str, channels: list[str] | tuple[str, ...]) -> None:
+        for channel_id in channels:
+            members = self.workspace.channel(channel_id).members
+            if user_id not in members:
+                members.append(user_id)
+        self.playground.workspace_changed()
+
     def fail_method(
         self,
         method: str,

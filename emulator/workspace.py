@@ -37,6 +37,10 @@ class User:
     bot_id: str | None = None
     app_id: str | None = None
     updated: int = field(default_factory=lambda: int(time.time()))
+    is_restricted: bool = False
+    is_ultra_restricted: bool = False
+    home_team_id: str | None = None
+    """Set for a member of another organisation (Slack Connect): their own team id."""
 
     def to_api(self, team_id: str) -> dict[str, Any]:
         """The `user` object of users.info / users.list."""
@@ -51,7 +55,7 @@ class User:
             "avatar_hash": "",
             "image_48": f"https://avatars.invalid/{self.id}_48.png",
             "image_72": f"https://avatars.invalid/{self.id}_72.png",
-            "team": team_id,
+            "team": self.home_team_id or team_id,
         }
         if self.email:
             profile["email"] = self.email
@@ -61,7 +65,7 @@ class User:
             profile["always_active"] = True
         return {
             "id": self.id,
-            "team_id": team_id,
+            "team_id": self.home_team_id or team_id,
             "name": self.name,
             "deleted": self.deleted,
             "color": "9f69e7",
@@ -73,8 +77,8 @@ class User:
             "is_admin": self.is_admin,
             "is_owner": self.is_owner,
             "is_primary_owner": self.is_primary_owner,
-            "is_restricted": False,
-            "is_ultra_restricted": False,
+            "is_restricted": self.is_restricted or self.is_ultra_restricted,
+            "is_ultra_restricted": self.is_ultra_restricted,
             "is_bot": self.is_bot,
             "is_app_user": False,
             "updated": self.updated,
@@ -97,6 +101,8 @@ class Channel:
     topic: str = ""
     purpose: str = ""
     created: int = field(default_factory=lambda: int(time.time()))
+    is_ext_shared: bool = False
+    """Shared with another organisation (Slack Connect)."""
 
     @property
     def channel_type(self) -> str:
@@ -135,9 +141,9 @@ class Channel:
             "is_general": self.name == "general",
             "unlinked": 0,
             "name_normalized": self.name,
-            "is_shared": False,
+            "is_shared": self.is_ext_shared,
             "is_org_shared": False,
-            "is_ext_shared": False,
+            "is_ext_shared": self.is_ext_shared,
             "is_pending_ext_shared": False,
             "context_team_id": team_id,
             "updated": self.created * 1000,

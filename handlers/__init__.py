@@ -16,6 +16,7 @@ from handlers import (
     recall,
     uninstall,
 )
+from handlers.access_facts import AccessFacts
 from handlers.channels import ChannelTypes
 from handlers.membership import Memberships
 from handlers.users import SlackUsers
@@ -23,15 +24,16 @@ from handlers.users import SlackUsers
 
 def register(app: AsyncApp, services: Services) -> None:
     """Attach every listener and middleware of the Slack edge to `app`."""
+    users = SlackUsers()  # one users.info cache for names, admin checks and standing
+    channel_types = ChannelTypes()  # one per-workspace channel cache; channel events forget
     memberships = Memberships()
-    users = SlackUsers()  # one users.info cache for names and admin checks
-    channel_types = ChannelTypes()
+    access = AccessFacts(channel_types, memberships, users)
     middleware.register(app, services)
     channel_events.register(app, services, channel_types, memberships)  # before messages
-    messages.register(app, services, memberships, users, channel_types)
-    recall.register(app, services, memberships, users)
+    messages.register(app, services, access, users)
+    recall.register(app, services, access, users)
     uninstall.register(app, services)
     feedback.register(app, services)
-    backfill.register(app, services, users)
-    app_home.register(app, services, users)
+    backfill.register(app, services, users, channel_types)
+    app_home.register(app, services, access)
     ignored.register(app)

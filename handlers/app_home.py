@@ -1,8 +1,9 @@
 """The App Home: published when opened; admins edit and revert memory blocks and exclude channels.
 
-Every action and submission is acknowledged at once (an edit modal's submission after its quick
-write, so an error can be shown in the modal) and checks again that the person is a workspace
-admin or owner: what the view showed them is never trusted. The Home is republished after each.
+Every view, action and submission builds the person's access value again (`AccessFacts`), so
+only workspace admins and owners change anything: what the view showed them is never trusted.
+Actions are acknowledged at once (an edit modal's submission after its quick write, so an error
+can be shown in the modal), and the Home is republished after each.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from app.agent.access import Access
 from app.services import Services
+from handlers.access_facts import AccessFacts
 from handlers.app_home_blocks import (
     EDIT_ACTION,
     EDIT_CALLBACK,
@@ -29,7 +32,6 @@ from handlers.app_home_blocks import (
     parse_revert,
 )
 from handlers.quiet_text import block_mentions, quiet_blocks
-from handlers.users import SlackUsers
 from memory.edits import EditError
 
 log = logging.getLogger("lore.app_home")
@@ -37,8 +39,8 @@ log = logging.getLogger("lore.app_home")
 ADMINS_ONLY = "Only workspace admins and owners can change Lore's memory and channels."
 
 
-def register(app: AsyncApp, services: Services, users: SlackUsers) -> None:
-    home = _Home(services, users)
+def register(app: AsyncApp, services: Services, access: AccessFacts) -> None:
+    home = _Home(services, access)
 
     @app.event("app_home_opened")
     async def on_opened(event: dict[str, Any], context: AsyncBoltContext) -> None:
@@ -83,9 +85,9 @@ def register(app: AsyncApp, services: Services, users: SlackUsers) -> None:
 class _Home:
     """The App Home's work for one Bolt app: permission checks, store calls, publishing."""
 
-    def __init__(self, services: Services, admins: SlackUsers) -> None:
+    def __init__(self, services: Services, access: AccessFacts) -> None:
         self._services = services
-        self._admins = admins
+        self._access = access
 
     def spawn(
         self,
@@ -117,12 +119,13 @@ class _Home:
         """Open the edit modal on the trigger (Slack allows 3 s), for admins only."""
         if client is None:
             return
-        if not await self._admins.is_admin(client, team_id, user_id):
+        access = await self._access.for_home(client, team_id, user_id)
+        if not access.admin:
             log.warning("refused a memory edit from non-admin %s", user_id)
             self.spawn(client, team_id, user_id, notice=ADMINS_ONLY)
             return
         try:
-            block = await self._services.app_home.block(team_id, str(action.get("value")))
+            block = await self._services.app_home.block(access, str(action.get("value")))
             await client.views_open(trigger_id=body["trigger_id"], view=edit_modal(block))
         except (EditError, SlackApiError, KeyError) as error:
             log.info("could not open the block editor: %s", _describe(error))
@@ -134,7 +137,8 @@ class _Home:
         self, client: AsyncWebClient | None, team_id: str, user_id: str, view: dict[str, Any]
     ) -> str | None:
         """Store a submitted edit; None when saved, else the error to show in the modal."""
-        if client is None or not await self._admins.is_admin(client, team_id, user_id):
+        access = await self._access.for_home(client, team_id, user_id) if client else None
+        if access is None or not access.admin:
             log.warning("refused a memory edit submission from non-admin %s", user_id)
             return ADMINS_ONLY
         parsed = parse_edit(view)
@@ -142,9 +146,7 @@ class _Home:
             return "This form is out of date; close it and press Edit again."
         label, version, text = parsed
         try:
-            await self._services.app_home.edit_block(
-                team_id, label, text, based_on=version, user_id=user_id
-            )
+            await self._services.app_home.edit_block(access, label, text, based_on=version)
         except EditError as error:
             return _sentence(str(error))
         return None
@@ -161,7 +163,8 @@ class _Home:
         """Apply one change for an admin; the notice to show, if any."""
         if revert is None and exclude is None and include is None:
             return None
-        if not await self._admins.is_admin(client, team_id, user_id):
+        access = await self._access.for_home(client, team_id, user_id)
+        if not access.admin:
             log.warning("refused an App Home change from non-admin %s", user_id)
             return ADMINS_ONLY
         home = self._services.app_home
@@ -171,9 +174,7 @@ class _Home:
                 if parsed is None:
                     return "That version could not be read; open the Home tab again."
                 label, to_version, shown = parsed
-                result = await home.revert_block(
-                    team_id, label, to_version, based_on=shown, user_id=user_id
-                )
+                result = await home.revert_block(access, label, to_version, based_on=shown)
                 return (
                     f"Restored *{label}* to version {to_version} as version {result.block.version}."
                 )
@@ -196,17 +197,22 @@ class _Home:
         change: Awaitable[str | None],
     ) -> None:
         notice = await change or notice
-        admin = await self._admins.is_admin(client, team_id, user_id)
-        snapshot = await self._services.app_home.snapshot(team_id)
-        view = home_view(snapshot, admin=admin, notice=notice)
+        access = await self._access.for_home(client, team_id, user_id)
+        snapshot = await self._services.app_home.snapshot(
+            access, lambda channel_id: self._kind(client, access, channel_id)
+        )
+        view = home_view(snapshot, admin=access.admin, notice=notice)
         names = {
-            mentioned: await self._admins.name(client, team_id, mentioned)
+            mentioned: await self._access.users.name(client, team_id, mentioned)
             for mentioned in block_mentions(view)
         }
         try:
             await client.views_publish(user_id=user_id, view=quiet_blocks(view, names))
         except SlackApiError as error:
             log.warning("views.publish failed: %s", error.response.get("error"))
+
+    async def _kind(self, client: AsyncWebClient, access: Access, channel_id: str) -> str:
+        return await self._access.channel_types.of(client, access.team_id, channel_id)
 
 
 def _who(body: dict[str, Any], context: AsyncBoltContext) -> tuple[str, str]:

@@ -11,6 +11,7 @@ from typing import Any
 from app.app_home import BlockHistory, HomeSnapshot
 from memory.backfill_state import ChannelBackfill
 from memory.blocks import Block
+from memory.conversations import Conversation
 
 EDIT_ACTION = "home_edit_block"
 REVERT_ACTION = "home_revert_block"
@@ -65,7 +66,7 @@ def memory_block(history: BlockHistory, *, admin: bool) -> Blocks:
         {"type": "section", "text": _plain(part)}
         for part in _chunks(block.value or "(empty)", SECTION_CHARS)
     ]
-    shown.append(_context(last_change(block)))
+    shown.append(_context(last_change(block, history.thread)))
     if admin and history.earlier:
         shown.append(
             {
@@ -77,9 +78,11 @@ def memory_block(history: BlockHistory, *, admin: bool) -> Blocks:
     return shown
 
 
-def last_change(block: Block) -> str:
-    """ "replace by @alice, <date>" (or who created it)."""
+def last_change(block: Block, thread: Conversation | None = None) -> str:
+    """ "replace by @alice in #general, <date>" (or who created it)."""
     who = f" by <@{block.user_id}>" if block.user_id else ""
+    if thread is not None:
+        who += f" in a thread of <#{thread.channel_id}>"
     when = int(block.created_at.timestamp())
     fallback = block.created_at.strftime("%Y-%m-%d %H:%M UTC")
     return f"{block.operation}{who} · <!date^{when}^{{date_short_pretty}} {{time}}|{fallback}>"

@@ -11,19 +11,24 @@ from slack_sdk.web.async_client import AsyncWebClient
 from app.backfill.service import Readers
 from app.oauth import WorkspaceTokens
 from app.services import Services
+from handlers.channels import ChannelTypes
 from handlers.slack_history import SlackHistory
 from handlers.users import SlackUsers
 
 log = logging.getLogger("lore.backfill")
 
 
-def register(app: AsyncApp, services: Services, users: SlackUsers) -> None:
+def register(
+    app: AsyncApp, services: Services, users: SlackUsers, channel_types: ChannelTypes
+) -> None:
     async def on_member_joined(
         event: dict[str, Any], context: AsyncBoltContext, client: AsyncWebClient
     ) -> None:
-        if not context.bot_user_id or event.get("user") != context.bot_user_id:
-            return
         team_id = context.team_id or event.get("team") or ""
+        if not context.bot_user_id or event.get("user") != context.bot_user_id:
+            # someone else joined (a guest, say): who reads the channel is looked up again
+            channel_types.forget(team_id, event.get("channel") or "")
+            return
         reader = SlackHistory(client, team_id, users)
         await services.backfill.request(reader, event["channel"], again=True)
 

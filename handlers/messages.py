@@ -17,8 +17,8 @@ from app.agent.ports import TurnRequest
 from app.agent.turn import may_be_for_lore
 from app.services import Services
 from app.turns import HandBack, Turn
+from handlers.access_facts import AccessFacts
 from handlers.channels import ChannelTypes
-from handlers.membership import Memberships
 from handlers.permalinks import WorkspaceUrls, permalink
 from handlers.slack_history import SlackHistory
 from handlers.slack_thread import SlackThread
@@ -32,13 +32,8 @@ HAND_BACK_TEXT = {
 }
 
 
-def register(
-    app: AsyncApp,
-    services: Services,
-    memberships: Memberships,
-    users: SlackUsers,
-    channel_types: ChannelTypes,
-) -> None:
+def register(app: AsyncApp, services: Services, access: AccessFacts, users: SlackUsers) -> None:
+    channel_types = access.channel_types
     workspace_urls = WorkspaceUrls()
 
     async def on_message(
@@ -68,7 +63,7 @@ def register(
             (team_id, incoming.channel_id, incoming.thread_ts),
             Turn(
                 run=log_context.carried(
-                    lambda: _answer(services, channel_types, memberships, users, client, incoming)
+                    lambda: _answer(services, channel_types, access, users, client, incoming)
                 ),
                 hand_back=lambda reason: _hand_back(services, client, incoming, reason),
             ),
@@ -182,38 +177,45 @@ async def _hand_back(
 async def _answer(
     services: Services,
     channel_types: ChannelTypes,
-    memberships: Memberships,
+    access: AccessFacts,
     users: SlackUsers,
     client: AsyncWebClient,
     incoming: _Incoming,
 ) -> None:
-    assert incoming.user_id is not None
+    user_id = incoming.user_id
+    assert user_id is not None
     channel_type = await channel_types.of(
         client, incoming.team_id, incoming.channel_id, incoming.channel_type_hint
     )
-    reader_channels: frozenset[str] = frozenset()
-    if channel_type == "im":
-        reader_channels = await memberships.private_conversations(
-            client, incoming.team_id, incoming.user_id
-        )
     request = TurnRequest(
         team_id=incoming.team_id,
         channel_id=incoming.channel_id,
         channel_type=channel_type,
         thread_ts=incoming.thread_ts,
         ts=incoming.ts,
-        user_id=incoming.user_id,
+        user_id=user_id,
         text=incoming.text,
-        reader_channels=reader_channels,
     )
     thread = SlackThread(
         client,
         team_id=incoming.team_id,
         channel_id=incoming.channel_id,
         thread_ts=incoming.thread_ts,
-        user_id=incoming.user_id,
+        user_id=user_id,
         bot_user_id=incoming.bot_user_id,
         workspace_url=await incoming.workspace_url(client),
-        names=lambda user_id: users.name(client, incoming.team_id, user_id),
+        names=lambda named: users.name(client, incoming.team_id, named),
     )
-    await services.agent.run(request, thread, mentioned=incoming.mentions_lore)
+    await services.agent.run(
+        request,
+        thread,
+        mentioned=incoming.mentions_lore,
+        access=lambda: access.for_turn(
+            client,
+            incoming.team_id,
+            user_id,
+            incoming.channel_id,
+            channel_type,
+            incoming.bot_user_id,
+        ),
+    )

@@ -10,9 +10,8 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.web.async_client import AsyncWebClient
 
-from app.agent.privacy import audience_for_reader
 from app.services import Services
-from handlers.membership import Memberships
+from handlers.access_facts import AccessFacts
 from handlers.recall_blocks import (
     USAGE,
     parse_more_value,
@@ -28,7 +27,7 @@ FAILED = "Sorry, /recall failed on my side. Please try again in a moment."
 
 
 def register(
-    app: AsyncApp, services: Services, memberships: Memberships, users: SlackUsers
+    app: AsyncApp, services: Services, access_facts: AccessFacts, users: SlackUsers
 ) -> None:
     async def answer(
         client: AsyncWebClient,
@@ -40,9 +39,8 @@ def register(
         offset: int,
     ) -> None:
         try:
-            private = await memberships.private_conversations(client, team_id, user_id)
-            audience = audience_for_reader(channel_id, private)
-            page = await services.recall.ask(team_id, question, audience, offset)
+            access = await access_facts.for_recall(client, team_id, user_id, channel_id)
+            page = await services.recall.ask(question, access, offset)
             names = {
                 mentioned: await users.name(client, team_id, mentioned)
                 for mentioned in recall_mentions(page)

@@ -1,7 +1,8 @@
-"""People's names and admin rights, from one cached `users.info` per (team, user).
+"""People's names, admin rights and standing (guest, another organisation), from one cached
+`users.info` per (team, user).
 
 Each caller says how old an answer it accepts: a name may be an hour old (a rename reaches new
-messages within the hour), an admin check at most a minute.
+messages within the hour), an admin check or an asker's standing at most a minute.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
@@ -47,6 +49,31 @@ def is_admin(user: User) -> bool:
     )
 
 
+def is_guest(user: User) -> bool:
+    """Multi-channel (`is_restricted`) and single-channel (`is_ultra_restricted`) guests."""
+    return bool(user.get("is_restricted") or user.get("is_ultra_restricted"))
+
+
+@dataclass(frozen=True)
+class Standing:
+    """What a person is to the workspace: an admin, or an outsider (guest, other organisation)."""
+
+    admin: bool
+    outsider: bool
+
+
+UNKNOWN = Standing(admin=False, outsider=True)
+"""Whom Slack could not describe: treated as an outsider, so nothing is shown they may not see."""
+
+
+def standing(user: User, team_id: str) -> Standing:
+    if not user.get("id"):
+        return UNKNOWN
+    home = user.get("team_id")
+    foreign = isinstance(home, str) and bool(home) and home != team_id
+    return Standing(admin=is_admin(user) and not foreign, outsider=is_guest(user) or foreign)
+
+
 class SlackUsers:
     """users.info answers by (team, user), the most recent MAX_USERS kept."""
 
@@ -71,6 +98,23 @@ class SlackUsers:
         except SlackApiError as error:
             log.info("users.info for an admin check failed: %s", error.response.get("error"))
             return False
+
+    async def standing(
+        self,
+        client: AsyncWebClient,
+        team_id: str,
+        user_id: str,
+        *,
+        max_age: float = ADMIN_SECONDS,
+    ) -> Standing:
+        """Admin or not, outsider or not; after a failed lookup the last answer known, else an
+        outsider who is not an admin."""
+        try:
+            return standing(await self._info(client, team_id, user_id, max_age), team_id)
+        except SlackApiError as error:
+            log.warning("users.info %s failed: %s", user_id, error.response.get("error"))
+            known = self._known.get((team_id, user_id))
+            return standing(known[0], team_id) if known else UNKNOWN
 
     async def _info(
         self, client: AsyncWebClient, team_id: str, user_id: str, max_age: float

@@ -3,6 +3,9 @@
 An edit reads the newest version n, applies the edit rule (`edits.py`) and inserts version n+1.
 The (team, label, version) primary key refuses a second n+1, so even when a lock has expired a
 stale writer cannot clobber a newer version: it re-reads and re-applies its edit instead.
+
+Every read and edit names a `MemoryScope` (which the agent's access rule builds): a label outside
+it is refused, and a `private:*` block is created only when the scope names it.
 """
 
 from __future__ import annotations
@@ -41,6 +44,35 @@ def scoped_label(channel_id: str) -> str:
     return f"{SCOPED_PREFIX}{channel_id}"
 
 
+class ScopeError(EditError):
+    """A block outside the scope a read or an edit was given."""
+
+
+@dataclass(frozen=True)
+class MemoryScope:
+    """The blocks one request may read and write.
+
+    `may_cut`: its edits may remove more than half of a block's lines (a workspace admin's).
+    `MemoryScope.everything()` reads and writes every block; it is for operators' tools (the
+    JSON API, the CLI).
+    """
+
+    readable: frozenset[str]
+    writable: frozenset[str] = frozenset()
+    may_cut: bool = False
+    every_block: bool = field(default=False, kw_only=True)
+
+    @classmethod
+    def everything(cls) -> MemoryScope:
+        return cls(frozenset(DEFAULT_BLOCKS), frozenset(DEFAULT_BLOCKS), True, every_block=True)
+
+    def reads(self, label: str) -> bool:
+        return self.every_block or label in self.readable
+
+    def writes(self, label: str) -> bool:
+        return self.every_block or label in self.writable
+
+
 @dataclass(frozen=True)
 class Block:
     """A memory block as stored at one version."""
@@ -53,6 +85,20 @@ class Block:
     conversation_id: str | None
     user_id: str | None
     operation: str
+
+
+@dataclass(frozen=True)
+class BlockSummary:
+    """A block as it is now and how many versions it has; `newest` is None for a workspace-wide
+    block not created yet (its text would be `DEFAULT_BLOCKS[label]`)."""
+
+    label: str
+    newest: Block | None
+    versions: int
+
+    @property
+    def scoped(self) -> bool:
+        return self.label not in DEFAULT_BLOCKS
 
 
 @dataclass(frozen=True)
@@ -88,12 +134,13 @@ class MemoryBlocks:
         self._char_limit = char_limit
         self.counts = EditCounts()
 
-    async def current(self, team_id: str, scope: str | None = None) -> list[Block]:
-        """The workspace-wide blocks (created once) and, when given, the `scope` block.
+    async def current(self, team_id: str, scope: MemoryScope) -> list[Block]:
+        """The blocks `scope` reads, workspace-wide ones first; those it names are created once.
 
-        Scoped blocks of other channels are never included: they stay where they were written.
+        Scoped blocks the scope does not name are never included: they stay where they were
+        written.
         """
-        wanted = [*DEFAULT_BLOCKS, *([scope] if scope else [])]
+        wanted = [label for label in _ordered(scope.readable) if scope.reads(label)]
         async with self._sessions() as session:
             blocks = await self._heads(session, team_id)
         missing = [label for label in wanted if label not in {b.label for b in blocks}]
@@ -102,14 +149,21 @@ class MemoryBlocks:
         if missing:
             async with self._sessions() as session:
                 blocks = await self._heads(session, team_id)
-        return sorted((b for b in blocks if b.label in wanted), key=_display_order)
+        shown = (b for b in blocks if scope.every_block or b.label in wanted)
+        return sorted(shown, key=_display_order)
 
-    async def get(self, team_id: str, label: str) -> Block | None:
-        scope = label if label.startswith(SCOPED_PREFIX) else None
-        return next((b for b in await self.current(team_id, scope) if b.label == label), None)
+    async def get(self, team_id: str, label: str, scope: MemoryScope) -> Block | None:
+        """The newest version of one block (a workspace-wide one is created on first use)."""
+        _readable(scope, label)
+        if label in DEFAULT_BLOCKS:
+            named = MemoryScope(frozenset({label}))
+            return next((b for b in await self.current(team_id, named) if b.label == label), None)
+        async with self._sessions() as session:
+            return await self._head(session, team_id, label)
 
-    async def history(self, team_id: str, label: str) -> list[Block]:
+    async def history(self, team_id: str, label: str, scope: MemoryScope) -> list[Block]:
         """Every stored version of one block, oldest first."""
+        _readable(scope, label)
         async with self._sessions() as session:
             rows = await session.scalars(
                 select(BlockVersion)
@@ -118,24 +172,64 @@ class MemoryBlocks:
             )
             return [_block(row) for row in rows]
 
+    async def summaries(self, team_id: str, scope: MemoryScope) -> list[BlockSummary]:
+        """The blocks `scope` reads as they are now, with their number of versions, without
+        creating any: workspace-wide ones first (also when not created yet), then scoped ones."""
+        async with self._sessions() as session:
+            heads = {b.label: b for b in await self._heads(session, team_id)}
+            counted = await session.execute(
+                select(BlockVersion.label, func.count())
+                .where(BlockVersion.team_id == team_id)
+                .group_by(BlockVersion.label)
+            )
+            counts = {label: int(count) for label, count in counted.all()}
+        labels = {*DEFAULT_BLOCKS, *heads} if scope.every_block else set(scope.readable)
+        shown = [label for label in labels if scope.reads(label)]
+        shown = [label for label in shown if label in heads or label in DEFAULT_BLOCKS]
+        return [
+            BlockSummary(label, heads.get(label), counts.get(label, 0))
+            for label in sorted(shown, key=_label_order)
+        ]
+
+    async def change_mark(self, team_id: str) -> tuple[int, datetime | None]:
+        """Changes whenever a version is stored: (versions, time of the newest)."""
+        async with self._sessions() as session:
+            count, newest = (
+                await session.execute(
+                    select(func.count(), func.max(BlockVersion.created_at)).where(
+                        BlockVersion.team_id == team_id
+                    )
+                )
+            ).one()
+        return int(count or 0), newest
+
+    async def teams(self) -> set[str]:
+        """Workspaces that have memory blocks."""
+        async with self._sessions() as session:
+            return set(await session.scalars(select(BlockVersion.team_id).distinct()))
+
     async def edit(
         self,
         team_id: str,
         label: str,
         edit: Edit,
         *,
+        scope: MemoryScope,
         conversation_id: str | None = None,
         user_id: str | None = None,
         expected_version: int | None = None,
     ) -> EditResult:
         """Apply `edit` to the newest version of `label`, storing version n+1.
 
-        Raises EditError when the edit does not apply (unknown block, text not found, ...), or
-        when `expected_version` is given and the newest version is another one.
+        Raises EditError when the edit does not apply (a block outside `scope`, text not found,
+        more than half of the block's lines removed without `scope.may_cut`, ...), or when
+        `expected_version` is given and the newest version is another one.
         """
         try:
+            if not scope.writes(label):
+                raise ScopeError(f"the memory block {label!r} cannot be changed from here")
             result = await self._edit_locked(
-                team_id, label, edit, conversation_id, user_id, expected_version
+                team_id, label, edit, scope.may_cut, conversation_id, user_id, expected_version
             )
         except EditError:
             self.counts.rejected += 1
@@ -148,18 +242,19 @@ class MemoryBlocks:
         team_id: str,
         label: str,
         edit: Edit,
+        may_cut: bool,
         conversation_id: str | None,
         user_id: str | None,
         expected_version: int | None,
     ) -> EditResult:
-        scope = label if label.startswith(SCOPED_PREFIX) else None
-        if label not in {b.label for b in await self.current(team_id, scope)}:
+        if label not in DEFAULT_BLOCKS and not label.startswith(SCOPED_PREFIX):
             raise EditError(f"no memory block named {label!r}")
+        await self.current(team_id, MemoryScope(frozenset({label})))  # created on first use
         async with self._locks.hold(team_id):
             for _attempt in range(MAX_CAS_ATTEMPTS):
                 try:
                     return await self._edit_once(
-                        team_id, label, edit, conversation_id, user_id, expected_version
+                        team_id, label, edit, may_cut, conversation_id, user_id, expected_version
                     )
                 except VersionConflict:
                     self.counts.conflicts += 1
@@ -176,6 +271,7 @@ class MemoryBlocks:
         team_id: str,
         label: str,
         edit: Edit,
+        may_cut: bool,
         conversation_id: str | None,
         user_id: str | None,
         expected_version: int | None = None,
@@ -190,6 +286,11 @@ class MemoryBlocks:
                     f"version {head.version} now; reopen it to edit the newest text"
                 )
             new_value = apply_edit(head.value, edit, head.char_limit)
+            if not may_cut and cuts_most_lines(head.value, new_value):
+                raise ScopeError(
+                    f"this edit would remove more than half of the lines of {label!r}; only a "
+                    "workspace admin or owner can ask for that"
+                )
             row = BlockVersion(
                 team_id=team_id,
                 label=label,
@@ -251,9 +352,29 @@ class MemoryBlocks:
         return [_block(row) for row in rows]
 
 
-def _display_order(block: Block) -> tuple[int, str]:
+def cuts_most_lines(before: str, after: str) -> bool:
+    """Whether `after` has lost more than half of the non-empty lines of `before`."""
+    old = [line for line in before.splitlines() if line.strip()]
+    new = [line for line in after.splitlines() if line.strip()]
+    return len(old) - len(new) > len(old) / 2
+
+
+def _readable(scope: MemoryScope, label: str) -> None:
+    if not scope.reads(label):
+        raise ScopeError(f"the memory block {label!r} cannot be read from here")
+
+
+def _label_order(label: str) -> tuple[int, str]:
     defaults = list(DEFAULT_BLOCKS)
-    return (defaults.index(block.label) if block.label in defaults else len(defaults), block.label)
+    return (defaults.index(label) if label in defaults else len(defaults), label)
+
+
+def _ordered(labels: frozenset[str]) -> list[str]:
+    return sorted(labels, key=_label_order)
+
+
+def _display_order(block: Block) -> tuple[int, str]:
+    return _label_order(block.label)
 
 
 def _block(row: BlockVersion) -> Block:

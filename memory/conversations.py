@@ -41,6 +41,16 @@ class Conversations:
             )
             return _conversation(row) if row else None
 
+    async def get(self, team_id: str, conversation_id: str) -> Conversation | None:
+        """A conversation by its id (a memory version's origin, say)."""
+        async with self._sessions() as session:
+            row = await session.scalar(
+                select(ConversationRow).where(
+                    ConversationRow.team_id == team_id, ConversationRow.id == conversation_id
+                )
+            )
+            return _conversation(row) if row else None
+
     async def open(self, team_id: str, channel_id: str, thread_ts: str) -> Conversation:
         """The thread's conversation, created on first use (safe under concurrent callers)."""
         found = await self.find(team_id, channel_id, thread_ts)
@@ -90,6 +100,33 @@ class Conversations:
                 .where(ConversationRow.team_id == team_id)
             )
             return int(total or 0)
+
+    async def by_ids(self, ids: set[str]) -> dict[str, Conversation]:
+        """The conversations with these ids (unknown ids are left out)."""
+        if not ids:
+            return {}
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(ConversationRow).where(ConversationRow.id.in_(sorted(ids)))
+            )
+            return {row.id: _conversation(row) for row in rows}
+
+    async def change_mark(self, team_id: str) -> tuple[int, datetime | None]:
+        """Changes whenever a conversation starts or has activity: (count, latest activity)."""
+        async with self._sessions() as session:
+            count, latest = (
+                await session.execute(
+                    select(func.count(), func.max(ConversationRow.last_activity_at)).where(
+                        ConversationRow.team_id == team_id
+                    )
+                )
+            ).one()
+        return int(count or 0), latest
+
+    async def teams(self) -> set[str]:
+        """Workspaces that have conversations."""
+        async with self._sessions() as session:
+            return set(await session.scalars(select(ConversationRow.team_id).distinct()))
 
     async def delete_team(self, team_id: str) -> None:
         async with self._sessions() as session, session.begin():

@@ -17,8 +17,11 @@ from aiohttp.test_utils import make_mocked_request
 from app.api import ApiAccess, enable_api, line_diff
 from app.main import Lore, start_lore
 from memory.archive import ArchivedMessage
+from memory.blocks import MemoryScope
 from memory.edits import Insert, Replace
 from tests.harness import lore_settings
+
+EVERYTHING = MemoryScope.everything()
 
 TEAM = "T0LORE"
 PAGE = "http://127.0.0.1:39999"
@@ -43,13 +46,34 @@ async def get(lore: Lore, path: str, **headers: str) -> tuple[int, Any, aiohttp.
         return response.status, body, response
 
 
+BLOCK_KEYS = {
+    "label",
+    "value",
+    "version",
+    "versions",
+    "char_limit",
+    "chars",
+    "updated_at",
+    "operation",
+    "conversation_id",
+    "user_id",
+    "conversation",
+    "scoped",
+}
+
+
 async def test_memory_blocks_with_versions_diffs_and_origin(local_lore: Lore) -> None:
     lore = local_lore
     blocks = lore.stores.blocks
     thread = await lore.stores.conversations.open(TEAM, "C0GENERAL", "1700000000.000100")
-    await blocks.current(TEAM)
+    await blocks.current(TEAM, EVERYTHING)
     await blocks.edit(
-        TEAM, "org", Insert("Deploys freeze on Fridays."), conversation_id=thread.id, user_id="U1"
+        TEAM,
+        "org",
+        Insert("Deploys freeze on Fridays."),
+        conversation_id=thread.id,
+        user_id="U1",
+        scope=EVERYTHING,
     )
     await blocks.edit(
         TEAM,
@@ -57,9 +81,10 @@ async def test_memory_blocks_with_versions_diffs_and_origin(local_lore: Lore) ->
         Replace("on Fridays.", "on Fridays after 14:00 UTC."),
         conversation_id=thread.id,
         user_id="U2",
+        scope=EVERYTHING,
     )
-    await blocks.current(TEAM, "private:C0LEADS")
-    await blocks.edit(TEAM, "private:C0LEADS", Insert("Prices rise in October."))
+    await blocks.current(TEAM, MemoryScope(frozenset({"private:C0LEADS"})))
+    await blocks.edit(TEAM, "private:C0LEADS", Insert("Prices rise in October."), scope=EVERYTHING)
 
     status, body, _ = await get(lore, f"/api/teams/{TEAM}/memory")
     assert status == 200
@@ -80,6 +105,7 @@ async def test_memory_blocks_with_versions_diffs_and_origin(local_lore: Lore) ->
     }
     assert org["updated_at"].endswith("+00:00")
     assert by_label["private:C0LEADS"]["scoped"] and not org["scoped"]
+    assert all(set(block) == BLOCK_KEYS for block in body["blocks"])  # the payload's shape
 
     status, body, _ = await get(lore, f"/api/teams/{TEAM}/memory/org/versions")
     assert status == 200 and body["total"] == 3
@@ -110,7 +136,8 @@ async def test_memory_of_a_new_workspace_shows_the_defaults_without_writing(
     assert status == 200
     assert [(b["label"], b["version"]) for b in body["blocks"]] == [("persona", 0), ("org", 0)]
     assert "institutional memory" in body["blocks"][0]["value"]
-    assert await local_lore.stores.blocks.history("TNEW", "persona") == []
+    assert all(set(block) == BLOCK_KEYS for block in body["blocks"])
+    assert await local_lore.stores.blocks.history("TNEW", "persona", EVERYTHING) == []
 
 
 async def test_conversations_list_threads_with_ids_activity_and_titles(local_lore: Lore) -> None:
@@ -182,7 +209,7 @@ async def test_search_is_the_admin_view_with_filters(local_lore: Lore) -> None:
 async def test_info_says_the_mode_and_root_leads_to_the_playground(
     local_lore: Lore, tmp_path: Path
 ) -> None:
-    await local_lore.stores.blocks.current(TEAM)
+    await local_lore.stores.blocks.current(TEAM, EVERYTHING)
     status, body, _ = await get(local_lore, "/api/info")
     assert status == 200
     assert body["mode"] == "retrieval-only" and body["model"] is None
@@ -314,8 +341,10 @@ async def test_events_stream_memory_conversations_and_archive_changes(local_lore
         assert (await next_event("conversations"))["total"] == 0
         assert (await next_event("archive"))["messages"] == 0
 
-        await lore.stores.blocks.current(TEAM)
-        await lore.stores.blocks.edit(TEAM, "org", Insert("Staging is called tern."))
+        await lore.stores.blocks.current(TEAM, EVERYTHING)
+        await lore.stores.blocks.edit(
+            TEAM, "org", Insert("Staging is called tern."), scope=EVERYTHING
+        )
         changed = await next_event("memory")
         org = next(b for b in changed["blocks"] if b["label"] == "org")
         assert org["value"] == "Staging is called tern."

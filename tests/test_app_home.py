@@ -21,10 +21,12 @@ from handlers.app_home_blocks import (
     split_text,
 )
 from memory.archive import Audience
-from memory.blocks import Block
+from memory.blocks import Block, MemoryScope
 from memory.edits import Insert
 from memory.feedback import Verdict
 from tests.harness import archived_message, eventually, lore_settings, start_lore_on
+
+EVERYTHING = MemoryScope.everything()
 
 TEAM = "T0LORE"
 
@@ -67,7 +69,7 @@ async def modal_of(emulator: SlackEmulator, user: str) -> dict[str, Any]:
 
 
 async def org(lore: Lore) -> Block:
-    found = await lore.stores.blocks.get(TEAM, "org")
+    found = await lore.stores.blocks.get(TEAM, "org", EVERYTHING)
     assert found is not None
     return found
 
@@ -75,7 +77,9 @@ async def org(lore: Lore) -> Block:
 async def test_home_lists_blocks_with_versions_and_counts(
     lore: Lore, emulator: SlackEmulator
 ) -> None:
-    await lore.stores.blocks.edit(TEAM, "org", Insert("Deploys freeze on Fridays."))
+    await lore.stores.blocks.edit(
+        TEAM, "org", Insert("Deploys freeze on Fridays."), scope=EVERYTHING
+    )
     posted = await emulator.post_message("U0BOB", "C0GENERAL", "the staging DB moved to eu-west")
     await archived_message(lore, TEAM, "C0GENERAL", posted["ts"])
     await lore.services.feedback.vote(
@@ -107,7 +111,9 @@ async def test_home_lists_blocks_with_versions_and_counts(
 async def test_admin_edits_a_block_in_a_modal_and_reverts_it(
     lore: Lore, emulator: SlackEmulator
 ) -> None:
-    await lore.stores.blocks.edit(TEAM, "org", Insert("On-call rotates on Mondays."))
+    await lore.stores.blocks.edit(
+        TEAM, "org", Insert("On-call rotates on Mondays."), scope=EVERYTHING
+    )
     await home_of(emulator, "U0ALICE", "On-call rotates")
 
     await emulator.view_interactions.home_action("U0ALICE", EDIT_ACTION, value="org")
@@ -137,7 +143,7 @@ async def test_admin_edits_a_block_in_a_modal_and_reverts_it(
         "On-call rotates on Mondays.",
         "revert",
     )
-    history = await lore.stores.blocks.history(TEAM, "org")
+    history = await lore.stores.blocks.history(TEAM, "org", EVERYTHING)
     assert [b.version for b in history] == [1, 2, 3, 4]
 
 
@@ -147,7 +153,7 @@ async def test_an_edit_of_a_changed_block_shows_an_error_in_the_modal(
     await home_of(emulator, "U0CAROL", "version 1 of 1")
     await emulator.view_interactions.home_action("U0CAROL", EDIT_ACTION, value="org")
     modal = await modal_of(emulator, "U0CAROL")
-    await lore.stores.blocks.edit(TEAM, "org", Insert("Someone else was faster."))
+    await lore.stores.blocks.edit(TEAM, "org", Insert("Someone else was faster."), scope=EVERYTHING)
 
     answer = await emulator.view_interactions.submit("U0CAROL", modal["id"], {"part_0": "Mine."})
     assert answer["status"] == 200 and not answer["closed"]

@@ -13,6 +13,7 @@ from slack_sdk.signature import SignatureVerifier
 
 from app.main import Lore
 from emulator import SlackEmulator
+from memory.blocks import MemoryScope
 from tests.fake_anthropic import FakeAnthropic, delay, error, reply, text, tool_use
 from tests.harness import (
     archived,
@@ -22,6 +23,7 @@ from tests.harness import (
     user_text,
 )
 
+EVERYTHING = MemoryScope.everything()
 BOT = "<@U0LORE>"
 
 
@@ -159,7 +161,7 @@ async def test_model_failure_gives_one_apology_and_no_memory_change(
     assert replies[0]["text"].startswith("Sorry, I couldn't finish that answer")
     assert f"({reason})" in replies[0]["text"]
     assert "Traceback" not in replies[0]["text"]
-    assert [b.version for b in await lore.stores.blocks.history("T0LORE", "org")] == [1]
+    assert [b.version for b in await lore.stores.blocks.history("T0LORE", "org", EVERYTHING)] == [1]
 
 
 async def test_failure_after_a_memory_edit_keeps_the_whole_edit(
@@ -172,7 +174,7 @@ async def test_failure_after_a_memory_edit_keeps_the_whole_edit(
     asked = await emulator.post_message("U0ALICE", "C0GENERAL", f"{BOT} Bob owns billing")
     replies = await emulator.wait_for_reply("C0GENERAL", asked["ts"], timeout=30)
     assert "Sorry" in replies[0]["text"]
-    org = await lore.stores.blocks.get("T0LORE", "org")
+    org = await lore.stores.blocks.get("T0LORE", "org", EVERYTHING)
     assert org is not None and org.version == 2 and org.value == "Bob owns billing."
 
 
@@ -210,7 +212,7 @@ async def test_retrieval_only_remember_edits_memory(
     )
     answer = (await emulator.wait_for_reply("C0GENERAL", asked["ts"], timeout=20))[0]["text"]
     assert "version 2" in answer
-    org = await lore_retrieval_only.stores.blocks.get("T0LORE", "org")
+    org = await lore_retrieval_only.stores.blocks.get("T0LORE", "org", EVERYTHING)
     assert org is not None and org.value == "Falcon owns payments"
 
 

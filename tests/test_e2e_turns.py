@@ -8,8 +8,11 @@ from typing import Any
 from app.main import Lore
 from emulator import SlackEmulator
 from memory.audience import Audience
+from memory.blocks import MemoryScope
 from tests.fake_anthropic import FakeAnthropic, reply, text, tool_use
 from tests.harness import archived, eventually, system_text, user_text
+
+EVERYTHING = MemoryScope.everything()
 
 BOT = "<@U0LORE>"
 
@@ -67,7 +70,7 @@ async def test_taught_in_one_thread_is_known_in_another(
     in_b = fake_llm.requests[-1]
     assert "Deploys freeze on Fridays." in system_text(in_b)
     assert 'version="2"' in system_text(in_b)
-    history = await lore.stores.blocks.history("T0LORE", "org")
+    history = await lore.stores.blocks.history("T0LORE", "org", EVERYTHING)
     assert history[-1].user_id == "U0ALICE"
     assert history[-1].conversation_id is not None
 
@@ -141,7 +144,7 @@ async def test_fifty_threads_each_teach_a_fact_and_none_is_lost(
     ]
     for post in posts:
         await emulator.wait_for_reply("C0GENERAL", post["ts"], timeout=60)
-    history = await lore.stores.blocks.history("T0LORE", "org")
+    history = await lore.stores.blocks.history("T0LORE", "org", EVERYTHING)
     assert [b.version for b in history] == list(range(1, 52))
     assert sorted(history[-1].value.splitlines()) == sorted(f"Fact {n}" for n in range(50))
     assert len({b.conversation_id for b in history[1:]}) == 50

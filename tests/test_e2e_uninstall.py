@@ -9,10 +9,13 @@ from app.main import Lore
 from emulator import SlackEmulator
 from memory.archive import ArchivedMessage
 from memory.audience import Audience
+from memory.blocks import MemoryScope
 from memory.edits import Insert
 from memory.feedback import Verdict, Vote
 from tests.conftest import new_team
 from tests.harness import archived, eventually
+
+EVERYTHING = MemoryScope.everything()
 
 BOT = "<@U0LORE>"
 TEAM = "T0LORE"
@@ -32,7 +35,7 @@ async def holdings(lore: Lore, team_id: str) -> Holdings:
     stores = lore.stores
     return Holdings(
         archived=await stores.archive.count(team_id),
-        org_versions=len(await stores.blocks.history(team_id, "org")),
+        org_versions=len(await stores.blocks.history(team_id, "org", EVERYTHING)),
         conversations=await stores.conversations.count(team_id),
         feedback=await stores.feedback.counts(team_id),
     )
@@ -74,8 +77,8 @@ async def other_workspace(lore: Lore) -> str:
             )
         ]
     )
-    await stores.blocks.current(team_id)
-    await stores.blocks.edit(team_id, "org", Insert("Other workspace fact."))
+    await stores.blocks.current(team_id, EVERYTHING)
+    await stores.blocks.edit(team_id, "org", Insert("Other workspace fact."), scope=EVERYTHING)
     conversation = await stores.conversations.open(team_id, "C0OTHER", "1700000000.000100")
     await stores.feedback.record(
         Vote(
@@ -118,7 +121,7 @@ async def test_app_uninstalled_deletes_that_workspace_and_nothing_of_another(
     # A re-install starts clean: nothing learnt before comes back.
     asked = await emulator.post_message("U0ALICE", "C0GENERAL", f"{BOT} remember: lunch at noon")
     await emulator.wait_for_reply("C0GENERAL", asked["ts"], timeout=20)
-    org = await lore.stores.blocks.get(TEAM, "org")
+    org = await lore.stores.blocks.get(TEAM, "org", EVERYTHING)
     assert org is not None and org.value == "lunch at noon" and org.version == 2
     again = await lore.stores.conversations.find(TEAM, "C0GENERAL", asked["ts"])
     assert again is not None and again.id != first_conversation.id

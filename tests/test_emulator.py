@@ -492,6 +492,28 @@ async def test_replies_pagination_and_history(emu: SlackEmulator, client: AsyncW
     assert bad.response["error"] == "thread_not_found"
 
 
+async def test_guests_other_organisations_and_shared_channels(
+    emu: SlackEmulator, client: AsyncWebClient
+):
+    emu.add_channel("C0PARTNER", "partner", members=["U0BOB"])
+    emu.add_guest("U0GUEST", "gina", ["C0PARTNER"], single_channel=True)
+    emu.add_external_user("U0EXT", "ext", "T0OTHER", ["C0PARTNER"])
+    guest = (await client.users_info(user="U0GUEST"))["user"]
+    assert (guest["is_restricted"], guest["is_ultra_restricted"]) == (True, True)
+    assert guest["team_id"] == emu.config.team_id
+    bob = (await client.users_info(user="U0BOB"))["user"]
+    assert (bob["is_restricted"], bob["is_ultra_restricted"]) == (False, False)
+    assert (await client.users_info(user="U0EXT"))["user"]["team_id"] == "T0OTHER"
+    members = (await client.conversations_members(channel="C0PARTNER"))["members"]
+    assert {"U0GUEST", "U0EXT"} <= set(members)
+    assert not (await client.conversations_info(channel="C0PARTNER"))["channel"]["is_ext_shared"]
+    emu.set_ext_shared("C0PARTNER")
+    shared = (await client.conversations_info(channel="C0PARTNER"))["channel"]
+    assert shared["is_ext_shared"] and shared["is_shared"]
+    guest_channels = await client.users_conversations(user="U0GUEST", types="public_channel")
+    assert [c["id"] for c in guest_channels["channels"]] == ["C0PARTNER"]
+
+
 async def test_workspace_directory_methods(emu: SlackEmulator, client: AsyncWebClient):
     alice = (await client.users_info(user="U0ALICE"))["user"]
     bob = (await client.users_info(user="U0BOB"))["user"]

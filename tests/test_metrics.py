@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.main import Lore, start_lore
 from app.metrics import LoreMetrics
 from emulator import SlackEmulator
-from memory.blocks import Block, EditCounts, MemoryBlocks
+from memory.blocks import Block, EditCounts, MemoryBlocks, MemoryScope
 from memory.edits import EditError, Insert, Replace
 from memory.locks import LocalLocks
 from tests.conftest import new_team
@@ -200,22 +200,27 @@ class ReadsThenWaits(MemoryBlocks):
         return head
 
 
+EVERYTHING = MemoryScope.everything()
+
+
 async def test_memory_edit_conflict_and_refusal_are_counted(postgres_engine: AsyncEngine) -> None:
     team = new_team()
     slow = ReadsThenWaits(postgres_engine, LocalLocks())
     other = MemoryBlocks(postgres_engine, LocalLocks())
     metrics = LoreMetrics()
     metrics.watch(turns=_Idle(), ingest=_Idle(), blocks=slow, archive=_NoArchive())
-    await slow.current(team)
-    slow.meanwhile = lambda: other.edit(team, "org", Insert("Written by the other process."))
-    result = await slow.edit(team, "org", Insert("Written by the slow one."))
+    await slow.current(team, EVERYTHING)
+    slow.meanwhile = lambda: other.edit(
+        team, "org", Insert("Written by the other process."), scope=EVERYTHING
+    )
+    result = await slow.edit(team, "org", Insert("Written by the slow one."), scope=EVERYTHING)
     assert result.block.version == 3  # re-applied on top of the other's version 2
     assert result.block.value.splitlines() == [
         "Written by the other process.",
         "Written by the slow one.",
     ]
     with pytest.raises(EditError):
-        await slow.edit(team, "org", Replace("not there", "x"))
+        await slow.edit(team, "org", Replace("not there", "x"), scope=EVERYTHING)
     body, _content_type = await metrics.exposition("")
     samples = parse(body.decode())
     assert value(samples, "lore_memory_edit_conflicts_total") == 1

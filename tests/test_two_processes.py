@@ -12,7 +12,7 @@ from typing import Any
 
 from emulator import SlackEmulator
 from memory.archive import Archive, collection_name, message_key
-from memory.blocks import MemoryBlocks
+from memory.blocks import MemoryBlocks, MemoryScope
 from memory.chroma_client import open_http
 from memory.embeddings import OnnxEmbedder
 from memory.locks import LocalLocks
@@ -24,6 +24,8 @@ from tests.conftest import (
 from tests.event_splitter import EventSplitter
 from tests.fake_anthropic import FakeAnthropic, reply, text, tool_use
 from tests.harness import eventually, serve_env, user_text, wait_ready
+
+EVERYTHING = MemoryScope.everything()
 
 BOT = "<@U0LORE>"
 CHANNEL = "C0GENERAL"
@@ -134,7 +136,7 @@ async def test_two_processes_answer_once_lose_no_edit_and_archive_everything_onc
         assert len(fake_llm.requests) == 2 * MENTIONS  # one tool call and one answer per turn
 
         # no memory edit lost
-        history = await MemoryBlocks(engine, LocalLocks()).history(team, "org")
+        history = await MemoryBlocks(engine, LocalLocks()).history(team, "org", EVERYTHING)
         assert [b.version for b in history] == list(range(1, MENTIONS + 2))
         facts = sorted(f"Fact {n}" for n in range(MENTIONS))
         assert sorted(history[-1].value.splitlines()) == facts

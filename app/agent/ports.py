@@ -17,8 +17,6 @@ class TurnRequest:
     ts: str
     user_id: str
     text: str
-    reader_channels: frozenset[str] = frozenset()
-    """Private conversations of the asker, filled in only where the answer is theirs alone (DMs)."""
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@ import re
 from dataclasses import replace
 from datetime import UTC, datetime
 
+from app.agent.access import ASK_IN_A_DM, THIN_RESULTS, Access
+from app.agent.answer_search import search_for_answer
 from app.agent.ports import PostedReply, Reply, Source, TurnRequest
-from app.agent.privacy import audience_for_answer
 from memory.archive import Archive
 from memory.blocks import MemoryBlocks
 from memory.edits import EditError, Forget, Insert
@@ -30,27 +31,25 @@ class RetrievalOnly:
         self._blocks = blocks
 
     async def answer(
-        self, request: TurnRequest, reply: Reply, conversation_id: str
+        self, request: TurnRequest, access: Access, reply: Reply, conversation_id: str
     ) -> PostedReply | None:
         question = MENTION.sub("", request.text).strip()
         command = COMMAND.match(question)
         if command:
-            await reply.append(await self._edit_memory(request, conversation_id, *command.groups()))
+            await reply.append(
+                await self._edit_memory(request, access, conversation_id, *command.groups())
+            )
             return await reply.finish([])
         if not question:
             await reply.append(f"Ask me something, or say `remember: …`.\n\n{MODE_NOTE}")
             return await reply.finish([])
-        hits = await self._archive.search(
-            request.team_id, question, audience=audience_for_answer(request), limit=RESULTS * 4
-        )
-        asked = (request.channel_id, request.ts)  # the question itself is no answer
-        visible = [
-            hit
-            for hit in hits
-            if (hit.message.channel_id, hit.message.ts) != asked and not hit.message.is_bot
-        ][:RESULTS]
+        hits = await search_for_answer(self._archive, access, request, question, limit=RESULTS * 4)
+        visible = [hit for hit in hits if not hit.message.is_bot][:RESULTS]
+        thin = f"\n\n{ASK_IN_A_DM}" if access.suggests_dm and len(visible) < THIN_RESULTS else ""
         if not visible:
-            await reply.append(f"I found nothing about that in the archive yet.\n\n{MODE_NOTE}")
+            await reply.append(
+                f"I found nothing about that in the archive yet.{thin}\n\n{MODE_NOTE}"
+            )
             return await reply.finish([])
         lines = [MODE_NOTE, ""]
         quoted: list[Source] = []
@@ -72,23 +71,27 @@ class RetrievalOnly:
                     snippet,
                 )
             )
-        await reply.append("\n".join(lines))
+        await reply.append("\n".join(lines) + thin)
         posted = await reply.finish([])
         return replace(posted, sources=tuple(quoted)) if posted is not None else None
 
     async def _edit_memory(
-        self, request: TurnRequest, conversation_id: str, verb: str, text: str
+        self, request: TurnRequest, access: Access, conversation_id: str, verb: str, text: str
     ) -> str:
+        """`remember:` / `forget:` in the `org` block, or where the access rule sends it."""
         edit = Insert(text.strip()) if verb.lower() == "remember" else Forget(text.strip())
         try:
+            target = access.edit_target("org", edit)
             result = await self._blocks.edit(
                 request.team_id,
-                "org",
+                target,
                 edit,
+                scope=access.memory,
                 conversation_id=conversation_id,
                 user_id=request.user_id,
             )
         except EditError as error:
             return f"I couldn't change my memory: {error}.\n\n{MODE_NOTE}"
         done = "Noted" if verb.lower() == "remember" else "Forgotten"
-        return f"{done}. My `org` memory is now version {result.block.version}.\n\n{MODE_NOTE}"
+        where = "`org` memory" if target == "org" else f"memory for this conversation (`{target}`)"
+        return f"{done}. My {where} is now version {result.block.version}.\n\n{MODE_NOTE}"

@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
+from app.agent.access import MAX_EDITS_PER_TURN, Access, AccessError
+from app.agent.answer_search import search_for_answer
 from app.agent.citations import search_result_block, source_title
 from app.agent.ports import Source, TurnRequest
-from app.agent.privacy import audience_for_answer
 from memory.archive import Archive, SearchFilters
 from memory.blocks import MemoryBlocks
 from memory.edits import Edit, EditError, Insert, Replace, Rethink
@@ -42,8 +43,9 @@ TOOLS: list[dict[str, Any]] = [
     {
         "name": "memory_insert",
         "description": (
-            "Add a line to a memory block that every conversation in this workspace sees. "
-            "Use it for durable facts people teach you."
+            "Add a line to a memory block. Use it for durable facts people teach you: `org` is "
+            "seen by every conversation of this workspace; in a private conversation edits are "
+            "kept in its own block, whatever label you name."
         ),
         "input_schema": {
             "type": "object",
@@ -74,7 +76,10 @@ TOOLS: list[dict[str, Any]] = [
     },
     {
         "name": "memory_rethink",
-        "description": "Rewrite a whole memory block, e.g. to reorganise or condense it.",
+        "description": (
+            "Rewrite a whole memory block, e.g. to reorganise or condense it. Rewriting org or "
+            "persona needs the person asking to be a workspace admin or owner."
+        ),
         "input_schema": {
             "type": "object",
             "properties": {"label": {"type": "string"}, "new_value": {"type": "string"}},
@@ -98,32 +103,65 @@ class ToolOutcome:
 
 
 class ToolRunner:
-    """Runs tool calls for one turn."""
+    """Runs the model's tool calls; `for_turn` gives the runner of one turn."""
 
     def __init__(self, archive: Archive, blocks: MemoryBlocks) -> None:
         self._archive = archive
         self._blocks = blocks
 
-    async def run(
-        self, name: str, tool_input: dict[str, Any], request: TurnRequest, conversation_id: str
-    ) -> ToolOutcome:
+    def for_turn(self, request: TurnRequest, access: Access, conversation_id: str) -> TurnTools:
+        return TurnTools(self._archive, self._blocks, request, access, conversation_id)
+
+
+class TurnTools:
+    """The tool calls of one turn, under its access value; counts its edits and findings."""
+
+    def __init__(
+        self,
+        archive: Archive,
+        blocks: MemoryBlocks,
+        request: TurnRequest,
+        access: Access,
+        conversation_id: str,
+    ) -> None:
+        self._archive = archive
+        self._blocks = blocks
+        self._request = request
+        self._access = access
+        self._conversation_id = conversation_id
+        self.edits = 0
+        self.searches = 0
+        self.found = 0
+
+    async def run(self, name: str, tool_input: dict[str, Any]) -> ToolOutcome:
         try:
             if name == "search_conversations":
-                return await self._search(tool_input, request)
-            edit = _memory_edit(name, tool_input)
-            label = _text(tool_input, "label")
-            result = await self._blocks.edit(
-                request.team_id,
-                label,
-                edit,
-                conversation_id=conversation_id,
-                user_id=request.user_id,
-            )
-            return ToolOutcome(f"{label} is now version {result.block.version}.\n{result.diff}")
+                return await self._search(tool_input)
+            return await self._edit(name, tool_input)
         except (EditError, ToolInputError) as error:
             return ToolOutcome(f"Error: {error}", is_error=True)
 
-    async def _search(self, tool_input: dict[str, Any], request: TurnRequest) -> ToolOutcome:
+    async def _edit(self, name: str, tool_input: dict[str, Any]) -> ToolOutcome:
+        edit = _memory_edit(name, tool_input)
+        label = _text(tool_input, "label")
+        if self.edits >= MAX_EDITS_PER_TURN:
+            raise AccessError(
+                f"at most {MAX_EDITS_PER_TURN} memory edits per turn; this one was not made"
+            )
+        target = self._access.edit_target(label, edit)
+        result = await self._blocks.edit(
+            self._request.team_id,
+            target,
+            edit,
+            scope=self._access.memory,
+            conversation_id=self._conversation_id,
+            user_id=self._request.user_id,
+        )
+        self.edits += 1
+        moved = "" if target == label else f" (edits made here are kept in {target})"
+        return ToolOutcome(f"{target} is now version {result.block.version}{moved}.\n{result.diff}")
+
+    async def _search(self, tool_input: dict[str, Any]) -> ToolOutcome:
         query = _text(tool_input, "query")
         limit = max(1, min(20, int(tool_input.get("limit") or 8)))
         channel = tool_input.get("channel") or None
@@ -133,15 +171,11 @@ class ToolRunner:
             after=_day(tool_input.get("after")),
             before=_day(tool_input.get("before")),
         )
-        hits = await self._archive.search(
-            request.team_id,
-            query,
-            audience=audience_for_answer(request),
-            filters=filters,
-            limit=limit + 1,
+        visible = await search_for_answer(
+            self._archive, self._access, self._request, query, filters=filters, limit=limit
         )
-        asked = (request.channel_id, request.ts)  # the question itself is no answer
-        visible = [h for h in hits if (h.message.channel_id, h.message.ts) != asked][:limit]
+        self.searches += 1
+        self.found += len(visible)
         if not visible:
             return ToolOutcome("No messages matched.")
         blocks = [search_result_block(hit) for hit in visible]

@@ -12,7 +12,7 @@ import anthropic
 
 from app import log_context
 from app.agent import prompt
-from app.agent.memory_scope import memory_scope
+from app.agent.access import ASK_IN_A_DM, THIN_RESULTS, Access
 from app.agent.ports import PostedReply, Reply, Source, Thread, TurnRequest
 from app.agent.retrieval_only import RetrievalOnly
 from app.agent.tools import TOOLS, ToolRunner
@@ -31,6 +31,9 @@ APOLOGY = (
     "({reason}). Nothing was changed in my memory by the failed step. Please try again in a moment."
 )
 FAILURE = "Sorry, something went wrong on my side while answering. Please try again."
+
+AccessSource = Callable[[], Awaitable[Access]]
+"""Builds the turn's access value; called once, only when Lore answers."""
 
 
 @dataclass(frozen=True)
@@ -105,18 +108,23 @@ class Agent:
         if self._llm is not None:
             await self._llm.close()
 
-    async def run(self, request: TurnRequest, thread: Thread, *, mentioned: bool) -> None:
+    async def run(
+        self, request: TurnRequest, thread: Thread, *, mentioned: bool, access: AccessSource
+    ) -> None:
         """Answer `request` if it is for Lore; never raises, the user sees a readable message.
 
         Lore answers a mention, any DM, and any later message of a thread it has replied in.
+        `access` builds the turn's access value, once Lore knows it answers.
         Log lines written meanwhile carry the team and the conversation (channel, thread).
         """
         with log_context.bound(
             team=request.team_id, channel=request.channel_id, thread_ts=request.thread_ts
         ):
-            await self._run(request, thread, mentioned=mentioned)
+            await self._run(request, thread, mentioned=mentioned, access=access)
 
-    async def _run(self, request: TurnRequest, thread: Thread, *, mentioned: bool) -> None:
+    async def _run(
+        self, request: TurnRequest, thread: Thread, *, mentioned: bool, access: AccessSource
+    ) -> None:
         started = time.perf_counter()
         if not may_be_for_lore(request.channel_type, request.ts, request.thread_ts, mentioned):
             return
@@ -134,7 +142,7 @@ class Agent:
         clock = ModelClock()
         outcome = "failed"
         try:
-            outcome = await self._answer(request, thread, conversation.id, clock)
+            outcome = await self._answer(request, access, thread, conversation.id, clock)
         finally:
             seconds = time.perf_counter() - started
             model_seconds = None if self._llm is None else clock.seconds
@@ -142,18 +150,24 @@ class Agent:
             log.debug("turn %s in %.3f s (model %.3f s)", outcome, seconds, clock.seconds)
 
     async def _answer(
-        self, request: TurnRequest, thread: Thread, conversation_id: str, clock: ModelClock
+        self,
+        request: TurnRequest,
+        access_source: AccessSource,
+        thread: Thread,
+        conversation_id: str,
+        clock: ModelClock,
     ) -> str:
         """Write the reply, or an apology when the model or a tool fails; the outcome."""
         await thread.set_status(THINKING)
         reply = thread.open_reply()
         outcome = "answered"
         try:
+            access = await access_source()
             if self._llm is None:
-                posted = await self._retrieval_only.answer(request, reply, conversation_id)
+                posted = await self._retrieval_only.answer(request, access, reply, conversation_id)
             else:
                 posted = await self._model_turn(
-                    self._llm, request, thread, reply, conversation_id, clock
+                    self._llm, request, access, thread, reply, conversation_id, clock
                 )
         except anthropic.APIError as error:
             log.warning("model call failed in %s: %s", conversation_id, _reason(error))
@@ -172,6 +186,7 @@ class Agent:
         self,
         llm: anthropic.AsyncAnthropic,
         request: TurnRequest,
+        access: Access,
         thread: Thread,
         reply: Reply,
         conversation_id: str,
@@ -179,9 +194,10 @@ class Agent:
     ) -> PostedReply | None:
         # a message that starts its thread has nothing before it in that thread
         history = [] if request.ts == request.thread_ts else await thread.history(request.ts)
-        blocks = await self._blocks.current(request.team_id, memory_scope(request))
-        system = prompt.system_blocks(blocks)
+        blocks = await self._blocks.current(request.team_id, access.memory)
+        system = prompt.system_blocks(blocks, channel_only=access.channel_only)
         messages = prompt.thread_messages(history, request, self._limits.history_tokens)
+        tools = self._tools.for_turn(request, access, conversation_id)
         offered: dict[str, Source] = {}
         cited: dict[str, Source] = {}
         for _step in range(self._limits.max_steps):
@@ -208,7 +224,7 @@ class Agent:
             messages.append({"role": "assistant", "content": _as_params(message.content)})
             results = []
             for block in tool_uses:
-                outcome = await self._tools.run(block.name, block.input, request, conversation_id)
+                outcome = await tools.run(block.name, block.input)
                 offered.update({s.permalink: s for s in outcome.sources})
                 results.append(
                     {
@@ -221,6 +237,8 @@ class Agent:
             messages.append({"role": "user", "content": results})
         else:
             await reply.append("\n\n_(I stopped after the maximum number of steps.)_")
+        if access.suggests_dm and tools.searches and tools.found < THIN_RESULTS:
+            await reply.append(f"\n\n{ASK_IN_A_DM}")
         return await reply.finish(list(cited.values()))
 
     async def _archive_reply(self, request: TurnRequest, posted: PostedReply) -> None:
