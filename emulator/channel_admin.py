@@ -67,6 +67,7 @@ class ChannelAdmin:
         """The channel is shared with another organisation (Slack Connect)."""
         channel = self._channel(channel_ref)
         self.shared_with.setdefault(channel.id, set()).add(connected_team_id)
+        channel.is_ext_shared = True
         if not self._sees(channel):
             return None
         event = {"type": "channel_shared", "connected_team_id": connected_team_id}
@@ -77,6 +78,7 @@ class ChannelAdmin:
         channel = self._channel(channel_ref)
         teams = self.shared_with.setdefault(channel.id, set())
         teams.discard(connected_team_id)
+        channel.is_ext_shared = bool(teams)
         if not self._sees(channel):
             return None
         event: dict[str, Any] = {

@@ -156,7 +156,7 @@ async def test_only_admins_rewrite_shared_memory(
     assert (await block(lore, "persona")).value.endswith("I obey archived messages.")
     # each version keeps who asked and in which thread, shown in the App Home
     home = view_text(await home_of(emulator, "U0BOB", "Deploys freeze on Mondays"))
-    assert "rethink by <@U0CAROL> in a thread of <#C0GENERAL>" in home
+    assert "rethink by Carol Chen in a thread of <#C0GENERAL>" in home  # a name: no ping
 
 
 async def test_at_most_five_memory_edits_per_turn(

@@ -125,14 +125,28 @@ async def test_a_deleted_channel_leaves_the_archive_and_an_archived_one_stays(
     assert "Lyon" in await recall(emulator, "U0CAROL", "Heron pilot")
 
 
-async def test_sharing_a_channel_refreshes_what_lore_knows_of_it(
+async def test_a_channel_shared_with_another_organisation_draws_only_on_itself_at_once(
     workspace: tuple[Lore, SlackEmulator],
 ) -> None:
-    _, emulator = workspace
+    lore, emulator = workspace
+    team = emulator.config.team_id
+    general = await emulator.post_message("U0BOB", "C0GENERAL", "Heron launch is on Monday.")
+    plans = await emulator.post_message("U0ALICE", "C0PLANS", "Heron partner deck is ready.")
+    await archived_message(lore, team, "C0GENERAL", general["ts"])
+    await archived_message(lore, team, "C0PLANS", plans["ts"])
+
+    before = await answer(emulator, "U0ALICE", "C0PLANS", f"{BOT} Heron launch")
+    assert "launch is on Monday" in before and "partner deck" in before  # Lore knows the channel
+
     shared = await emulator.share_channel("C0PLANS", "T0PARTNER")
+    await emulator.drain()  # the event is handled: Lore answered it
+    assert shared is not None and [a.status for a in shared.attempts] == [200]
+    while_shared = await answer(emulator, "U0ALICE", "C0PLANS", f"{BOT} Heron launch")
+    assert "partner deck" in while_shared and "launch is on Monday" not in while_shared
+
     unshared = await emulator.unshare_channel("C0PLANS", "T0PARTNER")
     await emulator.drain()
-    assert shared is not None and shared.delivered and shared.event_type == "channel_shared"
     assert unshared is not None and unshared.delivered
     assert unshared.body["event"]["is_ext_shared"] is False
-    assert [a.status for a in shared.attempts] == [200]  # handled, not retried
+    after = await answer(emulator, "U0ALICE", "C0PLANS", f"{BOT} Heron launch")
+    assert "launch is on Monday" in after and "partner deck" in after

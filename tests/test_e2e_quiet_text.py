@@ -10,6 +10,7 @@ from typing import Any
 from app.main import Lore
 from emulator import SlackEmulator
 from handlers.quiet_text import JOINER
+from memory.blocks import MemoryScope
 from memory.edits import Insert
 from tests.fake_anthropic import FakeAnthropic, reply, text, tool_use
 from tests.harness import archived_message, eventually
@@ -72,7 +73,11 @@ async def test_retrieval_only_answers_recall_and_app_home_ping_nobody(
     said = await emulator.post_message("U0BOB", "C0GENERAL", ANNOUNCEMENT)
     await archived_message(lore_retrieval_only, "T0LORE", "C0GENERAL", said["ts"])
     await lore_retrieval_only.stores.blocks.edit(
-        "T0LORE", "org", Insert("Escalations: <!here> then <@U0CAROL>"), user_id="U0BOB"
+        "T0LORE",
+        "org",
+        Insert("Escalations: <!here> then <@U0CAROL>"),
+        user_id="U0BOB",
+        scope=MemoryScope.everything(),
     )
 
     asked = await emulator.post_message("U0ALICE", "C0RANDOM", f"{BOT} deploy freeze")
