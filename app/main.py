@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import secrets
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -33,6 +34,7 @@ from app.backfill import Backfill, BackfillLimits
 from app.background import TaskPool
 from app.feedback import ReplyFeedback
 from app.ingest import Ingest
+from app.logging_setup import mask_values
 from app.metrics import LoreMetrics
 from app.metrics_endpoint import MetricsEndpoint
 from app.oauth import (
@@ -74,6 +76,26 @@ from memory.locks import (
 )
 
 log = logging.getLogger("lore")
+
+
+class UnverifiedEvents(Exception):
+    """A configuration that would serve `/slack/events` without checking Slack's signature."""
+
+
+UNVERIFIED = (
+    "refusing to serve /slack/events without SLACK_SIGNING_SECRET "
+    "(set it, or set SLACK_APP_TOKEN for Socket Mode)"
+)
+
+
+def serves_events(
+    settings: Settings, credentials: SlackCredentials | OAuthCredentials | None
+) -> bool:
+    """Whether `/slack/events` is served: not in Socket Mode, where Slack sends events over the
+    WebSocket and an HTTP request could not be verified."""
+    if credentials is not None:
+        return credentials.app_token is None
+    return not settings.socket_mode
 
 
 @dataclass(frozen=True)
@@ -271,8 +293,10 @@ def make_bolt(
     )
     bolt = AsyncApp(
         client=client,
-        signing_secret=credentials.signing_secret or "socket-mode-has-no-signing-secret",
-        request_verification_enabled=credentials.signing_secret is not None,
+        # Verification stays on in every mode (Socket Mode deliveries skip it inside Bolt); with
+        # no signing secret an unguessable one of this process refuses anything sent over HTTP.
+        signing_secret=credentials.signing_secret or secrets.token_urlsafe(32),
+        request_verification_enabled=True,
         oauth_settings=oauth,
     )
     handlers.register(bolt, services)
@@ -293,13 +317,20 @@ class Lore:
     extras: list[object] = field(default_factory=list)
     slack_session: aiohttp.ClientSession | None = None
     tokens: WorkspaceTokens | None = None
+    serves_events: bool = True
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     async def connect_slack(self, credentials: SlackCredentials | OAuthCredentials) -> None:
-        """Wire the Bolt app to Slack (or the emulator); Socket Mode when an app token is set."""
+        """Wire the Bolt app to Slack (or the emulator); Socket Mode when an app token is set.
+
+        Raises `UnverifiedEvents` when `/slack/events` is served and `credentials` have no
+        signing secret to verify it with.
+        """
+        if self.serves_events and credentials.signing_secret is None:
+            raise UnverifiedEvents(UNVERIFIED)
         oauth = None
         if isinstance(credentials, OAuthCredentials):
             if self.stores.installations is None:
@@ -384,6 +415,10 @@ async def start_lore(
     Without `credentials` the Bolt app is connected later with `Lore.connect_slack`, which lets
     the local emulator learn Lore's port first.
     """
+    mask_values(settings.secret_values())
+    events = serves_events(settings, credentials)
+    if events and credentials is not None and credentials.signing_secret is None:
+        raise UnverifiedEvents(UNVERIFIED)
     stores = await open_stores(settings)
     services = make_services(settings, stores)
     metrics = metrics_endpoint(settings, stores, services)
@@ -392,13 +427,21 @@ async def start_lore(
         lambda: lore.bolt if lore else None,
         lambda: lore.readiness(),  # type: ignore[union-attr]
         metrics.handle,
+        events=events,
     )
     runner = web.AppRunner(application, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, settings.lore_host, settings.port)
+    site = web.TCPSite(runner, settings.bind_host, settings.port)
     await site.start()
     port = runner.addresses[0][1]
-    lore = Lore(settings=settings, stores=stores, services=services, runner=runner, port=port)
+    lore = Lore(
+        settings=settings,
+        stores=stores,
+        services=services,
+        runner=runner,
+        port=port,
+        serves_events=events,
+    )
     if credentials is not None:
         await lore.connect_slack(credentials)
     # The libraries loaded at start-up leave a large heap that never becomes garbage; a full
