@@ -125,7 +125,7 @@ def _result_count(value: str) -> int:
 
 async def _import(settings: Settings, path: Path, team: str, domain: str | None) -> int:
     try:
-        with open_export(path) as export:
+        with open_export(path, settings.lore_import_max_day_file_bytes) as export:
             stores = await open_stores(settings)
             try:
                 report = await import_export(
