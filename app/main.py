@@ -33,6 +33,7 @@ from app.askers import Askers
 from app.backfill import Backfill, BackfillLimits
 from app.background import TaskPool
 from app.feedback import ReplyFeedback
+from app.forget_broadcast import ForgetBroadcast
 from app.ingest import Ingest
 from app.logging_setup import mask_values
 from app.metrics import LoreMetrics
@@ -74,6 +75,7 @@ from memory.locks import (
     RedisLocks,
     WorkspaceLocks,
 )
+from memory.redis_keys import RedisTeamKeys
 
 log = logging.getLogger("lore")
 
@@ -216,13 +218,14 @@ def make_services(settings: Settings, stores: Stores) -> Services:
     )
     backfill = make_backfill(settings, stores)
     background = TaskPool(settings.lore_max_concurrent_turns * 4)
+    turns = TurnQueue(
+        settings.lore_max_concurrent_turns,
+        max_queued=settings.lore_max_queued_turns,
+        locks=RedisConversationLocks(stores.redis) if stores.redis else None,
+    )
     return Services(
         agent=agent,
-        turns=TurnQueue(
-            settings.lore_max_concurrent_turns,
-            max_queued=settings.lore_max_queued_turns,
-            locks=RedisConversationLocks(stores.redis) if stores.redis else None,
-        ),
+        turns=turns,
         ingest=ingest,
         recall=Recall(stores.archive, llm, settings.lore_model),
         background=background,
@@ -238,7 +241,10 @@ def make_services(settings: Settings, stores: Stores) -> Services:
                 stores.feedback,
                 stores.exclusions,
                 *([stores.installations] if stores.installations is not None else []),
-            ]
+                stores.once,
+                *([RedisTeamKeys(stores.redis)] if stores.redis is not None else []),
+            ],
+            work=[turns, backfill, ingest, stores.archive, stores.exclusions],
         ),
         backfill=backfill,
         app_home=AppHome(
@@ -396,6 +402,8 @@ class Lore:
         if self.socket_mode is not None:
             await self.socket_mode.close_async()
         await self.runner.cleanup()
+        if (broadcast := self.services.workspace_data.broadcast) is not None:
+            await broadcast.close()
         self.services.turns.close()
         await self.services.turns.drain(self.settings.lore_shutdown_grace)
         await self.services.backfill.close()
@@ -421,6 +429,7 @@ async def start_lore(
         raise UnverifiedEvents(UNVERIFIED)
     stores = await open_stores(settings)
     services = make_services(settings, stores)
+    await hear_forgetting(stores, services)
     metrics = metrics_endpoint(settings, stores, services)
     lore: Lore | None = None
     application = make_web_app(
@@ -448,6 +457,15 @@ async def start_lore(
     # collection scanning it froze the event loop for ~190 ms under load (bench/ack_latency.py).
     gc.freeze()
     return lore
+
+
+async def hear_forgetting(stores: Stores, services: Services) -> None:
+    """With Redis, forgetting a workspace stops its work in every process sharing it first."""
+    if stores.redis is None:
+        return
+    data = services.workspace_data
+    data.broadcast = ForgetBroadcast(stores.redis, data.halt_here, data.resume_here)
+    await data.broadcast.start()
 
 
 def metrics_endpoint(settings: Settings, stores: Stores, services: Services) -> MetricsEndpoint:
