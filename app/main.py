@@ -39,6 +39,7 @@ from app.logging_setup import mask_values
 from app.metrics import LoreMetrics
 from app.metrics_endpoint import MetricsEndpoint
 from app.oauth import (
+    AuthorizeCache,
     Installations,
     OAuthCredentials,
     WorkspaceTokens,
@@ -349,6 +350,7 @@ class Lore:
                     installation, credentials.api_url
                 ),
             )
+            self.services.workspace_data.add_work(AuthorizeCache(oauth.authorize))
             log.info("OAuth installs: a workspace admin opens %s/slack/install", self.url)
         self.slack_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         self.bolt = make_bolt(credentials, self.services, oauth, self.slack_session)

@@ -275,3 +275,21 @@ def connect_oauth(
 def parse_scopes(value: str) -> tuple[str, ...]:
     """A comma- or space-separated scope list."""
     return tuple(scope for scope in value.replace(",", " ").split() if scope)
+
+
+class AuthorizeCache:
+    """Bolt's cache of authorize results (bot token -> team), dropped for a workspace being
+    forgotten (`app.workspace_data.TeamWork`)."""
+
+    def __init__(self, authorize: object) -> None:
+        self._authorize = authorize
+
+    async def halt_team(self, team_id: str) -> None:
+        if not isinstance(self._authorize, AsyncInstallationStoreAuthorize):
+            return
+        cache = self._authorize.authorize_result_cache
+        for token in [token for token, result in cache.items() if result.team_id == team_id]:
+            del cache[token]
+
+    def resume_team(self, team_id: str) -> None:
+        """Nothing to do: a new installation is authorized (and cached) afresh."""

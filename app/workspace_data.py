@@ -49,6 +49,10 @@ class WorkspaceData:
         self._work = list(work)
         self.broadcast: ForgetBroadcast | None = None
 
+    def add_work(self, work: TeamWork) -> None:
+        """A worker or cache made after start-up (e.g. Bolt's, once Slack is connected)."""
+        self._work.append(work)
+
     async def forget(self, team_id: str) -> None:
         """Stop the workspace's work everywhere, then delete its data from every store (all
         are tried even when one fails), then take its work again."""

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 import chromadb
 import pytest
 from redis.asyncio import Redis
+from slack_bolt.authorization.async_authorize import AsyncInstallationStoreAuthorize
 from slack_sdk.oauth.installation_store import Installation
 from sqlalchemy import Table, inspect, select
 from sqlalchemy import text as sql
@@ -263,6 +264,13 @@ async def test_uninstall_in_one_token_mode_forgets_everything_in_every_process(
         await receiver.stop()
 
 
+def cached_teams(lore: Lore) -> set[str | None]:
+    assert lore.bolt is not None
+    authorize = lore.bolt._async_authorize
+    assert isinstance(authorize, AsyncInstallationStoreAuthorize)
+    return {result.team_id for result in authorize.authorize_result_cache.values()}
+
+
 @pytest.fixture
 async def oauth_emulator() -> AsyncIterator[SlackEmulator]:
     emu = SlackEmulator(
@@ -314,8 +322,10 @@ async def test_uninstall_in_oauth_mode_forgets_grid_installations_too(
         assert {"sql:slack_installations", "sql:slack_bots"} <= set(held)
         assert any(grid.enterprise_id in row for row in held["sql:slack_installations"])
 
+        assert team in cached_teams(lore)  # Bolt's authorize cache, one auth.test per token
         assert await emulator.revoke_tokens(bot=True) == 200
         await assert_forgotten(lore, [lore], redis, team, other, before)
+        assert team not in cached_teams(lore)
         replies = emulator.thread("C0GENERAL", thread_ts)[1:]
         assert not any("late answer" in r.get("text", "") for r in replies)
         async with lore.stores.engine.connect() as connection:
