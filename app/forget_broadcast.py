@@ -54,9 +54,13 @@ class ForgetBroadcast:
         self._handling: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
-        """Subscribe; from now on this process hears every workspace being forgotten."""
+        """Subscribe; from now on this process hears every workspace being forgotten. With
+        Redis unreachable it keeps trying in the background (start-up goes on)."""
         self._pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
-        await self._pubsub.subscribe(CHANNEL)
+        try:
+            await self._pubsub.subscribe(CHANNEL)
+        except (RedisError, OSError) as error:
+            log.warning("cannot hear forgotten workspaces yet (%s); retrying", error)
         self._listener = asyncio.create_task(self._listen(self._pubsub), name="forget-listener")
 
     async def close(self) -> None:
@@ -101,6 +105,8 @@ class ForgetBroadcast:
     async def _listen(self, pubsub: PubSub) -> None:
         while True:
             try:
+                if not pubsub.subscribed:
+                    await pubsub.subscribe(CHANNEL)
                 message = await pubsub.get_message(timeout=None)
             except (RedisError, OSError) as error:
                 log.warning("lost the forget channel (%s); listening again in 1 s", error)

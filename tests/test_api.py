@@ -192,7 +192,9 @@ async def test_info_says_the_mode_and_root_leads_to_the_playground(
     assert status == 302 and response.headers["Location"] == f"{PAGE}/"
 
     agent = await start_lore(
-        lore_settings(tmp_path / "agent", None, redis_url=None, anthropic_api_key="k")
+        lore_settings(
+            tmp_path / "agent", None, redis_url=None, anthropic_api_key=secrets.token_hex(16)
+        )
     )
     try:
         status, _, _ = await get(agent, "/api/info")
