@@ -52,6 +52,8 @@ class ForgetBroadcast:
         self._listener: asyncio.Task[None] | None = None
         self._expiries: dict[str, asyncio.TimerHandle] = {}
         self._handling: set[asyncio.Task[None]] = set()
+        self._halting: set[str] = set()
+        self._resumed_while_halting: set[str] = set()
 
     async def start(self) -> None:
         """Subscribe; from now on this process hears every workspace being forgotten. With
@@ -128,16 +130,24 @@ class ForgetBroadcast:
                 self._resume(team_id)
 
     async def _halt(self, team_id: str, reply: str) -> None:
+        self._halting.add(team_id)
+        self._resumed_while_halting.discard(team_id)
         try:
             await self._on_halt(team_id)
         except Exception:
             log.exception("could not stop the work of %s here", team_id)
+        finally:
+            self._halting.discard(team_id)
         previous = self._expiries.pop(team_id, None)
         if previous is not None:
             previous.cancel()
-        self._expiries[team_id] = asyncio.get_running_loop().call_later(
-            self._halt_seconds, self._resume, team_id
-        )
+        if team_id in self._resumed_while_halting:  # its publisher stopped waiting for us
+            self._resumed_while_halting.discard(team_id)
+            self._on_resume(team_id)
+        else:
+            self._expiries[team_id] = asyncio.get_running_loop().call_later(
+                self._halt_seconds, self._resume, team_id
+            )
         if reply.startswith(REPLY_PREFIX):
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.rpush(reply, b"1")
@@ -145,6 +155,9 @@ class ForgetBroadcast:
                 await pipe.execute()
 
     def _resume(self, team_id: str) -> None:
+        if team_id in self._halting:  # resumed once the halt has finished
+            self._resumed_while_halting.add(team_id)
+            return
         handle = self._expiries.pop(team_id, None)
         if handle is not None:
             handle.cancel()
