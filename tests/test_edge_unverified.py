@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,7 +25,7 @@ from app.local import start_local_slack
 from app.main import Lore, SlackCredentials, UnverifiedEvents, start_lore
 from emulator import EmulatorConfig, SlackEmulator
 from tests.chroma_server import free_port
-from tests.conftest import new_team
+from tests.conftest import ROOT, new_team
 from tests.harness import archived, eventually, lore_settings, start_lore_on
 
 
@@ -189,6 +191,7 @@ async def test_serve_refuses_a_bot_token_without_a_signing_secret(tmp_path: Path
         *_python_app(),
         "serve",
         env=_env(tmp_path, SLACK_BOT_TOKEN="xoxb-1-" + secrets.token_hex(8)),
+        cwd=tmp_path,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -199,16 +202,12 @@ async def test_serve_refuses_a_bot_token_without_a_signing_secret(tmp_path: Path
 
 
 def _python_app() -> list[str]:
-    import sys
-
     return [sys.executable, "-m", "app"]
 
 
 def _env(tmp_path: Path, **values: str) -> dict[str, str]:
-    import os
-
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "LORE_"))}
-    return {**env, "LORE_DATA_DIR": str(tmp_path), **values}
+    return {**env, "PYTHONPATH": str(ROOT), "LORE_DATA_DIR": str(tmp_path), **values}
 
 
 def non_loopback_address() -> str | None:
@@ -291,8 +290,6 @@ async def _archived(lore: Lore, team: str, ts: str) -> dict[str, Any]:
 
 
 async def test_the_standalone_emulator_prints_a_secret_it_made() -> None:
-    import sys
-
     made = []
     for _ in range(2):
         process = await asyncio.create_subprocess_exec(
