@@ -23,7 +23,14 @@ from app.importer.convert import workspace_host
 from app.importer.export import ExportError, open_export
 from app.importer.run import import_export
 from app.logging_setup import configure_logging
-from app.main import Lore, credentials_from, open_database, open_stores, start_lore
+from app.main import (
+    Lore,
+    UnverifiedEvents,
+    credentials_from,
+    open_database,
+    open_stores,
+    start_lore,
+)
 from app.settings import Settings, SettingsError, load_settings
 from app.store_lock import StoreBusy, embedded_store_lock, unshared_vectors
 from memory.blocks import MemoryBlocks
@@ -58,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as error:
         print(f"lore: {error}", file=sys.stderr)
         return 2
-    configure_logging(settings.lore_log_level, settings.lore_log_format)
+    configure_logging(settings.lore_log_level, settings.lore_log_format, settings.secret_values())
     if args.command == "memory":
         return asyncio.run(_memory(settings, args.action, args.team, args.label))
     command = args.command or "serve"
@@ -119,7 +126,7 @@ def _result_count(value: str) -> int:
 
 async def _import(settings: Settings, path: Path, team: str, domain: str | None) -> int:
     try:
-        with open_export(path) as export:
+        with open_export(path, settings.lore_import_max_day_file_bytes) as export:
             stores = await open_stores(settings)
             try:
                 report = await import_export(
@@ -165,7 +172,11 @@ async def _backfill(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _serve(settings: Settings) -> int:
     credentials = credentials_from(settings)
-    lore = await start_lore(settings, credentials)
+    try:
+        lore = await start_lore(settings, credentials)
+    except UnverifiedEvents as error:
+        print(f"lore: {error}", file=sys.stderr)
+        return 2
     enable_api(lore)
     emulator = None
     if credentials is None:

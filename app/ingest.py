@@ -54,6 +54,7 @@ class Ingest:
         self._flusher: asyncio.Task[None] | None = None
         self._storing: dict[MessageId, asyncio.Future[None]] = {}
         self._following: set[asyncio.Task[None]] = set()
+        self._halted: set[str] = set()
 
     @property
     def pending(self) -> int:
@@ -65,7 +66,18 @@ class Ingest:
         """Calls of `add` waiting for room."""
         return self._held_back
 
+    async def halt_team(self, team_id: str) -> None:
+        """Drop the workspace's messages waiting for their batch, its changes kept in this
+        process, and everything of it that arrives until `resume_team` (it is being forgotten)."""
+        self._halted.add(team_id)
+        self._early.forget_team(team_id)
+
+    def resume_team(self, team_id: str) -> None:
+        self._halted.discard(team_id)
+
     async def add(self, message: ArchivedMessage) -> None:
+        if message.team_id in self._halted:
+            return
         key = (message.team_id, message.channel_id, message.ts)
         self._held_back += 1
         try:
@@ -113,6 +125,8 @@ class Ingest:
         """Apply a change, or keep it for the message's batch. A batch takes kept changes after
         it is stored, and the change here looks for its message after keeping it: so one of
         the two sees the other even when they run in different processes."""
+        if key[0] in self._halted:
+            return
         await self._stored(key)
         applied = await self._apply(key, change)
         await self._follow(key, change)
@@ -156,6 +170,9 @@ class Ingest:
     async def _store(self, messages: list[ArchivedMessage]) -> dict[MessageId, Change]:
         """Archive a batch with the changes that overtook its messages applied; those changes,
         whose replies to follow (`_follow`) once the batch is settled."""
+        messages = [m for m in messages if m.team_id not in self._halted]
+        if not messages:
+            return {}
         keys = [(m.team_id, m.channel_id, m.ts) for m in messages]
         early = await self._early.take(keys)
         kept = [

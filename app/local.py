@@ -4,14 +4,21 @@ The emulator also serves the playground page (a Slack-like workspace in the brow
 view of its memory beside it); Lore's own `/` redirects there. The emulator's workspace is kept
 in `$LORE_DATA_DIR/emulator.json`; on the first run (no such file) it is seeded with a small
 demo company whose history is delivered to Lore like any Slack message, so Lore archives it.
+
+The emulator signs its deliveries with a secret made at random at every start and known only
+to this process, and Lore listens on 127.0.0.1 unless LORE_HOST says otherwise, so nobody else
+on the network can post events into the workspace.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
+import secrets
 from urllib.parse import urlsplit
 
 from app.api import enable_api
+from app.logging_setup import mask_values
 from app.main import Lore, SlackCredentials
 from emulator import EmulatorConfig, SlackEmulator
 from emulator.playground import demo
@@ -37,6 +44,16 @@ Then read the thread back (use the "ts" the first call printed):
 """
 
 
+def is_loopback_host(host: str) -> bool:
+    """Whether `host` (a bind address or name) is this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def page_origins(url: str) -> frozenset[str]:
     """The origins a browser may show the emulator's page under (127.0.0.1 and localhost)."""
     parts = urlsplit(url)
@@ -50,7 +67,16 @@ async def start_local_slack(lore: Lore) -> SlackEmulator:
     Also serves Lore's JSON API to the playground, loads the saved workspace or seeds the demo.
     """
     settings = lore.settings
+    if not is_loopback_host(settings.bind_host):
+        log.warning(
+            "local mode listens on %s (LORE_HOST), not on 127.0.0.1 only: other machines can "
+            "reach this Lore; unset LORE_HOST to keep it to this machine",
+            settings.bind_host,
+        )
+    signing_secret = secrets.token_hex(32)
+    mask_values([signing_secret])
     config = EmulatorConfig(
+        signing_secret=signing_secret,
         events_url=f"{lore.url}/slack/events",
         host="127.0.0.1",
         port=settings.lore_emulator_port,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import secrets
 from dataclasses import dataclass
 
 import aiohttp
@@ -32,10 +33,13 @@ from app.askers import Askers
 from app.backfill import Backfill, BackfillLimits
 from app.background import TaskPool
 from app.feedback import ReplyFeedback
+from app.forget_broadcast import ForgetBroadcast
 from app.ingest import Ingest
+from app.logging_setup import mask_values
 from app.metrics import LoreMetrics
 from app.metrics_endpoint import MetricsEndpoint
 from app.oauth import (
+    AuthorizeCache,
     Installations,
     OAuthCredentials,
     WorkspaceTokens,
@@ -72,9 +76,30 @@ from memory.locks import (
     RedisLocks,
     WorkspaceLocks,
 )
+from memory.redis_keys import RedisTeamKeys
 from memory.reply_sources import ReplySources
 
 log = logging.getLogger("lore")
+
+
+class UnverifiedEvents(Exception):
+    """A configuration that would serve `/slack/events` without checking Slack's signature."""
+
+
+UNVERIFIED = (
+    "refusing to serve /slack/events without SLACK_SIGNING_SECRET "
+    "(set it, or set SLACK_APP_TOKEN for Socket Mode)"
+)
+
+
+def serves_events(
+    settings: Settings, credentials: SlackCredentials | OAuthCredentials | None
+) -> bool:
+    """Whether `/slack/events` is served: not in Socket Mode, where Slack sends events over the
+    WebSocket and an HTTP request could not be verified."""
+    if credentials is not None:
+        return credentials.app_token is None
+    return not settings.socket_mode
 
 
 @dataclass(frozen=True)
@@ -199,13 +224,14 @@ def make_services(settings: Settings, stores: Stores) -> Services:
     )
     backfill = make_backfill(settings, stores)
     background = TaskPool(settings.lore_max_concurrent_turns * 4)
+    turns = TurnQueue(
+        settings.lore_max_concurrent_turns,
+        max_queued=settings.lore_max_queued_turns,
+        locks=RedisConversationLocks(stores.redis) if stores.redis else None,
+    )
     return Services(
         agent=agent,
-        turns=TurnQueue(
-            settings.lore_max_concurrent_turns,
-            max_queued=settings.lore_max_queued_turns,
-            locks=RedisConversationLocks(stores.redis) if stores.redis else None,
-        ),
+        turns=turns,
         ingest=ingest,
         recall=Recall(stores.archive, llm, settings.lore_model),
         background=background,
@@ -222,7 +248,10 @@ def make_services(settings: Settings, stores: Stores) -> Services:
                 stores.exclusions,
                 stores.reply_sources,
                 *([stores.installations] if stores.installations is not None else []),
-            ]
+                stores.once,
+                *([RedisTeamKeys(stores.redis)] if stores.redis is not None else []),
+            ],
+            work=[turns, backfill, ingest, stores.archive, stores.exclusions],
         ),
         backfill=backfill,
         app_home=AppHome(
@@ -277,8 +306,10 @@ def make_bolt(
     )
     bolt = AsyncApp(
         client=client,
-        signing_secret=credentials.signing_secret or "socket-mode-has-no-signing-secret",
-        request_verification_enabled=credentials.signing_secret is not None,
+        # Verification stays on in every mode (Socket Mode deliveries skip it inside Bolt); with
+        # no signing secret an unguessable one of this process refuses anything sent over HTTP.
+        signing_secret=credentials.signing_secret or secrets.token_urlsafe(32),
+        request_verification_enabled=True,
         oauth_settings=oauth,
     )
     handlers.register(bolt, services)
@@ -298,13 +329,20 @@ class Lore:
     socket_mode: AsyncSocketModeHandler | None = None
     slack_session: aiohttp.ClientSession | None = None
     tokens: WorkspaceTokens | None = None
+    serves_events: bool = True
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     async def connect_slack(self, credentials: SlackCredentials | OAuthCredentials) -> None:
-        """Wire the Bolt app to Slack (or the emulator); Socket Mode when an app token is set."""
+        """Wire the Bolt app to Slack (or the emulator); Socket Mode when an app token is set.
+
+        Raises `UnverifiedEvents` when `/slack/events` is served and `credentials` have no
+        signing secret to verify it with.
+        """
+        if self.serves_events and credentials.signing_secret is None:
+            raise UnverifiedEvents(UNVERIFIED)
         oauth = None
         if isinstance(credentials, OAuthCredentials):
             if self.stores.installations is None:
@@ -317,6 +355,7 @@ class Lore:
                     installation, credentials.api_url
                 ),
             )
+            self.services.workspace_data.add_work(AuthorizeCache(oauth.authorize))
             log.info("OAuth installs: a workspace admin opens %s/slack/install", self.url)
         self.slack_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
         self.bolt = make_bolt(credentials, self.services, oauth, self.slack_session)
@@ -370,6 +409,8 @@ class Lore:
         if self.socket_mode is not None:
             await self.socket_mode.close_async()
         await self.runner.cleanup()
+        if (broadcast := self.services.workspace_data.broadcast) is not None:
+            await broadcast.close()
         self.services.turns.close()
         await self.services.turns.drain(self.settings.lore_shutdown_grace)
         await self.services.backfill.close()
@@ -389,27 +430,49 @@ async def start_lore(
     Without `credentials` the Bolt app is connected later with `Lore.connect_slack`, which lets
     the local emulator learn Lore's port first.
     """
+    mask_values(settings.secret_values())
+    events = serves_events(settings, credentials)
+    if events and credentials is not None and credentials.signing_secret is None:
+        raise UnverifiedEvents(UNVERIFIED)
     stores = await open_stores(settings)
     services = make_services(settings, stores)
+    await hear_forgetting(stores, services)
     metrics = metrics_endpoint(settings, stores, services)
     lore: Lore | None = None
     application = make_web_app(
         lambda: lore.bolt if lore else None,
         lambda: lore.readiness(),  # type: ignore[union-attr]
         metrics.handle,
+        events=events,
     )
     runner = web.AppRunner(application, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, settings.lore_host, settings.port)
+    site = web.TCPSite(runner, settings.bind_host, settings.port)
     await site.start()
     port = runner.addresses[0][1]
-    lore = Lore(settings=settings, stores=stores, services=services, runner=runner, port=port)
+    lore = Lore(
+        settings=settings,
+        stores=stores,
+        services=services,
+        runner=runner,
+        port=port,
+        serves_events=events,
+    )
     if credentials is not None:
         await lore.connect_slack(credentials)
     # The libraries loaded at start-up leave a large heap that never becomes garbage; a full
     # collection scanning it froze the event loop for ~190 ms under load (bench/ack_latency.py).
     gc.freeze()
     return lore
+
+
+async def hear_forgetting(stores: Stores, services: Services) -> None:
+    """With Redis, forgetting a workspace stops its work in every process sharing it first."""
+    if stores.redis is None:
+        return
+    data = services.workspace_data
+    data.broadcast = ForgetBroadcast(stores.redis, data.halt_here, data.resume_here)
+    await data.broadcast.start()
 
 
 def metrics_endpoint(settings: Settings, stores: Stores, services: Services) -> MetricsEndpoint:

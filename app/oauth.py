@@ -28,6 +28,7 @@ from slack_sdk.oauth.installation_store.sqlalchemy import AsyncSQLAlchemyInstall
 from slack_sdk.oauth.state_store.sqlalchemy import AsyncSQLAlchemyOAuthStateStore
 from slack_sdk.oauth.token_rotation.async_rotator import AsyncTokenRotator
 from slack_sdk.web.async_client import AsyncWebClient
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from memory.locks import LocalLocks, RedisLocks, WorkspaceLocks
@@ -84,8 +85,25 @@ class Installations:
         await self.store.async_delete_installation(enterprise_id=enterprise_id, team_id=team_id)
 
     async def delete_team(self, team_id: str) -> None:
-        """`WorkspaceData`'s per-store deletion: the same as `delete_installation`."""
-        await self.delete_installation(team_id)
+        """`WorkspaceData`'s per-store deletion: every installation and bot of the workspace,
+        by its enterprise and team ids (an Enterprise Grid workspace is stored under its
+        enterprise's id, a standalone one under none)."""
+        for enterprise_id in await self.enterprises_of(team_id):
+            await self.delete_installation(team_id, enterprise_id)
+
+    async def enterprises_of(self, team_id: str) -> set[str | None]:
+        """The enterprise ids the workspace's installations and bots are stored under."""
+        store = self.store
+        found: set[str | None] = {None}
+        async with store.engine.connect() as connection:
+            for table in (store.installations, store.bots):
+                rows = await connection.execute(
+                    select(table.c.enterprise_id)
+                    .where(table.c.client_id == store.client_id, table.c.team_id == team_id)
+                    .distinct()
+                )
+                found.update(row[0] for row in rows)
+        return found
 
 
 def _expiring(installation: Installation, minutes: int) -> bool:
@@ -257,3 +275,21 @@ def connect_oauth(
 def parse_scopes(value: str) -> tuple[str, ...]:
     """A comma- or space-separated scope list."""
     return tuple(scope for scope in value.replace(",", " ").split() if scope)
+
+
+class AuthorizeCache:
+    """Bolt's cache of authorize results (bot token -> team), dropped for a workspace being
+    forgotten (`app.workspace_data.TeamWork`)."""
+
+    def __init__(self, authorize: object) -> None:
+        self._authorize = authorize
+
+    async def halt_team(self, team_id: str) -> None:
+        if not isinstance(self._authorize, AsyncInstallationStoreAuthorize):
+            return
+        cache = self._authorize.authorize_result_cache
+        for token in [token for token, result in cache.items() if result.team_id == team_id]:
+            del cache[token]
+
+    def resume_team(self, team_id: str) -> None:
+        """Nothing to do: a new installation is authorized (and cached) afresh."""

@@ -19,6 +19,10 @@ DEFAULT_BOT_SCOPES = (
 )
 
 
+MIN_TOKEN_CHARS = 32
+"""LORE_ADMIN_TOKEN and LORE_METRICS_TOKEN are at least this long."""
+
+
 class Settings(BaseSettings):
     """Lore's configuration; an invalid value stops start-up with one readable line."""
 
@@ -50,7 +54,7 @@ class Settings(BaseSettings):
     lore_search_context_weight: float = Field(default=Ranking.context_weight, ge=0)
     lore_search_date_weight: float = Field(default=Ranking.date_weight, ge=0)
     port: int = Field(default=3000, ge=0, le=65535)
-    lore_host: str = "0.0.0.0"
+    lore_host: str | None = None
     lore_emulator_port: int = Field(default=3001, ge=0, le=65535)
     lore_log_level: str = "INFO"
     lore_log_format: Literal["text", "json"] = "text"
@@ -70,6 +74,7 @@ class Settings(BaseSettings):
     lore_backfill_history_per_minute: float = Field(default=50.0, gt=0)
     lore_backfill_replies_per_minute: float = Field(default=50.0, gt=0)
     lore_backfill_page_size: int = Field(default=200, ge=1, le=999)
+    lore_import_max_day_file_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
 
     @property
     def ranking(self) -> Ranking:
@@ -103,6 +108,7 @@ class Settings(BaseSettings):
         "anthropic_base_url",
         "slack_client_id",
         "slack_redirect_uri",
+        "lore_host",
         mode="before",
     )
     @classmethod
@@ -126,6 +132,15 @@ class Settings(BaseSettings):
     def _app_token_shape(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not value.get_secret_value().startswith("xapp-"):
             raise ValueError("must be an app-level token starting with xapp-")
+        return value
+
+    @field_validator("lore_admin_token", "lore_metrics_token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < MIN_TOKEN_CHARS:
+            raise ValueError(
+                f"must be at least {MIN_TOKEN_CHARS} characters (e.g. `openssl rand -hex 32`)"
+            )
         return value
 
     @field_validator("slack_api_url", "anthropic_base_url", "chroma_url", "slack_redirect_uri")
@@ -223,6 +238,32 @@ class Settings(BaseSettings):
     def local_mode(self) -> bool:
         """No Slack credentials: Lore runs against the built-in Slack emulator."""
         return self.slack_bot_token is None and not self.oauth
+
+    @property
+    def bind_host(self) -> str:
+        """Where the HTTP server listens: LORE_HOST, else 127.0.0.1 in local mode (the emulator
+        signs its deliveries with a secret only this machine knows) and 0.0.0.0 otherwise."""
+        if self.lore_host is not None:
+            return self.lore_host
+        return "127.0.0.1" if self.local_mode else "0.0.0.0"
+
+    def secret_values(self) -> list[str]:
+        """The values of every secret setting, for the logs to mask wherever they appear."""
+        secrets = (
+            self.slack_bot_token,
+            self.slack_signing_secret,
+            self.slack_app_token,
+            self.slack_client_secret,
+            self.anthropic_api_key,
+            self.lore_admin_token,
+            self.lore_metrics_token,
+        )
+        values = [secret.get_secret_value() for secret in secrets if secret is not None]
+        for url in (self.database_url, self.redis_url, self.chroma_url, self.anthropic_base_url):
+            password = urlparse(url).password if url else None
+            if password:
+                values.append(password)
+        return values
 
     @property
     def socket_mode(self) -> bool:

@@ -71,6 +71,8 @@ class TurnQueue:
         self._hand_backs: set[asyncio.Task[None]] = set()
         self._closed = False
         self._hurry = asyncio.Event()
+        self._worker_of: dict[ConversationKey, asyncio.Task[None]] = {}
+        self._halted: set[str] = set()
 
     def submit(self, key: ConversationKey, turn: Turn) -> bool:
         """Queue `turn` behind earlier turns of its conversation; never blocks.
@@ -79,6 +81,9 @@ class TurnQueue:
         then handed back in the background.
         """
         team = key[0]
+        if team in self._halted:
+            log.info("turn of %s dropped: the workspace is being forgotten", team)
+            return False
         if self._closed:
             self._hand_back(team, turn, HandBack.RESTARTING)
             return False
@@ -94,8 +99,39 @@ class TurnQueue:
         self._queues[key] = deque([entry])
         worker = asyncio.create_task(self._work(key), name=f"turns:{':'.join(key)}")
         self._workers.add(worker)
+        self._worker_of[key] = worker
         worker.add_done_callback(self._workers.discard)
+        worker.add_done_callback(lambda done: self._forget_worker(key, done))
         return True
+
+    def _forget_worker(self, key: ConversationKey, worker: asyncio.Task[None]) -> None:
+        if self._worker_of.get(key) is worker:
+            del self._worker_of[key]
+
+    async def halt_team(self, team_id: str) -> None:
+        """Cancel the workspace's running and queued turns (nobody is told: it is being
+        uninstalled) and take none of its turns until `resume_team`; returns once they ended."""
+        self._halted.add(team_id)
+        keys = [key for key in self._queues if key[0] == team_id]
+        queues = {key: self._queues[key] for key in keys}
+        workers = [self._worker_of[key] for key in keys if key in self._worker_of]
+        for worker in workers:
+            worker.cancel()
+        await asyncio.gather(*workers, return_exceptions=True)
+        for key, queue in queues.items():
+            for entry in queue:
+                if not entry.started:
+                    self._dequeued(team_id)
+            if self._queues.get(key) is queue:
+                del self._queues[key]
+        self._slots.pop(team_id, None)
+        self._telling.pop(team_id, None)
+        if workers:
+            log.info("cancelled %d turns of %s, which is being forgotten", len(workers), team_id)
+
+    def resume_team(self, team_id: str) -> None:
+        """Take the workspace's turns again (after it was forgotten, e.g. for a re-install)."""
+        self._halted.discard(team_id)
 
     @property
     def depth(self) -> int:

@@ -19,10 +19,15 @@ MAX_BODY_BYTES = 2 * 1024 * 1024
 
 
 def make_web_app(
-    bolt: Callable[[], AsyncApp | None], readiness: ReadinessCheck, metrics: Handler
+    bolt: Callable[[], AsyncApp | None],
+    readiness: ReadinessCheck,
+    metrics: Handler,
+    *,
+    events: bool = True,
 ) -> web.Application:
     """The aiohttp application; `bolt` returns the Bolt app once it exists, `metrics` serves
-    `/metrics` (see `app.metrics_endpoint`)."""
+    `/metrics` (see `app.metrics_endpoint`). Without `events` (Socket Mode, where requests carry
+    no signature Lore could check) `/slack/events` is not served at all."""
 
     async def slack_events(request: web.Request) -> web.StreamResponse:
         app = bolt()
@@ -57,7 +62,8 @@ def make_web_app(
         )
 
     application = web.Application(client_max_size=MAX_BODY_BYTES)
-    application.router.add_post("/slack/events", slack_events)
+    if events:
+        application.router.add_post("/slack/events", slack_events)
     application.router.add_get("/slack/install", slack_oauth)
     application.router.add_get("/slack/oauth_redirect", slack_oauth)
     application.router.add_get("/healthz", healthz)

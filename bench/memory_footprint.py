@@ -140,7 +140,7 @@ async def measure(args: argparse.Namespace) -> None:
     await build_archive(data, args.messages, args.clauses)
     emulator = SlackEmulator(EmulatorConfig(events_url=None))
     await emulator.start()
-    token = secrets.token_urlsafe(16)
+    token = secrets.token_urlsafe(32)
     env = serve_env(emulator, LORE_ADMIN_TOKEN=token)
     for name in ("DATABASE_URL", "REDIS_URL", "CHROMA_URL"):
         env.pop(name, None)

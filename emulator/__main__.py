@@ -7,28 +7,30 @@ import asyncio
 import contextlib
 import logging
 
-from emulator.config import (
-    DEFAULT_APP_TOKEN,
-    DEFAULT_BOT_TOKEN,
-    DEFAULT_SIGNING_SECRET,
-    EmulatorConfig,
-)
+from emulator.config import EmulatorConfig
 from emulator.server import SlackEmulator
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(prog="python -m emulator", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1: the control API lets anyone who reaches "
+        "it act as any user)",
+    )
     parser.add_argument("--port", type=int, default=3001)
     parser.add_argument(
         "--events-url",
         default=None,
         help="where to POST events and slash commands (omit for Socket Mode only)",
     )
-    parser.add_argument("--signing-secret", default=DEFAULT_SIGNING_SECRET)
-    parser.add_argument("--bot-token", default=DEFAULT_BOT_TOKEN)
-    parser.add_argument("--app-token", default=DEFAULT_APP_TOKEN)
+    parser.add_argument(
+        "--signing-secret", default=None, help="default: a random one, printed at start"
+    )
+    parser.add_argument("--bot-token", default=None, help="default: a random one, printed")
+    parser.add_argument("--app-token", default=None, help="default: a random one, printed")
     parser.add_argument(
         "--retry-delays",
         default="1,60,300",
@@ -51,10 +53,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def config_from(args: argparse.Namespace) -> EmulatorConfig:
     """The EmulatorConfig the command line asks for."""
     delays = tuple(float(d) for d in args.retry_delays.split(",") if d.strip())
+    given = {
+        name: value
+        for name, value in (
+            ("signing_secret", args.signing_secret),
+            ("bot_token", args.bot_token),
+            ("app_token", args.app_token),
+        )
+        if value
+    }
     return EmulatorConfig(
-        signing_secret=args.signing_secret,
-        bot_token=args.bot_token,
-        app_token=args.app_token,
+        **given,
         events_url=args.events_url,
         host=args.host,
         port=args.port,

@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import secrets
+from dataclasses import dataclass, field
 
-DEFAULT_SIGNING_SECRET = "emulator-signing-secret"
-DEFAULT_BOT_TOKEN = "xoxb-emulator-bot-token"
-DEFAULT_APP_TOKEN = "xapp-1-emulator-app-token"
-DEFAULT_VERIFICATION_TOKEN = "emulator-verification-token"
 DEFAULT_CLIENT_ID = "1000000000.2000000000"
-DEFAULT_CLIENT_SECRET = "emulator-client-secret"
+
+
+def random_secret() -> str:
+    """A secret made for one emulator (32 hex digits, like Slack's signing secrets)."""
+    return secrets.token_hex(16)
+
+
+def random_bot_token() -> str:
+    return f"xoxb-{secrets.randbelow(10**12)}-{secrets.token_hex(12)}"
+
+
+def random_app_token() -> str:
+    return f"xapp-1-A0LORE-{secrets.token_hex(16)}"
 
 
 @dataclass
 class EmulatorConfig:
     """Everything the emulator needs to know to play one Slack workspace with one app.
 
+    The secrets and tokens are made at random for each emulator unless given (no fixed secret
+    exists anyone could sign requests with); `python -m emulator` prints them.
     `events_url=None` means events are only delivered over Socket Mode (when a client is
     connected) and otherwise dropped. `retry_delays` are the pauses before retry 1, 2, 3 of
     a failed delivery (a non-2xx answer or none within `ack_timeout` seconds).
@@ -23,10 +34,10 @@ class EmulatorConfig:
     with `token_rotation` issued tokens expire after `token_expires_in` seconds.
     """
 
-    signing_secret: str = DEFAULT_SIGNING_SECRET
-    bot_token: str = DEFAULT_BOT_TOKEN
-    app_token: str = DEFAULT_APP_TOKEN
-    verification_token: str = DEFAULT_VERIFICATION_TOKEN
+    signing_secret: str = field(default_factory=random_secret)
+    bot_token: str = field(default_factory=random_bot_token)
+    app_token: str = field(default_factory=random_app_token)
+    verification_token: str = field(default_factory=random_secret)
     events_url: str | None = "http://127.0.0.1:3000/slack/events"
     team_id: str = "T0LORE"
     team_domain: str = "lore-demo"
@@ -42,7 +53,7 @@ class EmulatorConfig:
     seed_demo: bool = True
     deliver_bot_messages: bool = True
     client_id: str = DEFAULT_CLIENT_ID
-    client_secret: str = DEFAULT_CLIENT_SECRET
+    client_secret: str = field(default_factory=random_secret)
     oauth_redirect_url: str | None = None
     token_rotation: bool = False
     token_expires_in: int = 43200

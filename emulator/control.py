@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 HINT = (
     "Slack emulator (open {url}/ in a browser for the playground). "
-    "Post as a user: curl -XPOST {url}/_emulator/messages -d "
+    "Post as a user: curl {url}/_emulator/messages -H 'content-type: application/json' -d "
     '\'{{"user":"U0ALICE","channel":"C0GENERAL","text":"<@{bot}> hello"}}\' ; '
     "read the thread: curl {url}/_emulator/threads/C0GENERAL/<ts> ; "
     "also GET /_emulator/channels, /_emulator/users, /_emulator/calls, "

@@ -43,6 +43,8 @@ class OAuthServer:
         self._codes: dict[str, _Grant] = {}
         self._tokens: dict[str, float | None] = {}
         self._refresh_tokens: dict[str, str] = {}
+        self.issued: list[str] = []
+        """Every access and refresh token handed out so far (for tests looking for leaks)."""
 
     # the browser side
 
@@ -135,12 +137,14 @@ class OAuthServer:
         if not self.config.token_rotation:
             token = f"xoxb-{secrets.token_hex(16)}"
             self._tokens[token] = None
+            self.issued.append(token)
             return {"token_type": "bot", "access_token": token}
         token = f"xoxe.xoxb-1-{secrets.token_hex(16)}"
         refresh_token = f"xoxe-1-{secrets.token_hex(16)}"
         expires_in = self.config.token_expires_in
         self._tokens[token] = time.time() + expires_in
         self._refresh_tokens[refresh_token] = token
+        self.issued += [token, refresh_token]
         return {
             "token_type": "bot",
             "access_token": token,

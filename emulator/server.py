@@ -20,6 +20,7 @@ from emulator.config import EmulatorConfig
 from emulator.control import ControlApi
 from emulator.events import DeliveryRecord, EventDelivery
 from emulator.faults import FaultInjector
+from emulator.guard import request_guard
 from emulator.interactions import MessageButtons
 from emulator.notifier import Notifier
 from emulator.oauth import OAuthServer
@@ -77,7 +78,7 @@ class SlackEmulator:
 
     async def start(self) -> None:
         """Listen on config.host:config.port (0 picks a free port)."""
-        app = web.Application()
+        app = web.Application(middlewares=[request_guard(self.config.host, lambda: self.url)])
         app.router.add_route("GET", "/api/{method}", self._web_api)
         app.router.add_route("POST", "/api/{method}", self._web_api)
         app.router.add_get("/oauth/v2/authorize", self.oauth.authorize)

@@ -704,6 +704,15 @@ class Archive:
                 self._collections.pop(team_id, None)
                 await self._store.drop(self._name(team_id))
 
+    async def halt_team(self, team_id: str) -> None:
+        """Drop this process's cached handle and statistics of the workspace's collection (it is
+        being forgotten, perhaps by another process)."""
+        self._stats.pop(team_id, None)
+        self._collections.pop(team_id, None)
+
+    def resume_team(self, team_id: str) -> None:
+        """Nothing to do: the collection is opened again when next needed."""
+
     async def close(self) -> None:
         """Release the Chroma client and the embedding thread (the SQL engine is the caller's)."""
         self._collections.clear()

@@ -13,6 +13,10 @@ class OnceKeys(Protocol):
         """True the first time `key` is claimed within the TTL, False afterwards."""
         ...  # pragma: no cover - protocol
 
+    async def delete_team(self, team_id: str) -> None:
+        """Forget the claims naming the workspace (keys hold the team as a `:` part)."""
+        ...  # pragma: no cover - protocol
+
 
 class LocalOnceKeys:
     """In-process claims; expired keys are swept as new ones arrive."""
@@ -32,6 +36,10 @@ class LocalOnceKeys:
         self._expiry[key] = now + self._ttl
         return True
 
+    async def delete_team(self, team_id: str) -> None:
+        """Forget the claims naming the workspace (keys hold the team as a `:` part)."""
+        self._expiry = {k: t for k, t in self._expiry.items() if team_id not in k.split(":")}
+
 
 class RedisOnceKeys:
     """Claims shared by every process: Redis `SET key 1 NX EX ttl`."""
@@ -43,3 +51,7 @@ class RedisOnceKeys:
 
     async def claim(self, key: str) -> bool:
         return bool(await self._redis.set(self._prefix + key, b"1", nx=True, ex=self._ttl))
+
+    async def delete_team(self, team_id: str) -> None:
+        """Nothing of its own: the keys go with the workspace's other Redis keys
+        (`memory.redis_keys.RedisTeamKeys`)."""

@@ -37,6 +37,10 @@ class EarlyChanges(Protocol):
         """The changes kept for these messages, forgotten as they are returned."""
         ...  # pragma: no cover - protocol
 
+    def forget_team(self, team_id: str) -> None:
+        """Drop what this process keeps of the workspace (it is being forgotten)."""
+        ...  # pragma: no cover - protocol
+
 
 class LocalEarlyChanges:
     """In this process: the newest `MAX_LOCAL` changes."""
@@ -54,6 +58,11 @@ class LocalEarlyChanges:
     async def take(self, messages: Sequence[MessageId]) -> dict[MessageId, Change]:
         return {m: self._changes.pop(m) for m in messages if m in self._changes}
 
+    def forget_team(self, team_id: str) -> None:
+        """Drop every change kept for the workspace (it is being forgotten)."""
+        for message in [m for m in self._changes if m[0] == team_id]:
+            del self._changes[message]
+
 
 class RedisEarlyChanges:
     """In Redis, one key per message (`GETDEL` takes it once, whichever process asks first).
@@ -70,6 +79,10 @@ class RedisEarlyChanges:
 
     def _key(self, message: MessageId) -> str:
         return self._prefix + ":".join(message)
+
+    def forget_team(self, team_id: str) -> None:
+        """Nothing kept in this process: the keys (which name the team) are deleted with the
+        workspace's other Redis keys (`memory.redis_keys`)."""
 
     async def keep(self, message: MessageId, change: Change) -> None:
         value = b"D" if change is None else b"T" + change.encode()

@@ -233,8 +233,23 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+class ModelRefused(Exception):
+    """A fetched or cached model is not the known build (its sha256 differs)."""
+
+
+def _check_hash(model_dir: Path, what: str) -> None:
+    """Raise ModelRefused unless model_dir's model.onnx is the known build."""
+    found = _sha256(model_dir / "model.onnx")
+    if found != MODEL_SHA256:
+        raise ModelRefused(
+            f"{what} has sha256 {found}, not {MODEL_SHA256} of the known {MODEL_NAME} "
+            "build, so it was refused"
+        )
+
+
 def _fetch_model(base_url: str, target: Path, timeout: float) -> None:
-    """Download the model files into a staging dir, check it loads, then rename it to target."""
+    """Download the model files into a staging dir, check its hash and that it loads, then
+    rename it to target; a model that is not the known build is deleted, never loaded."""
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.partial-"))
     try:
@@ -245,8 +260,7 @@ def _fetch_model(base_url: str, target: Path, timeout: float) -> None:
                 if local in REQUIRED_FILES:
                     raise
                 logger.debug("optional model file %s not fetched", remote)
-        if _sha256(staging / "model.onnx") != MODEL_SHA256:
-            logger.info("fetched model.onnx differs from the known build; checking that it loads")
+        _check_hash(staging, "the downloaded model.onnx")
         OnnxEmbedder(staging).embed(["check"])
         if not target.exists():
             os.replace(staging, target)
@@ -278,7 +292,10 @@ def load_embedder(
 ) -> Embedder:
     """The ONNX embedder from model_dir or the cache (fetched once), else the hashing fallback.
 
-    An explicit model_dir that lacks the model files raises ValueError.
+    A downloaded or cached model.onnx must have the known build's sha256 (MODEL_SHA256);
+    one that does not is refused and search falls back as when no model is present. An
+    explicit model_dir (the operator's own copy) is not hashed; one that lacks the model files
+    raises ValueError.
     """
     if model_dir is not None:
         model_dir = Path(model_dir)
@@ -291,7 +308,10 @@ def load_embedder(
     target = Path(cache_dir) / MODEL_NAME
     if not _missing_files(target):
         try:
+            _check_hash(target, f"the cached {target / 'model.onnx'}")
             return OnnxEmbedder(target, threads=threads)
+        except ModelRefused as exc:
+            return _fallback(str(exc), Path(cache_dir))
         except Exception as exc:  # a corrupt cache must not stop the app
             return _fallback(f"cached copy in {target} does not load: {exc}", Path(cache_dir))
     if not allow_download:
@@ -299,5 +319,7 @@ def load_embedder(
     try:
         _fetch_model(download_base_url, target, timeout)
         return OnnxEmbedder(target, threads=threads)
+    except ModelRefused as exc:
+        return _fallback(f"{exc} (downloaded from {download_base_url})", Path(cache_dir))
     except Exception as exc:
         return _fallback(f"download from {download_base_url} failed: {exc}", Path(cache_dir))

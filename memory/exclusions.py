@@ -69,6 +69,13 @@ class Exclusions:
             if self._loading.get(team_id) is this:
                 del self._loading[team_id]
 
+    async def halt_team(self, team_id: str) -> None:
+        """Drop what this process caches of the workspace (it is being forgotten)."""
+        self._forget(team_id)
+
+    def resume_team(self, team_id: str) -> None:
+        """Nothing to do: the set is read again when next needed."""
+
     def _forget(self, team_id: str) -> None:
         """Drop the cached set and any read in flight, which may predate a change."""
         self._cache.pop(team_id, None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ def lore_settings(data_dir: Path, fake: FakeAnthropic | None, **overrides: Any) 
     values: dict[str, Any] = {
         "lore_data_dir": data_dir,
         "lore_embedding_model_dir": MODEL_DIR,
-        "anthropic_api_key": "test-key" if fake else None,
+        "anthropic_api_key": secrets.token_hex(16) if fake else None,
         "anthropic_base_url": fake.base_url if fake else None,
         "lore_model_retries": 0,
         "lore_model_timeout": 5.0,
@@ -38,19 +39,20 @@ def lore_settings(data_dir: Path, fake: FakeAnthropic | None, **overrides: Any) 
 async def start_lore_on(
     emulator: SlackEmulator, settings: Settings, *, socket_mode: bool = False
 ) -> Lore:
-    """Start Lore against `emulator`, over HTTP events or Socket Mode."""
+    """Start Lore against `emulator`, over HTTP events or Socket Mode (where `/slack/events`
+    is not served)."""
     config = emulator.config
-    lore = await start_lore(settings)
-    if not socket_mode:
-        config.events_url = f"{lore.url}/slack/events"
-    await lore.connect_slack(
-        SlackCredentials(
-            bot_token=config.bot_token,
-            signing_secret=None if socket_mode else config.signing_secret,
-            api_url=emulator.api_url,
-            app_token=config.app_token if socket_mode else None,
-        )
+    credentials = SlackCredentials(
+        bot_token=config.bot_token,
+        signing_secret=None if socket_mode else config.signing_secret,
+        api_url=emulator.api_url,
+        app_token=config.app_token if socket_mode else None,
     )
+    if socket_mode:
+        return await start_lore(settings, credentials)
+    lore = await start_lore(settings)
+    config.events_url = f"{lore.url}/slack/events"
+    await lore.connect_slack(credentials)
     return lore
 
 
@@ -69,7 +71,7 @@ def serve_env(
         "SLACK_BOT_TOKEN": emulator.config.bot_token,
         "SLACK_SIGNING_SECRET": emulator.config.signing_secret,
         "SLACK_API_URL": emulator.api_url,
-        "ANTHROPIC_API_KEY": "test-key",
+        "ANTHROPIC_API_KEY": secrets.token_hex(16),
         "ANTHROPIC_BASE_URL": fake_llm.base_url,
         "LORE_LOG_LEVEL": "WARNING",
         **settings,

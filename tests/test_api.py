@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -218,7 +219,9 @@ async def test_info_says_the_mode_and_root_leads_to_the_playground(
     assert status == 302 and response.headers["Location"] == f"{PAGE}/"
 
     agent = await start_lore(
-        lore_settings(tmp_path / "agent", None, redis_url=None, anthropic_api_key="k")
+        lore_settings(
+            tmp_path / "agent", None, redis_url=None, anthropic_api_key=secrets.token_hex(16)
+        )
     )
     try:
         status, _, _ = await get(agent, "/api/info")
@@ -233,7 +236,12 @@ async def test_info_says_the_mode_and_root_leads_to_the_playground(
 
 
 async def test_outside_local_mode_the_api_needs_the_admin_token(tmp_path: Path) -> None:
-    slack = {"slack_bot_token": "xoxb-test", "slack_signing_secret": "secret", "redis_url": None}
+    slack = {
+        "slack_bot_token": "xoxb-test",
+        "slack_signing_secret": secrets.token_hex(16),
+        "redis_url": None,
+    }
+    admin = secrets.token_hex(32)
     disabled = await start_lore(lore_settings(tmp_path / "a", None, **slack))
     try:
         enable_api(disabled)
@@ -244,9 +252,7 @@ async def test_outside_local_mode_the_api_needs_the_admin_token(tmp_path: Path) 
     finally:
         await disabled.stop()
 
-    guarded = await start_lore(
-        lore_settings(tmp_path / "b", None, lore_admin_token="s3cret", **slack)
-    )
+    guarded = await start_lore(lore_settings(tmp_path / "b", None, lore_admin_token=admin, **slack))
     try:
         enable_api(guarded)
         status, body, response = await get(guarded, "/api/info")
@@ -254,10 +260,10 @@ async def test_outside_local_mode_the_api_needs_the_admin_token(tmp_path: Path) 
         assert response.headers["WWW-Authenticate"].startswith("Bearer")
         status, body, _ = await get(guarded, "/api/info", Authorization="Bearer wrong")
         assert status == 401 and body["error"] == "invalid_auth"
-        status, body, _ = await get(guarded, "/api/info", Authorization="Bearer s3cret")
+        status, body, _ = await get(guarded, "/api/info", Authorization=f"Bearer {admin}")
         assert status == 200 and body["local_mode"] is False
         status, _, _ = await get(
-            guarded, f"/api/teams/{TEAM}/search?q=hi", Authorization="Bearer s3cret"
+            guarded, f"/api/teams/{TEAM}/search?q=hi", Authorization=f"Bearer {admin}"
         )
         assert status == 200
         status, _, _ = await get(guarded, f"/api/teams/{TEAM}/events")

@@ -199,3 +199,41 @@ def test_load_embedder_fetches_into_cache(tmp_path: Path) -> None:
     # the missing optional files were skipped, and no partial files remain
     assert sorted(p.name for p in cache.iterdir()) == ["all-MiniLM-L6-v2"]
     assert not list(target.glob("*.part"))
+
+
+def test_a_downloaded_model_that_is_not_the_known_build_is_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A model served with the right names but other bytes is never loaded; search falls back
+    to lexical matching as when no model is present, and nothing is kept in the cache."""
+    if not (MODEL_DIR / "model.onnx").is_file():
+        pytest.skip(f"model not present at {MODEL_DIR}")
+    remote = tmp_path / "remote"
+    (remote / "onnx").mkdir(parents=True)
+    tampered = (MODEL_DIR / "model.onnx").read_bytes() + b"\0"
+    (remote / "onnx" / "model.onnx").write_bytes(tampered)
+    (remote / "tokenizer.json").symlink_to(MODEL_DIR / "tokenizer.json")
+    cache = tmp_path / "cache"
+    with caplog.at_level(logging.WARNING, logger="lore.embeddings"):
+        embedder = load_embedder(None, cache, download_base_url=remote.as_uri())
+    assert isinstance(embedder, HashingEmbedder)
+    (message,) = [r.getMessage() for r in caplog.records if r.name == "lore.embeddings"]
+    assert "the downloaded model.onnx has sha256" in message and "refused" in message
+    assert "falls back to lexical matching" in message
+    assert not (cache / "all-MiniLM-L6-v2").exists()
+
+
+def test_a_cached_model_that_is_not_the_known_build_is_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    if not (MODEL_DIR / "model.onnx").is_file():
+        pytest.skip(f"model not present at {MODEL_DIR}")
+    cached = tmp_path / "all-MiniLM-L6-v2"
+    cached.mkdir()
+    (cached / "model.onnx").write_bytes((MODEL_DIR / "model.onnx").read_bytes()[:-1] + b"\0")
+    (cached / "tokenizer.json").symlink_to(MODEL_DIR / "tokenizer.json")
+    with caplog.at_level(logging.WARNING, logger="lore.embeddings"):
+        embedder = load_embedder(None, tmp_path, download_base_url=UNREACHABLE)
+    assert isinstance(embedder, HashingEmbedder)
+    (message,) = [r.getMessage() for r in caplog.records if r.name == "lore.embeddings"]
+    assert f"the cached {cached / 'model.onnx'} has sha256" in message

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import re
+import secrets
 import subprocess
 import sys
 import time
@@ -30,7 +31,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from emulator import EmulatorConfig, SlackEmulator
 
-SECRET = "test-signing-secret"
+SECRET = secrets.token_hex(16)
 BOT = "U0LORE"
 TS_FORMAT = re.compile(r"^\d{10}\.\d{6}$")
 
@@ -163,7 +164,7 @@ async def test_forged_and_stale_requests_fail_verification(emu: SlackEmulator, r
     assert receiver.requests[-1].headers["X-Slack-Retry-Num"] == "2"
     assert receiver.requests[-1].headers["X-Slack-Retry-Reason"] == "http_error"
 
-    assert await emu.deliver_event(event, signing_secret="not-the-secret") == 401
+    assert await emu.deliver_event(event, signing_secret=secrets.token_hex(16)) == 401
     assert await emu.deliver_event(event, timestamp=int(time.time()) - 600) == 401
     status, text = await emu.send_raw(b'{"type":"event_callback"}', {"Content-Type": "x"})
     assert (status, text) == (401, "invalid signature")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -281,6 +282,10 @@ class _NoArchive:
         return 0
 
 
+SCRAPE_TOKEN = secrets.token_hex(32)
+ADMIN_TOKEN = secrets.token_hex(32)
+
+
 @pytest.fixture
 async def lore_in_production(tmp_path: Path) -> AsyncIterator[Lore]:
     """A Lore configured for a real workspace (not local mode), with a scrape token."""
@@ -288,9 +293,9 @@ async def lore_in_production(tmp_path: Path) -> AsyncIterator[Lore]:
         tmp_path,
         None,
         slack_bot_token="xoxb-1-metrics",
-        slack_signing_secret="signing-secret",
-        lore_metrics_token="scrape-token",
-        lore_admin_token="admin-token",
+        slack_signing_secret=secrets.token_hex(16),
+        lore_metrics_token=SCRAPE_TOKEN,
+        lore_admin_token=ADMIN_TOKEN,
     )
     running = await start_lore(settings)
     yield running
@@ -303,15 +308,18 @@ async def test_outside_local_mode_metrics_need_the_scrape_token(
     url = lore_in_production.url
     assert (await get_metrics(url))[0] == 401
     assert (await get_metrics(url, {"Authorization": "Bearer wrong"}))[0] == 401
-    assert (await get_metrics(url, {"Authorization": "Bearer admin-token"}))[0] == 401
-    status, body = await get_metrics(url, {"Authorization": "Bearer scrape-token"})
+    assert (await get_metrics(url, {"Authorization": f"Bearer {ADMIN_TOKEN}"}))[0] == 401
+    status, body = await get_metrics(url, {"Authorization": f"Bearer {SCRAPE_TOKEN}"})
     assert status == 200
     assert "lore_turn_queue_depth 0.0" in body
 
 
 async def test_outside_local_mode_without_a_token_metrics_are_off(tmp_path: Path) -> None:
     settings = lore_settings(
-        tmp_path, None, slack_bot_token="xoxb-1-metrics", slack_signing_secret="signing-secret"
+        tmp_path,
+        None,
+        slack_bot_token="xoxb-1-metrics",
+        slack_signing_secret=secrets.token_hex(16),
     )
     running = await start_lore(settings)
     try:

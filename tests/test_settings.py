@@ -22,6 +22,11 @@ SETTINGS_UNDER_TEST = (
     "ANTHROPIC_API_KEY",
     "PORT",
     "LORE_DATA_DIR",
+    "LORE_HOST",
+    "LORE_ADMIN_TOKEN",
+    "LORE_METRICS_TOKEN",
+    "SLACK_CLIENT_ID",
+    "SLACK_CLIENT_SECRET",
 )
 
 
@@ -123,3 +128,68 @@ def test_shared_stores_with_embedded_vectors_are_named(
         assert warning is None
     else:
         assert warning is not None and named in warning and "CHROMA_URL is unset" in warning
+
+
+@pytest.mark.parametrize("name", ["LORE_ADMIN_TOKEN", "LORE_METRICS_TOKEN"])
+def test_a_short_admin_or_metrics_token_stops_start_up_naming_it(tmp_path: Path, name: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "serve"],
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), name: "x" * 31},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"lore: invalid setting {name}: must be at least 32 characters "
+        "(e.g. `openssl rand -hex 32`)"
+    ]
+
+
+def test_admin_and_metrics_tokens_of_32_characters_are_taken(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("LORE_ADMIN_TOKEN", "a" * 32)
+    monkeypatch.setenv("LORE_METRICS_TOKEN", "m" * 40)
+    settings = load_settings()
+    assert settings.lore_admin_token is not None and settings.lore_metrics_token is not None
+
+
+def test_local_mode_listens_on_loopback_unless_lore_host_says_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings().bind_host == "127.0.0.1"
+    monkeypatch.setenv("LORE_HOST", "0.0.0.0")
+    assert load_settings().bind_host == "0.0.0.0"
+    monkeypatch.delenv("LORE_HOST")
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-1")
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", "0" * 32)
+    assert load_settings().bind_host == "0.0.0.0"
+
+
+def test_secret_values_list_every_secret_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    values = {
+        "SLACK_CLIENT_ID": "1.2",
+        "SLACK_CLIENT_SECRET": "client-" + "c" * 24,
+        "SLACK_SIGNING_SECRET": "signing-" + "s" * 24,
+        "SLACK_APP_TOKEN": "xapp-1-" + "a" * 24,
+        "ANTHROPIC_API_KEY": "model-" + "k" * 24,
+        "LORE_ADMIN_TOKEN": "d" * 32,
+        "LORE_METRICS_TOKEN": "m" * 32,
+        "DATABASE_URL": "postgresql://lore:db-password@db/lore",
+        "REDIS_URL": "redis://:redis-password@r:6379/0",
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    secrets = set(load_settings().secret_values())
+    assert secrets == {
+        values["SLACK_CLIENT_SECRET"],
+        values["SLACK_SIGNING_SECRET"],
+        values["SLACK_APP_TOKEN"],
+        values["ANTHROPIC_API_KEY"],
+        values["LORE_ADMIN_TOKEN"],
+        values["LORE_METRICS_TOKEN"],
+        "db-password",
+        "redis-password",
+    }

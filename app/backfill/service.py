@@ -77,10 +77,13 @@ class Backfill:
         self._paces: dict[str, Paces] = {}
         self._slots = asyncio.Semaphore(MAX_WORKSPACES)
         self._stop = asyncio.Event()
+        self._halted: set[str] = set()
 
     async def request(self, reader: ChannelReader, channel_id: str, again: bool = False) -> None:
         """Queue a channel and make sure its workspace's worker runs; a channel already done is
         read again only if `again` (e.g. Lore re-joined it and may have missed messages)."""
+        if reader.team_id in self._halted:
+            return
         found = await self.state.request(reader.team_id, channel_id)
         if again and found.status == DONE:
             await self.state.restart(reader.team_id, channel_id)
@@ -89,12 +92,16 @@ class Backfill:
     async def reread(self, reader: ChannelReader, channel_id: str) -> None:
         """Read a channel again from its newest message, whatever its state: a read in
         progress starts over, so messages newer than its start are read too."""
+        if reader.team_id in self._halted:
+            return
         await self.state.request(reader.team_id, channel_id)
         await self.state.restart(reader.team_id, channel_id)
         self._wake(reader)
 
     async def request_member_channels(self, reader: ChannelReader) -> list[str]:
         """Queue every channel the bot is a member of (e.g. right after an install)."""
+        if reader.team_id in self._halted:
+            return []
         channels = await reader.member_channels()
         for channel_id in channels:
             await self.state.request(reader.team_id, channel_id)
@@ -168,12 +175,26 @@ class Backfill:
 
     async def delete_team(self, team_id: str) -> None:
         """Stop the workspace's backfill and forget its progress (uninstall)."""
+        await self._cancel(team_id)
+        await self.state.delete_team(team_id)
+
+    async def halt_team(self, team_id: str) -> None:
+        """Cancel the workspace's backfill in this process and start none until `resume_team`
+        (the workspace is being forgotten)."""
+        self._halted.add(team_id)
+        await self._cancel(team_id)
+
+    def resume_team(self, team_id: str) -> None:
+        self._halted.discard(team_id)
+
+    async def _cancel(self, team_id: str) -> None:
         worker = self._workers.pop(team_id, None)
         self._readers.pop(team_id, None)
+        self._paces.pop(team_id, None)
+        self._again.discard(team_id)
         if worker is not None and not worker.done():
             worker.cancel()
             await asyncio.gather(worker, return_exceptions=True)
-        await self.state.delete_team(team_id)
 
     async def close(self, grace: float = 5.0) -> None:
         """Stop every worker after its current page (cancel after `grace` seconds)."""
@@ -187,6 +208,8 @@ class Backfill:
 
     def _wake(self, reader: ChannelReader) -> None:
         team_id = reader.team_id
+        if team_id in self._halted:
+            return
         self._readers[team_id] = reader  # the newest token wins
         if self._stop.is_set():
             return
