@@ -4,12 +4,16 @@ Slack's `user_change` / `team_join` events change what someone may see at once."
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
+from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
+from slack_sdk.web.async_client import AsyncWebClient
 
 from app.main import Lore
 from emulator import SlackEmulator
+from handlers.people import PeopleDirectory
 from tests.harness import archived_message, eventually
 from tests.test_e2e_access import ASK_IN_A_DM, ask
 from tests.test_e2e_recall import all_text, final_answer
@@ -134,3 +138,62 @@ async def test_a_member_of_another_organisation_is_looked_up_once(
     assert [args["user"] for args in calls(emulator, "users.info")] == ["U0EXT"]
     # control: a channel of the organisation alone
     assert "3 million" in await ask(emulator, "U0BOB", "C0RANDOM", f"{BOT} Falcon budget")
+
+
+async def test_without_a_directory_a_channel_counts_as_having_outsiders(
+    lore_retrieval_only: Lore, emulator: SlackEmulator
+) -> None:
+    lore = lore_retrieval_only
+    emulator.fail_method("users.list", "internal_error")  # the first read of the directory
+    budget = await emulator.post_message("U0ALICE", "C0GENERAL", "Falcon budget is 3 million.")
+    await archived_message(lore, TEAM, "C0GENERAL", budget["ts"])
+
+    in_random = await ask(emulator, "U0BOB", "C0RANDOM", f"{BOT} Falcon budget")
+    assert "3 million" not in in_random and ASK_IN_A_DM in in_random
+    assert len(calls(emulator, "users.list")) == 1  # not asked again at once
+    # control: one person at a time is still looked up (users.info), and Bob, a member, finds
+    # it in a DM
+    assert "3 million" in await ask(emulator, "U0BOB", "D0BOB", "Falcon budget")
+    assert {args["user"] for args in calls(emulator, "users.info")} == {"U0ALICE", "U0BOB"}
+
+
+async def test_a_rate_limited_directory_page_is_waited_out(
+    lore_retrieval_only: Lore, emulator: SlackEmulator
+) -> None:
+    lore = lore_retrieval_only
+    emulator.fail_method("users.list", "ratelimited", status=429, retry_after=1)
+    budget = await emulator.post_message("U0ALICE", "C0GENERAL", "Falcon budget is 3 million.")
+    await archived_message(lore, TEAM, "C0GENERAL", budget["ts"])
+
+    in_random = await ask(emulator, "U0BOB", "C0RANDOM", f"{BOT} Falcon budget")
+    assert "3 million" in in_random and ASK_IN_A_DM not in in_random
+    assert len(calls(emulator, "users.list")) == 2  # slack-sdk's retry handler asked again
+    assert calls(emulator, "users.info") == []
+
+
+async def test_the_directory_waits_out_rate_limits_itself_and_refreshes_in_the_background(
+    emulator: SlackEmulator,
+) -> None:
+    """With a client that has no rate-limit retry handler of its own (the CLI's, say)."""
+    client = AsyncWebClient(token=emulator.config.bot_token, base_url=emulator.api_url)
+    assert not client.retry_handlers or all(
+        not isinstance(h, AsyncRateLimitErrorRetryHandler) for h in client.retry_handlers
+    )
+    refreshes: list[asyncio.Task[None]] = []
+    directory = PeopleDirectory(
+        lambda job: refreshes.append(asyncio.create_task(job)), refresh_seconds=0.0
+    )
+    emulator.fail_method("users.list", "ratelimited", status=429, retry_after=1)
+    people = await directory.everyone(client, TEAM)
+    assert people is not None and people["U0BOB"].name == "Bob Brown"
+    assert not people["U0BOB"].standing.outsider
+    assert len(calls(emulator, "users.list")) == 2
+
+    emulator.workspace.user("U0BOB").is_restricted = True  # no event: the next read tells
+    stale = await directory.everyone(client, TEAM)  # answers at once, reads again behind
+    assert stale is not None and not stale["U0BOB"].standing.outsider
+    [refresh] = refreshes
+    await refresh
+    fresh = await directory.find(client, TEAM, "U0BOB")
+    assert fresh is not None and fresh.standing.outsider
+    assert len(calls(emulator, "users.list")) == 3
