@@ -36,7 +36,7 @@ def register(app: AsyncApp, services: Services) -> None:
     people_events.register(app, people, channel_types)
     messages.register(app, services, access, users)
     recall.register(app, services, access, users)
-    uninstall.register(app, services)
+    uninstall.register(app, services, people.forget_team)
     feedback.register(app, services)
     backfill.register(app, services, users, channel_types)
     app_home.register(app, services, access)

@@ -197,3 +197,23 @@ async def test_the_directory_waits_out_rate_limits_itself_and_refreshes_in_the_b
     fresh = await directory.find(client, TEAM, "U0BOB")
     assert fresh is not None and fresh.standing.outsider
     assert len(calls(emulator, "users.list")) == 3
+
+
+async def test_uninstalling_forgets_the_workspace_people_too(
+    lore_retrieval_only: Lore, emulator: SlackEmulator
+) -> None:
+    lore = lore_retrieval_only
+    budget = await emulator.post_message("U0ALICE", "C0GENERAL", "Falcon budget is 3 million.")
+    await archived_message(lore, TEAM, "C0GENERAL", budget["ts"])
+    for _ in range(2):
+        assert "3 million" in await ask(emulator, "U0BOB", "C0RANDOM", f"{BOT} Falcon budget")
+    assert len(calls(emulator, "users.list")) == 1  # read once, then known
+
+    assert await emulator.uninstall_app() == 200
+
+    async def forgotten() -> bool:
+        return await lore.stores.archive.count(TEAM) == 0
+
+    await eventually(forgotten)
+    await ask(emulator, "U0BOB", "C0RANDOM", f"{BOT} Falcon budget")
+    assert len(calls(emulator, "users.list")) == 2  # read afresh
