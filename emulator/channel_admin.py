@@ -34,7 +34,6 @@ class ChannelAdmin:
 
     def __init__(self, emulator: SlackEmulator) -> None:
         self.emu = emulator
-        self.shared_with: dict[str, set[str]] = {}  # channel id -> connected team ids
 
     def _channel(self, ref: str) -> Channel:
         channel = self.emu.workspace.resolve_channel(ref)
@@ -66,8 +65,10 @@ class ChannelAdmin:
     async def share(self, channel_ref: str, connected_team_id: str) -> DeliveryRecord | None:
         """The channel is shared with another organisation (Slack Connect)."""
         channel = self._channel(channel_ref)
-        self.shared_with.setdefault(channel.id, set()).add(connected_team_id)
+        if connected_team_id not in channel.connected_team_ids:
+            channel.connected_team_ids.append(connected_team_id)
         channel.is_ext_shared = True
+        self.emu.playground.workspace_changed()
         if not self._sees(channel):
             return None
         event = {"type": "channel_shared", "connected_team_id": connected_team_id}
@@ -76,9 +77,11 @@ class ChannelAdmin:
     async def unshare(self, channel_ref: str, connected_team_id: str) -> DeliveryRecord | None:
         """Another organisation leaves the shared channel."""
         channel = self._channel(channel_ref)
-        teams = self.shared_with.setdefault(channel.id, set())
-        teams.discard(connected_team_id)
+        teams = channel.connected_team_ids
+        if connected_team_id in teams:
+            teams.remove(connected_team_id)
         channel.is_ext_shared = bool(teams)
+        self.emu.playground.workspace_changed()
         if not self._sees(channel):
             return None
         event: dict[str, Any] = {
@@ -113,7 +116,6 @@ class ChannelAdmin:
         seen = self._sees(channel)
         self.emu.workspace.channels.pop(channel.id)
         self.emu.workspace.messages.pop(channel.id, None)
-        self.shared_with.pop(channel.id, None)
         self.emu.playground.workspace_changed()
         if not seen:
             return None

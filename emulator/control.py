@@ -17,8 +17,9 @@ HINT = (
     '\'{{"user":"U0ALICE","channel":"C0GENERAL","text":"<@{bot}> hello"}}\' ; '
     "read the thread: curl {url}/_emulator/threads/C0GENERAL/<ts> ; "
     "also GET /_emulator/channels, /_emulator/users, /_emulator/calls, "
-    "POST /_emulator/commands, /_emulator/actions; GET /_emulator/stream (server-sent "
-    "events of changes); Web API at {url}/api/\n"
+    "POST /_emulator/commands, /_emulator/actions, /_emulator/users (someone joins), "
+    "/_emulator/users/<id> (made a guest or an admin, renamed, deactivated); "
+    "GET /_emulator/stream (server-sent events of changes); Web API at {url}/api/\n"
 )
 
 _STATUS = {
@@ -56,6 +57,23 @@ def _field(body: dict[str, Any], name: str) -> str:
     return value
 
 
+USER_FLAGS = ("is_admin", "is_owner", "is_restricted", "is_ultra_restricted", "deleted")
+
+
+def _optional_text(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, str):
+        raise EmulatorError("invalid_arguments", f"{name} must be a string")
+    return value or None
+
+
+def _optional_flag(body: dict[str, Any], name: str) -> bool | None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, bool):
+        raise EmulatorError("invalid_arguments", f"{name} must be true or false")
+    return value
+
+
 class ControlApi:
     """The `/_emulator` routes (and `/`, and permalinks) of one emulator."""
 
@@ -71,6 +89,8 @@ class ControlApi:
             web.get("/_emulator/channels", self.channels),
             web.get("/_emulator/channels/{channel}/messages", self.channel_messages),
             web.get("/_emulator/users", self.users),
+            web.post("/_emulator/users", self.join_workspace),
+            web.post("/_emulator/users/{user}", self.change_user),
             web.get("/_emulator/calls", self.calls),
             web.get("/_emulator/ephemerals", self.ephemerals),
             web.get("/_emulator/command_responses", self.command_responses),
@@ -131,6 +151,44 @@ class ControlApi:
         team_id = self.emu.config.team_id
         users = [u.to_api(team_id) for u in self.emu.workspace.users.values()]
         return web.json_response({"ok": True, "users": users})
+
+    async def join_workspace(self, request: web.Request) -> web.Response:
+        """POST {id, name, real_name?, guest?, single_channel?, channels?}: someone joins the
+        workspace (`team_join`)."""
+        try:
+            body = await _json_body(request)
+            channels = body.get("channels") or []
+            if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
+                raise EmulatorError("invalid_arguments", "channels must be a list of ids")
+            user_id = _field(body, "id")
+            await self.emu.join_workspace(
+                user_id,
+                _field(body, "name"),
+                real_name=_optional_text(body, "real_name"),
+                guest=bool(body.get("guest")),
+                single_channel=bool(body.get("single_channel")),
+                channels=channels,
+            )
+        except EmulatorError as error:
+            return _error(error)
+        return web.json_response({"ok": True, "user": self._user(user_id)})
+
+    async def change_user(self, request: web.Request) -> web.Response:
+        """POST {real_name?, is_admin?, is_owner?, is_restricted?, is_ultra_restricted?,
+        deleted?}: an admin changes the account (`user_change`)."""
+        user_id = request.match_info["user"]
+        try:
+            body = await _json_body(request)
+            flags = {name: _optional_flag(body, name) for name in USER_FLAGS}
+            await self.emu.change_user(
+                user_id, real_name=_optional_text(body, "real_name"), **flags
+            )
+        except EmulatorError as error:
+            return _error(error)
+        return web.json_response({"ok": True, "user": self._user(user_id)})
+
+    def _user(self, user_id: str) -> dict[str, Any]:
+        return self.emu.workspace.user(user_id).to_api(self.emu.config.team_id)
 
     async def calls(self, request: web.Request) -> web.Response:
         """GET every Web API call received so far."""

@@ -7,6 +7,7 @@ import copy
 import inspect
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -259,6 +260,57 @@ class SlackEmulator:
         conversation.is_ext_shared = shared
         self.playground.workspace_changed()
         return conversation
+
+    async def join_workspace(
+        self,
+        user_id: str,
+        name: str,
+        *,
+        real_name: str | None = None,
+        guest: bool = False,
+        single_channel: bool = False,
+        channels: list[str] | tuple[str, ...] = (),
+    ) -> DeliveryRecord:
+        """Someone joins the workspace (a guest if `guest`, member of `channels`): the app gets
+        `team_join` with their user object."""
+        user = self.workspace.add_user(user_id, name, real_name=real_name)
+        user.is_restricted = guest or single_channel
+        user.is_ultra_restricted = single_channel
+        self._join_quietly(user_id, channels)
+        return await self.emit_event({"type": "team_join", "user": self._user_object(user)})
+
+    async def change_user(
+        self,
+        user_id: str,
+        *,
+        real_name: str | None = None,
+        is_admin: bool | None = None,
+        is_owner: bool | None = None,
+        is_restricted: bool | None = None,
+        is_ultra_restricted: bool | None = None,
+        deleted: bool | None = None,
+    ) -> DeliveryRecord:
+        """An admin changes someone's account (made a guest or an admin, renamed, deactivated):
+        the app gets `user_change` with the whole new user object, as from Slack."""
+        user = self.workspace.user(user_id)
+        if real_name is not None:
+            user.real_name = real_name
+        if is_owner is not None:
+            user.is_owner = user.is_primary_owner = is_owner
+        if is_admin is not None:
+            user.is_admin = is_admin
+        if is_restricted is not None:
+            user.is_restricted = is_restricted
+        if is_ultra_restricted is not None:
+            user.is_ultra_restricted = is_ultra_restricted
+        if deleted is not None:
+            user.deleted = deleted
+        user.updated = int(time.time())
+        self.playground.workspace_changed()
+        return await self.emit_event({"type": "user_change", "user": self._user_object(user)})
+
+    def _user_object(self, user: User) -> dict[str, Any]:
+        return user.to_api(self.config.team_id)
 
     def _join_quietly(self, user_id: str, channels: list[str] | tuple[str, ...]) -> None:
         for channel_id in channels:

@@ -103,6 +103,8 @@ class Channel:
     created: int = field(default_factory=lambda: int(time.time()))
     is_ext_shared: bool = False
     """Shared with another organisation (Slack Connect)."""
+    connected_team_ids: list[str] = field(default_factory=list)
+    """The other organisations it is shared with (`share_channel`), kept with the workspace."""
 
     @property
     def channel_type(self) -> str:

@@ -13,26 +13,30 @@ from handlers import (
     ignored,
     messages,
     middleware,
+    people_events,
     recall,
     uninstall,
 )
 from handlers.access_facts import AccessFacts
 from handlers.channels import ChannelTypes
 from handlers.membership import Memberships
+from handlers.people import PeopleDirectory
 from handlers.users import SlackUsers
 
 
 def register(app: AsyncApp, services: Services) -> None:
     """Attach every listener and middleware of the Slack edge to `app`."""
-    users = SlackUsers()  # one users.info cache for names, admin checks and standing
+    people = PeopleDirectory(lambda job: services.background.spawn(job, name="people-refresh"))
+    users = SlackUsers(people)  # names, admin checks and standing: the directory, else users.info
     channel_types = ChannelTypes()  # one per-workspace channel cache; channel events forget
     memberships = Memberships()
-    access = AccessFacts(channel_types, memberships, users)
+    access = AccessFacts(channel_types, memberships, users, people)
     middleware.register(app, services)
     channel_events.register(app, services, channel_types, memberships)  # before messages
+    people_events.register(app, people, channel_types)
     messages.register(app, services, access, users)
     recall.register(app, services, access, users)
-    uninstall.register(app, services)
+    uninstall.register(app, services, people.forget_team)
     feedback.register(app, services)
     backfill.register(app, services, users, channel_types)
     app_home.register(app, services, access)

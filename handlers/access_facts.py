@@ -3,7 +3,9 @@ organisation), where the answer goes (type, shared, who else reads it) and the a
 conversations. The rule itself is `app.agent.access`; this module only asks Slack.
 
 Every answer is cached per workspace for a short time (`ChannelTypes`, `Memberships`,
-`SlackUsers`), and a look-up that fails counts as the less trusted answer.
+`SlackUsers`), and a look-up that fails counts as the less trusted answer. Who a channel's
+members are comes from `conversations.members`; what they are, from the people directory
+(`PeopleDirectory`, one `users.list` read per workspace), never one `users.info` per member.
 """
 
 from __future__ import annotations
@@ -17,23 +19,32 @@ from slack_sdk.web.async_client import AsyncWebClient
 from app.agent.access import Access, Person, Venue
 from handlers.channels import ChannelTypes
 from handlers.membership import Memberships
+from handlers.people import PeopleDirectory
 from handlers.users import NAME_SECONDS, SlackUsers
 
 log = logging.getLogger("lore.access")
 
 MEMBER_PAGES = 50
 LOOKUPS_AT_ONCE = 8
+MAX_UNLISTED_LOOKUPS = 25
+"""Members the directory does not know are looked up one by one (users.info) up to this many;
+a channel with more is taken to have outsiders."""
 
 
 class AccessFacts:
     """Builds `Access` values from Slack's current answers."""
 
     def __init__(
-        self, channel_types: ChannelTypes, memberships: Memberships, users: SlackUsers
+        self,
+        channel_types: ChannelTypes,
+        memberships: Memberships,
+        users: SlackUsers,
+        people: PeopleDirectory,
     ) -> None:
         self.channel_types = channel_types
         self.users = users
         self._memberships = memberships
+        self._people = people
 
     async def for_turn(
         self,
@@ -107,6 +118,26 @@ class AccessFacts:
                 "conversations.members %s failed: %s", channel_id, error.response.get("error")
             )
             return True
+        others = [m for m in members if m != bot_user_id]
+        people = await self._people.everyone(client, team_id)
+        if people is None:
+            log.warning("no people directory for %s: %s counts as shared", team_id, channel_id)
+            return True
+        unlisted: list[str] = []
+        for member in others:
+            known = people.get(member)
+            if known is None:
+                unlisted.append(member)
+            elif known.standing.outsider and not known.deleted:
+                return True
+        if len(unlisted) > MAX_UNLISTED_LOOKUPS:
+            log.warning(
+                "%d members of %s/%s are not in the directory: counted as outsiders",
+                len(unlisted),
+                team_id,
+                channel_id,
+            )
+            return True
         gate = asyncio.Semaphore(LOOKUPS_AT_ONCE)
 
         async def outsider(user_id: str) -> bool:
@@ -114,8 +145,7 @@ class AccessFacts:
                 standing = await self.users.standing(client, team_id, user_id, max_age=NAME_SECONDS)
             return standing.outsider
 
-        others = [m for m in members if m != bot_user_id]
-        return any(await asyncio.gather(*(outsider(m) for m in others)))
+        return any(await asyncio.gather(*(outsider(m) for m in unlisted)))
 
     async def _members(self, client: AsyncWebClient, channel_id: str) -> list[str]:
         members: list[str] = []

@@ -70,6 +70,12 @@ class ChannelTypes:
         self._known.pop((team_id, channel_id), None)
         self._outsiders.pop((team_id, channel_id), None)
 
+    def forget_outsiders(self, team_id: str) -> None:
+        """Someone's standing changed (made a guest, joined): every channel's answer to "has
+        outsiders" in the workspace is looked up again."""
+        for key in [k for k in self._outsiders if k[0] == team_id]:
+            del self._outsiders[key]
+
     def _fresh(self, team_id: str, channel_id: str) -> ChannelFacts | None:
         known = self._known.get((team_id, channel_id))
         return known[0] if known and known[1] > time.monotonic() else None

@@ -6,6 +6,7 @@ The event is acknowledged at once; the deletion runs in the background pool.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
@@ -15,13 +16,19 @@ from app.services import Services
 log = logging.getLogger("lore.uninstall")
 
 
-def register(app: AsyncApp, services: Services) -> None:
+def register(
+    app: AsyncApp, services: Services, forget_cached: Callable[[str], None] | None = None
+) -> None:
+    """`forget_cached(team_id)` drops what the Slack edge keeps in memory of the workspace."""
+
     def forget(context: AsyncBoltContext, body: dict[str, Any], why: str) -> None:
         team_id = context.team_id or body.get("team_id")
         if not team_id:
             log.warning("%s without a team id; nothing deleted", why)
             return
         log.info("%s for %s: deleting its data", why, team_id)
+        if forget_cached is not None:
+            forget_cached(team_id)
         services.background.spawn(services.workspace_data.forget(team_id), name="forget")
 
     @app.event("app_uninstalled")

@@ -10,7 +10,7 @@ from tests.harness import archived_message, eventually
 async def test_edit_replaces_the_archived_text(lore: Lore, emulator: SlackEmulator) -> None:
     posted = await emulator.post_message("U0BOB", "C0GENERAL", "The launch is on the 14th.")
     archived = await archived_message(lore, "T0LORE", "C0GENERAL", posted["ts"])
-    assert archived.user_name == "Bob Brown"  # from users.info: events carry only the user id
+    assert archived.user_name == "Bob Brown"  # from the people directory (events carry only ids)
     await emulator.edit_message("C0GENERAL", posted["ts"], "The launch moved to the 21st.")
 
     async def edited() -> bool:

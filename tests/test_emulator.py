@@ -824,3 +824,65 @@ async def test_press_button_posts_signed_block_actions(
     assert form["actions"][0]["action_id"] == "recall_more"
     assert form["actions"][0]["value"] == "v1"
     assert form["response_url"] == command["response_url"]
+
+
+async def test_users_list_pages_the_workspace_people_not_other_organisations(
+    emu: SlackEmulator, client: AsyncWebClient
+):
+    for n in range(26):
+        emu.add_user(f"U1{n:03d}", f"person{n}")
+    emu.add_channel("C0PARTNER", "partner", members=["U0BOB"])
+    emu.add_guest("U0GUEST", "gina", ["C0PARTNER"], single_channel=True)
+    emu.add_external_user("U0EXT", "ext", "T0OTHER", ["C0PARTNER"])
+    pages: list[list[dict[str, Any]]] = []
+    cursor = None
+    while True:
+        page = await client.users_list(limit=10, cursor=cursor)
+        pages.append(page["members"])
+        cursor = page["response_metadata"]["next_cursor"]
+        if not cursor:
+            break
+    listed = {user["id"]: user for page in pages for user in page}
+    assert [len(p) for p in pages] == [10, 10, 10, 1]  # 26, the 3 of the demo, the bot, the guest
+    assert len(listed) == 31 and {"U0ALICE", BOT, "U1025"} <= set(listed)
+    guest = listed["U0GUEST"]
+    assert (guest["is_restricted"], guest["is_ultra_restricted"]) == (True, True)
+    assert guest["team_id"] == emu.config.team_id
+    # as in Slack, someone of another organisation is not listed; users.info still answers
+    assert "U0EXT" not in listed
+    assert (await client.users_info(user="U0EXT"))["user"]["team_id"] == "T0OTHER"
+
+
+async def test_people_joining_and_changing_reach_the_app_as_events(
+    emu: SlackEmulator, client: AsyncWebClient, receiver: Receiver
+):
+    await emu.join_workspace("U0NINA", "nina", real_name="Nina Novak", channels=["C0GENERAL"])
+    await emu.change_user("U0BOB", is_restricted=True)
+    await emu.change_user("U0CAROL", is_admin=False, real_name="Carol C.")
+    await emu.drain()
+    joined, bob, carol = receiver.events[-3:]
+    assert joined["type"] == "team_join" and joined["user"]["real_name"] == "Nina Novak"
+    assert joined["user"]["team_id"] == emu.config.team_id
+    assert "U0NINA" in emu.workspace.channel("C0GENERAL").members
+    assert bob["type"] == "user_change" and bob["user"]["is_restricted"] is True
+    assert carol["user"]["is_admin"] is False and carol["user"]["real_name"] == "Carol C."
+    assert (await client.users_info(user="U0BOB"))["user"]["is_restricted"] is True
+    listed = {u["id"]: u for u in (await client.users_list())["members"]}
+    assert listed["U0NINA"]["real_name"] == "Nina Novak"
+
+    # the same over the control API, for curl and the playground
+    async with aiohttp.ClientSession() as http:
+        made_guest = await http.post(
+            f"{emu.url}/_emulator/users",
+            json={"id": "U0GIL", "name": "gil", "guest": True, "channels": ["C0RANDOM"]},
+        )
+        assert (await made_guest.json())["user"]["is_restricted"] is True
+        promoted = await http.post(f"{emu.url}/_emulator/users/U0BOB", json={"is_admin": True})
+        assert (await promoted.json())["user"]["is_admin"] is True
+        bad = await http.post(f"{emu.url}/_emulator/users/U0BOB", json={"is_admin": "yes"})
+        assert bad.status == 400 and (await bad.json())["error"] == "invalid_arguments"
+        missing = await http.post(f"{emu.url}/_emulator/users/U0NOBODY", json={"deleted": True})
+        assert missing.status == 404
+    await emu.drain()
+    assert [e["type"] for e in receiver.events[-2:]] == ["team_join", "user_change"]
+    assert receiver.events[-1]["user"]["is_admin"] is True

@@ -314,3 +314,31 @@ async def test_recall_answers_arrive_on_the_stream_and_more_results_works(
         press["command_id"] = "unknown"
         async with session.post(emulator.url + "/_emulator/actions", json=press) as response:
             assert response.status == 404
+
+
+async def test_guests_other_organisations_and_sharing_are_saved_too(tmp_path: Path) -> None:
+    path = tmp_path / "emulator.json"
+    first = SlackEmulator(EmulatorConfig(events_url=None))
+    first.playground.keep_state_in(path)
+    async with first:
+        first.add_channel("C0PARTNER", "partner", members=["U0BOB"])
+        first.add_guest("U0GUEST", "gina", ["C0PARTNER"], single_channel=True)
+        first.add_external_user("U0EXT", "ext", "T0OTHER", ["C0PARTNER"])
+        await first.playground.save()
+        # each of these alone is a change worth keeping
+        await first.share_channel("C0PARTNER", "T0OTHER")
+        await first.share_channel("C0PARTNER", "T0THIRD")
+        await first.change_user("U0BOB", is_admin=True)
+    second = SlackEmulator(EmulatorConfig(events_url=None))
+    assert second.playground.keep_state_in(path) is True
+    async with second:
+        guest = second.workspace.user("U0GUEST")
+        assert (guest.is_restricted, guest.is_ultra_restricted) == (True, True)
+        assert second.workspace.user("U0EXT").home_team_id == "T0OTHER"
+        assert second.workspace.user("U0BOB").is_admin is True
+        partner = second.workspace.channel("C0PARTNER")
+        assert partner.is_ext_shared and partner.connected_team_ids == ["T0OTHER", "T0THIRD"]
+        await second.unshare_channel("C0PARTNER", "T0OTHER")
+        assert partner.is_ext_shared  # still shared with the third organisation
+        await second.unshare_channel("C0PARTNER", "T0THIRD")
+        assert not partner.is_ext_shared

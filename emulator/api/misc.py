@@ -40,8 +40,11 @@ def users_info(ctx: ApiContext, args: Args) -> dict[str, Any]:
 
 
 def users_list(ctx: ApiContext, args: Args) -> dict[str, Any]:
-    """users.list"""
-    users = [u.to_api(ctx.config.team_id) for u in ctx.workspace.users.values()]
+    """users.list: the workspace's own people (guests, bots and deactivated accounts included),
+    `limit` (at most 1000) a page. As in Slack, members of another organisation met in a shared
+    channel are not listed; users.info answers for them."""
+    team_id = ctx.config.team_id
+    users = [u.to_api(team_id) for u in ctx.workspace.users.values() if not u.home_team_id]
     page, next_cursor = paginate(users, args, 1000)
     return {
         "ok": True,

@@ -1,6 +1,7 @@
 """The workspace's users, channels and messages as a JSON file, so a local run keeps them.
 
-What is kept: users, conversations (with members, topic, purpose) and every message. What is not:
+What is kept: users (with their roles, guest flags and home organisation), conversations (with
+members, topic, purpose, and the organisations they are shared with) and every message. What is not:
 ephemeral messages, assistant statuses and App Home views, which Slack does not keep either.
 """
 
