@@ -215,5 +215,6 @@ async def test_uninstalling_forgets_the_workspace_people_too(
         return await lore.stores.archive.count(TEAM) == 0
 
     await eventually(forgotten)
+    await lore.services.background.drain()  # the forgetting has ended: work is taken again
     await ask(emulator, "U0BOB", "C0RANDOM", f"{BOT} Falcon budget")
     assert len(calls(emulator, "users.list")) == 2  # read afresh
