@@ -1,0 +1,197 @@
+"""Slack's size limits: the emulator refuses what Slack refuses, with Slack's errors, and Lore's
+longest outputs (answers streamed or posted, many sources, /recall pages, the App Home and its
+modals) stay within them, split or cut with a way to the rest, never silently dropped."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from app.main import Lore
+from emulator import SlackEmulator
+from handlers.feedback_blocks import ACTION_ID as FEEDBACK_ACTION
+from tests.fake_anthropic import FakeAnthropic, reply, text
+
+BOT = "<@U0LORE>"
+
+
+def client_of(emulator: SlackEmulator) -> AsyncWebClient:
+    return AsyncWebClient(token=emulator.config.bot_token, base_url=emulator.api_url)
+
+
+def section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text}}
+
+
+async def refused(call: Any) -> dict[str, Any]:
+    with pytest.raises(SlackApiError) as raised:
+        await call
+    return dict(raised.value.response.data)
+
+
+# The emulator: Slack's limits and errors
+
+
+async def test_message_text_over_40000_characters_is_msg_too_long(
+    emulator: SlackEmulator,
+) -> None:
+    client = client_of(emulator)
+    at_limit = await client.chat_postMessage(channel="C0GENERAL", text="a" * 40_000)
+    assert at_limit["ok"]
+    answer = await refused(client.chat_postMessage(channel="C0GENERAL", text="a" * 40_001))
+    assert answer["error"] == "msg_too_long"
+    answer = await refused(
+        client.chat_update(channel="C0GENERAL", ts=at_limit["ts"], text="b" * 40_001)
+    )
+    assert answer["error"] == "msg_too_long"
+    assert [r["method"] for r in emulator.limit_refusals] == ["chat.postMessage", "chat.update"]
+
+
+async def test_blocks_over_their_limits_are_invalid_blocks(emulator: SlackEmulator) -> None:
+    client = client_of(emulator)
+    ok = await client.chat_postMessage(
+        channel="C0GENERAL", text="x", blocks=[section("s" * 3000)] * 50
+    )
+    assert ok["ok"]
+    too_long = await refused(
+        client.chat_postMessage(channel="C0GENERAL", text="x", blocks=[section("s" * 3001)])
+    )
+    assert too_long["error"] == "invalid_blocks"
+    assert too_long["response_metadata"]["messages"] == [
+        "[ERROR] must be less than 3001 characters [json-pointer:/blocks/0/text/text]"
+    ]
+    too_many = await refused(
+        client.chat_postMessage(channel="C0GENERAL", text="x", blocks=[section("s")] * 51)
+    )
+    assert too_many["error"] == "invalid_blocks"
+    assert "no more than 50 items allowed [json-pointer:/blocks]" in str(too_many)
+    ephemeral = await refused(
+        client.chat_postEphemeral(
+            channel="C0GENERAL", user="U0ALICE", text="x", blocks=[section("s")] * 51
+        )
+    )
+    assert ephemeral["error"] == "invalid_blocks"
+
+
+async def test_views_over_100_blocks_are_invalid_arguments(emulator: SlackEmulator) -> None:
+    client = client_of(emulator)
+    home = {"type": "home", "blocks": [section("s")] * 100}
+    assert (await client.views_publish(user_id="U0ALICE", view=home))["ok"]
+    answer = await refused(
+        client.views_publish(user_id="U0ALICE", view={**home, "blocks": [section("s")] * 101})
+    )
+    assert answer["error"] == "invalid_arguments"
+    assert "no more than 100 items allowed [json-pointer:/view/blocks]" in str(answer)
+    long_section = {**home, "blocks": [section("s" * 3001)]}
+    answer = await refused(client.views_publish(user_id="U0ALICE", view=long_section))
+    assert answer["error"] == "invalid_arguments"
+
+
+async def test_stream_calls_over_12000_characters_are_msg_too_long(
+    emulator: SlackEmulator,
+) -> None:
+    client = client_of(emulator)
+    parent = await emulator.post_message("U0ALICE", "C0GENERAL", "a long one please")
+    args = {"recipient_team_id": "T0LORE", "recipient_user_id": "U0ALICE"}
+    too_long = await refused(
+        client.chat_startStream(
+            channel="C0GENERAL", thread_ts=parent["ts"], markdown_text="m" * 12_001, **args
+        )
+    )
+    assert too_long["error"] == "msg_too_long"
+    started = await client.chat_startStream(
+        channel="C0GENERAL", thread_ts=parent["ts"], markdown_text="m" * 12_000, **args
+    )
+    for _ in range(2):
+        await client.chat_appendStream(
+            channel="C0GENERAL", ts=started["ts"], markdown_text="m" * 12_000
+        )
+    answer = await refused(
+        client.chat_appendStream(channel="C0GENERAL", ts=started["ts"], markdown_text="m" * 12_001)
+    )
+    assert answer["error"] == "msg_too_long"
+    # 36,000 so far: a message never grows past 40,000 characters either
+    answer = await refused(
+        client.chat_appendStream(channel="C0GENERAL", ts=started["ts"], markdown_text="m" * 4_001)
+    )
+    assert answer["error"] == "msg_too_long"
+    stopped = await client.chat_stopStream(
+        channel="C0GENERAL", ts=started["ts"], markdown_text="m" * 4_000
+    )
+    assert len(stopped["message"]["text"]) == 40_000
+
+
+# Lore: long answers
+
+
+def long_answer(paragraphs: int, words: int = 120) -> str:
+    """Paragraphs of numbered words, so any lost or doubled piece shows."""
+    return "\n\n".join(" ".join(f"p{p}w{w}" for w in range(words)) for p in range(paragraphs))
+
+
+async def whole_reply(emulator: SlackEmulator, channel: str, thread_ts: str) -> list[dict]:
+    """Lore's finished reply: every bot message of the thread, once the last (the one with
+    the feedback buttons) is there."""
+
+    def finished() -> list[dict[str, Any]] | None:
+        replies = emulator.bot_replies(channel, thread_ts)
+        last_blocks = json.dumps(replies[-1].get("blocks") or []) if replies else ""
+        return replies if FEEDBACK_ACTION in last_blocks else None
+
+    found: list[dict[str, Any]] = await emulator.wait_for(finished, 60, description="reply")
+    return found
+
+
+def shown_text(message: dict[str, Any]) -> str:
+    """What a message shows: its blocks' section texts where it has those, else its text."""
+    sections = [
+        b["text"]["text"] for b in message.get("blocks") or [] if b.get("type") == "section"
+    ]
+    return "".join(sections) if sections else str(message.get("text", ""))
+
+
+async def test_a_streamed_answer_over_100000_characters_goes_on_in_more_messages(
+    lore: Lore, emulator: SlackEmulator, fake_llm: FakeAnthropic
+) -> None:
+    answer = long_answer(130)
+    assert len(answer) > 100_000
+    fake_llm.script(reply(text(answer)))
+    asked = await emulator.post_message("U0ALICE", "C0GENERAL", f"{BOT} tell me everything")
+
+    replies = await whole_reply(emulator, "C0GENERAL", asked["ts"])
+
+    assert emulator.limit_refusals == []
+    assert 3 <= len(replies) <= 4
+    assert all(len(r["text"]) <= 40_000 for r in replies)
+    assert "".join(r["text"] for r in replies) == answer
+    streamed = [
+        args for method, args in emulator.calls if method.startswith("chat.") and "Stream" in method
+    ]
+    assert all(len(str(args.get("markdown_text") or "")) <= 12_000 for args in streamed)
+    assert sum(method == "chat.startStream" for method, _ in emulator.calls) == len(replies)
+    # the buttons once, under the last part
+    with_buttons = [FEEDBACK_ACTION in json.dumps(r.get("blocks") or []) for r in replies]
+    assert with_buttons == [False] * (len(replies) - 1) + [True]
+
+
+async def test_a_posted_answer_over_40000_characters_goes_on_in_more_messages(
+    lore: Lore, emulator: SlackEmulator, fake_llm: FakeAnthropic
+) -> None:
+    emulator.fail_method("chat.startStream", "not_allowed_token_type", times=1)
+    answer = long_answer(60)
+    assert len(answer) > 40_000
+    fake_llm.script(reply(text(answer)))
+    asked = await emulator.post_message("U0ALICE", "C0GENERAL", f"{BOT} tell me everything")
+
+    replies = await whole_reply(emulator, "C0GENERAL", asked["ts"])
+
+    assert emulator.limit_refusals == []
+    assert not any(method == "chat.appendStream" for method, _ in emulator.calls)
+    assert len(replies) >= 4
+    assert "".join(shown_text(r) for r in replies) == answer
+    assert "".join(r["text"] for r in replies) == answer
+    assert all(len(b) <= 50 for b in (r.get("blocks") or [] for r in replies))
