@@ -5,6 +5,7 @@ modals) stay within them, split or cut with a way to the rest, never silently dr
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -14,7 +15,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from app.main import Lore
 from emulator import SlackEmulator
 from handlers.feedback_blocks import ACTION_ID as FEEDBACK_ACTION
-from tests.fake_anthropic import FakeAnthropic, reply, text
+from tests.fake_anthropic import FakeAnthropic, reply, text, tool_use
+from tests.harness import archived
 
 BOT = "<@U0LORE>"
 
@@ -195,3 +197,114 @@ async def test_a_posted_answer_over_40000_characters_goes_on_in_more_messages(
     assert "".join(shown_text(r) for r in replies) == answer
     assert "".join(r["text"] for r in replies) == answer
     assert all(len(b) <= 50 for b in (r.get("blocks") or [] for r in replies))
+
+
+@pytest.mark.parametrize("streamed", [True, False], ids=["streamed", "posted"])
+async def test_many_sources_under_a_long_answer_all_arrive(
+    lore: Lore, emulator: SlackEmulator, fake_llm: FakeAnthropic, streamed: bool
+) -> None:
+    said = []
+    for channel in ("C0GENERAL", "C0RANDOM"):
+        for n in range(20):
+            said.append(
+                await emulator.post_message(
+                    "U0CAROL", channel, f"Release train note {n}: the kestrel build {n} shipped."
+                )
+            )
+    await archived(lore, "T0LORE", len(said))
+    if not streamed:
+        emulator.fail_method("chat.startStream", "not_allowed_token_type", times=1)
+    answer = long_answer(44)  # about 38,000 characters: the sources overflow one message
+    fake_llm.script(
+        reply(
+            tool_use(
+                "search_conversations",
+                {"query": "kestrel build", "channel": "C0GENERAL", "limit": 20},
+            ),
+            tool_use(
+                "search_conversations",
+                {"query": "kestrel build", "channel": "C0RANDOM", "limit": 20},
+            ),
+        ),
+        reply(text(answer, citations=list(range(40)))),
+    )
+    asked = await emulator.post_message("U0ALICE", "C0GENERAL", f"{BOT} every kestrel build?")
+
+    replies = await whole_reply(emulator, "C0GENERAL", asked["ts"])
+
+    assert emulator.limit_refusals == []
+    assert len(replies) >= 2
+    assert all(len(r["text"]) <= 40_000 for r in replies)
+    shown = "".join(shown_text(r) for r in replies)
+    assert shown.startswith(answer)
+    assert "*Sources*" in shown
+    assert {m["permalink"] for m in said} <= set(re.findall(r"https?://[^)|>\s]+", shown))
+
+
+# Lore: /recall
+
+
+async def test_recall_with_a_long_answer_and_long_matches_stays_within_a_message(
+    lore: Lore, emulator: SlackEmulator, fake_llm: FakeAnthropic
+) -> None:
+    posted = [
+        await emulator.post_message(
+            "U0BOB", "C0GENERAL", f"Kestrel runbook part {n}: " + "restart the kestrel pods. " * 400
+        )
+        for n in range(7)
+    ]
+    await archived(lore, "T0LORE", len(posted))
+    answer = long_answer(10, words=150)  # about 10,000 characters: four sections
+    fake_llm.script(reply(text(answer)))
+    question = "how do I restart the kestrel pods " + "and then what " * 150
+    ack = await emulator.send_command("U0ALICE", "C0GENERAL", "/recall", question)
+
+    first = await recall_answer(emulator, 1)
+
+    assert emulator.limit_refusals == []
+    blocks = first["blocks"]
+    assert len(blocks) <= 50
+    sections = [b["text"]["text"] for b in blocks if b["type"] == "section"]
+    assert "".join(sections).startswith("*Answer:* " + answer)
+    # each match is cut to a snippet, with a link to the whole message
+    links = [b["accessory"]["url"] for b in blocks if "accessory" in b]
+    assert len(links) == 5 and set(links) <= {m["permalink"] for m in posted}
+    more = next(b for b in blocks if b["type"] == "actions")["elements"][0]
+    assert (
+        await emulator.press_button("U0ALICE", ack["response_url"], "recall_more", more["value"])
+        == 200
+    )
+    second = await recall_answer(emulator, 2)
+    assert emulator.limit_refusals == []
+    assert len([b for b in second["blocks"] if "accessory" in b]) == 2
+
+
+async def test_recall_answer_too_long_for_a_message_is_cut_and_says_so(
+    lore: Lore, emulator: SlackEmulator, fake_llm: FakeAnthropic
+) -> None:
+    posted = await emulator.post_message("U0BOB", "C0GENERAL", "The kestrel pods restart nightly.")
+    await archived(lore, "T0LORE", 1)
+    answer = long_answer(60)  # over 50,000 characters
+    fake_llm.script(reply(text(answer)))
+    await emulator.send_command("U0ALICE", "C0GENERAL", "/recall", "kestrel restart")
+
+    first = await recall_answer(emulator, 1)
+
+    assert emulator.limit_refusals == []
+    sections = [b["text"]["text"] for b in first["blocks"] if b["type"] == "section"]
+    shown = "".join(sections)
+    assert len(first["blocks"]) <= 50 and len(first["text"]) <= 40_000
+    assert shown.startswith("*Answer:* " + answer[:25_000])
+    assert "ask Lore in a thread or a DM for all of it" in shown
+    assert posted["permalink"] in json.dumps(first["blocks"])
+
+
+async def recall_answer(emulator: SlackEmulator, count: int) -> dict[str, Any]:
+    """The `count`-th answer /recall sent to its response_url."""
+
+    def arrived() -> dict[str, Any] | None:
+        answers = [r for r in emulator.command_responses if r["via"] == "response_url"]
+        return answers[count - 1] if len(answers) >= count else None
+
+    found: dict[str, Any] = await emulator.wait_for(arrived, 30, description="recall answer")
+    return found
