@@ -9,6 +9,7 @@ can be shown in the modal), and the Home is republished after each.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable
 from typing import Any
 
@@ -75,9 +76,9 @@ def register(app: AsyncApp, services: Services, access: AccessFacts) -> None:
         await ack()
         home.spawn(context.client, *_who(body, context), include=str(_action(body).get("value")))
 
-    @app.action(SHOW_BLOCK_ACTION)
-    @app.action(SHOW_BACKFILL_ACTION)
-    @app.action(SHOW_EXCLUDED_ACTION)
+    @app.action(
+        re.compile(f"^({SHOW_BLOCK_ACTION}|{SHOW_BACKFILL_ACTION}|{SHOW_EXCLUDED_ACTION})$")
+    )
     async def on_show(ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext) -> None:
         await ack()
         await home.open_reader(context.client, *_who(body, context), body, _action(body))

@@ -6,17 +6,33 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from app.app_home import BlockHistory, HomeSnapshot
 from app.main import Lore
 from emulator import SlackEmulator
+from emulator.api.limits import check_view
+from handlers.app_home_blocks import (
+    EDIT_ACTION,
+    SHOW_BACKFILL_ACTION,
+    SHOW_BLOCK_ACTION,
+    SHOW_EXCLUDED_ACTION,
+    block_reading_modal,
+    edit_modal,
+    home_view,
+)
 from handlers.feedback_blocks import ACTION_ID as FEEDBACK_ACTION
+from memory.blocks import Block, MemoryScope
+from memory.edits import Rethink
 from tests.fake_anthropic import FakeAnthropic, reply, text, tool_use
-from tests.harness import archived
+from tests.harness import archived, lore_settings, start_lore_on
 
 BOT = "<@U0LORE>"
 
@@ -125,6 +141,24 @@ async def test_stream_calls_over_12000_characters_are_msg_too_long(
         channel="C0GENERAL", ts=started["ts"], markdown_text="m" * 4_000
     )
     assert len(stopped["message"]["text"]) == 40_000
+
+
+async def test_response_url_answers_over_the_limits_are_refused(
+    emulator: SlackEmulator,
+) -> None:
+    url = emulator.commands.payload("U0ALICE", "C0GENERAL", "/recall", "x")["response_url"]
+    async with aiohttp.ClientSession() as session:
+        async with session.post(url, json={"text": "a" * 40_001}) as response:
+            assert response.status == 400
+            assert (await response.json())["error"] == "msg_too_long"
+        many = {"text": "x", "blocks": [section("s")] * 51}
+        async with session.post(url, json=many) as response:
+            assert response.status == 400
+            assert (await response.json())["error"] == "invalid_blocks"
+        async with session.post(url, json={"text": "x", "blocks": [section("s")] * 50}) as response:
+            assert response.status == 200
+    assert [r["method"] for r in emulator.limit_refusals] == ["response_url", "response_url"]
+    assert len(emulator.command_responses) == 1
 
 
 # Lore: long answers
@@ -308,3 +342,117 @@ async def recall_answer(emulator: SlackEmulator, count: int) -> dict[str, Any]:
 
     found: dict[str, Any] = await emulator.wait_for(arrived, 30, description="recall answer")
     return found
+
+
+# Lore: the App Home and its modals
+
+
+def block_text(n: int) -> str:
+    """`n` characters of numbered lines."""
+    lines, size = [], 0
+    while size < n:
+        line = f"fact {len(lines)}: " + "the kestrel service restarts nightly " * 2
+        lines.append(line)
+        size += len(line) + 1
+    return "\n".join(lines)[:n]
+
+
+async def latest_modal(emulator: SlackEmulator, user: str, count: int) -> dict[str, Any]:
+    def opened() -> dict[str, Any] | None:
+        modals = emulator.view_interactions.modals(user)
+        return modals[-1] if len(modals) >= count else None
+
+    found: dict[str, Any] = await emulator.wait_for(opened, 30, description="a modal")
+    return found
+
+
+def view_sections(view: dict[str, Any]) -> str:
+    return "".join(
+        b["text"]["text"] for b in view["blocks"] if "text" in b and b["type"] == "section"
+    )
+
+
+async def test_app_home_at_its_limits_shows_what_fits_and_the_rest_on_request(
+    emulator: SlackEmulator, tmp_path: Path
+) -> None:
+    lore = await start_lore_on(
+        emulator, lore_settings(tmp_path, None, lore_memory_block_limit=45_000)
+    )
+    try:
+        org_text, persona_text = block_text(45_000), block_text(44_000)
+        blocks = lore.stores.blocks
+        await blocks.edit("T0LORE", "org", Rethink(org_text), scope=MemoryScope.everything())
+        await blocks.edit(
+            "T0LORE", "persona", Rethink(persona_text), scope=MemoryScope.everything()
+        )
+        state = lore.services.backfill.state
+        channels = [f"C9{n:07d}" for n in range(120)]
+        for n, channel in enumerate(channels):
+            emulator.add_channel(channel, f"kestrel-{n}")
+            await state.request("T0LORE", channel)
+            await state.pause("T0LORE", channel, error="ratelimited " * 20)
+        excluded = [f"C8{n:07d}" for n in range(700)]
+        for channel in excluded:
+            await lore.stores.exclusions.exclude("T0LORE", channel, "U0ALICE")
+
+        await emulator.open_app_home("U0ALICE")
+        home: dict[str, Any] = await emulator.wait_for(
+            lambda: emulator.views.get("U0ALICE"), 30, description="the Home tab"
+        )
+
+        assert emulator.limit_refusals == []
+        assert len(home["blocks"]) <= 100
+        shown = json.dumps(home["blocks"])
+        assert SHOW_BACKFILL_ACTION in shown and SHOW_EXCLUDED_ACTION in shown
+        assert org_text[:20_000] in view_sections(home)
+
+        # the whole org block, in a modal
+        await emulator.view_interactions.home_action("U0ALICE", SHOW_BLOCK_ACTION, value="org")
+        modal = await latest_modal(emulator, "U0ALICE", 1)
+        assert view_sections(modal) == org_text
+        # every backfill row and every excluded channel
+        await emulator.view_interactions.home_action("U0ALICE", SHOW_BACKFILL_ACTION, value="all")
+        rows = view_sections(await latest_modal(emulator, "U0ALICE", 2))
+        assert all(f"<#{channel}>" in rows for channel in channels)
+        await emulator.view_interactions.home_action("U0ALICE", SHOW_EXCLUDED_ACTION, value="all")
+        listed = view_sections(await latest_modal(emulator, "U0ALICE", 3))
+        assert all(f"<#{channel}>" in listed for channel in excluded)
+        # the block edit modal holds the block at its limit
+        await emulator.view_interactions.home_action("U0ALICE", EDIT_ACTION, value="org")
+        editor = await latest_modal(emulator, "U0ALICE", 4)
+        values = [
+            b["element"].get("initial_value", "") for b in editor["blocks"] if b["type"] == "input"
+        ]
+        assert len(values) >= 15 and "\n".join(v for v in values if v) == org_text
+        assert emulator.limit_refusals == []
+    finally:
+        await lore.stop()
+
+
+def test_views_stay_within_slack_limits_however_much_there_is() -> None:
+    """Pure: the Home tab with many blocks and the modals of huge blocks pass Slack's checks."""
+    now = datetime.now(UTC)
+
+    def block(label: str, size: int) -> Block:
+        return Block(
+            label=label,
+            value=block_text(size),
+            version=2,
+            char_limit=max(size, 5000),
+            created_at=now,
+            conversation_id=None,
+            user_id="U0ALICE",
+            operation="rethink",
+        )
+
+    many = [BlockHistory(block(f"b{n}", 40_000), 2, [block(f"b{n}", 10)]) for n in range(30)]
+    snapshot = HomeSnapshot(many, 1, 2, 3, 4, [], [])
+    view = home_view(snapshot, admin=True)
+    check_view(view)
+    assert "…and 18 more blocks" in json.dumps(view, ensure_ascii=False)
+    huge = block("org", 400_000)
+    modal = edit_modal(huge)
+    check_view(modal)
+    assert "too long to edit here" in json.dumps(modal)
+    check_view(block_reading_modal(huge))
+    check_view(edit_modal(block("org", 290_000)))
