@@ -31,7 +31,7 @@ from handlers.app_home_blocks import (
 from handlers.feedback_blocks import ACTION_ID as FEEDBACK_ACTION
 from memory.blocks import Block, MemoryScope
 from memory.edits import Rethink
-from tests.fake_anthropic import FakeAnthropic, reply, text, tool_use
+from tests.fake_anthropic import FakeAnthropic, reply, stream_error, text, tool_use
 from tests.harness import archived, lore_settings, start_lore_on
 
 BOT = "<@U0LORE>"
@@ -243,6 +243,25 @@ async def test_a_posted_answer_over_40000_characters_goes_on_in_more_messages(
     assert "".join(shown_text(r) for r in replies) == answer
     assert "".join(r["text"] for r in replies) == answer
     assert all(len(b) <= 50 for b in (r.get("blocks") or [] for r in replies))
+
+
+async def test_an_apology_after_a_full_message_still_fits(
+    lore: Lore, emulator: SlackEmulator, fake_llm: FakeAnthropic
+) -> None:
+    answer = long_answer(47)
+    answer += " x" * ((38_990 - len(answer)) // 2)  # just under what one streamed message holds
+    fake_llm.script(stream_error(partial=reply(text(answer))))
+    asked = await emulator.post_message("U0ALICE", "C0GENERAL", f"{BOT} tell me everything")
+
+    def apologised() -> list[dict[str, Any]] | None:
+        replies = emulator.bot_replies("C0GENERAL", asked["ts"])
+        return replies if replies and "Sorry" in replies[-1]["text"] else None
+
+    replies = await emulator.wait_for(apologised, 60, description="the apology")
+
+    assert emulator.limit_refusals == []
+    assert len(replies) == 1  # the apology ends the message that holds the answer
+    assert len(replies[0]["text"]) <= 40_000 and replies[0]["text"].startswith(answer)
 
 
 @pytest.mark.parametrize("streamed", [True, False], ids=["streamed", "posted"])
