@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 import aiohttp
 
 from emulator import payloads
+from emulator.api.limits import LimitError, check_message_blocks, check_message_text
 from emulator.config import EmulatorConfig
 from emulator.events import EventDelivery
 from emulator.ids import new_trigger_id
@@ -52,6 +53,8 @@ class SlashCommands:
         self.base_url = base_url
         self.responses: list[dict[str, Any]] = []
         self._issued: dict[str, dict[str, str]] = {}
+        self.limit_refusals: list[dict[str, Any]] = []
+        """Shared with the Web API's: answers refused for breaking Slack's size limits."""
 
     def payload(self, user_id: str, channel_id: str, command: str, text: str) -> dict[str, str]:
         """The form fields Slack sends for a slash command (with a fresh response_url)."""
@@ -149,6 +152,13 @@ class SlashCommands:
         """Take a POST to a response_url; `in_channel` answers become channel messages."""
         if command_id not in self._issued:
             raise EmulatorError("expired_url", command_id)
+        try:
+            check_message_text(body.get("text"))
+            check_message_blocks(body.get("blocks"))
+        except LimitError as error:
+            refusal = {"method": "response_url", "error": error.error, "messages": error.messages}
+            self.limit_refusals.append(refusal)
+            raise EmulatorError(error.error, "; ".join(error.messages)) from None
         self._record(command_id, "response_url", body)
 
     def _record(self, command_id: str, via: str, body: dict[str, Any]) -> None:

@@ -62,11 +62,14 @@ class SlackEmulator:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         context = ApiContext(cfg, self.workspace, self.notifier, lambda: self.url, self._socket_url)
         self.web_api = WebApi(context, self.faults, self.calls)
+        self.limit_refusals = self.web_api.limit_refusals
+        """Calls and response_url answers refused for breaking Slack's size limits."""
         self.oauth = OAuthServer(cfg, self.workspace)
         self.web_api.oauth = self.oauth
         self.commands = SlashCommands(
             cfg, self.workspace, self.delivery, self.socket, self.notifier, lambda: self.url
         )
+        self.commands.limit_refusals = self.limit_refusals
         self.buttons = MessageButtons(cfg, self.workspace, self.delivery, self.socket)
         self.view_interactions = ViewInteractions(cfg, self.workspace, self.delivery, self.socket)
         self.control = ControlApi(self)

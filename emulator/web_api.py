@@ -9,6 +9,7 @@ from typing import Any
 from aiohttp import web
 
 from emulator.api import METHODS, ApiContext, ApiError, Handler
+from emulator.api.limits import LimitError
 from emulator.faults import FaultInjector
 from emulator.oauth import OAuthServer
 
@@ -59,6 +60,8 @@ class WebApi:
         self.calls = calls
         self.handlers: dict[str, Handler] = dict(METHODS)
         self.oauth: OAuthServer | None = None
+        self.limit_refusals: list[dict[str, Any]] = []
+        """Every call refused for breaking one of Slack's size limits (see `api.limits`)."""
 
     def _check_token(self, method: str, token: str | None) -> None:
         config = self.context.config
@@ -101,6 +104,9 @@ class WebApi:
             result = handler(self.context, args)
         except ApiError as error:
             log.debug("web api %s -> %s", method, error.error)
+            if isinstance(error, LimitError):
+                refusal = {"method": method, "error": error.error, "messages": error.messages}
+                self.limit_refusals.append(refusal)
             result = {"ok": False, "error": error.error, **error.extra}
         return web.Response(
             text=json.dumps(result), content_type="application/json", charset="utf-8"

@@ -9,6 +9,7 @@ can be shown in the modal), and the Home is republished after each.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable
 from typing import Any
 
@@ -25,7 +26,13 @@ from handlers.app_home_blocks import (
     EXCLUDE_ACTION,
     INCLUDE_ACTION,
     REVERT_ACTION,
+    SHOW_BACKFILL_ACTION,
+    SHOW_BLOCK_ACTION,
+    SHOW_EXCLUDED_ACTION,
+    backfill_modal,
+    block_reading_modal,
     edit_modal,
+    excluded_modal,
     first_input,
     home_view,
     parse_edit,
@@ -68,6 +75,13 @@ def register(app: AsyncApp, services: Services, access: AccessFacts) -> None:
     async def on_include(ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext) -> None:
         await ack()
         home.spawn(context.client, *_who(body, context), include=str(_action(body).get("value")))
+
+    @app.action(
+        re.compile(f"^({SHOW_BLOCK_ACTION}|{SHOW_BACKFILL_ACTION}|{SHOW_EXCLUDED_ACTION})$")
+    )
+    async def on_show(ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext) -> None:
+        await ack()
+        await home.open_reader(context.client, *_who(body, context), body, _action(body))
 
     @app.view(EDIT_CALLBACK)
     async def on_edit_saved(
@@ -132,6 +146,40 @@ class _Home:
             self.spawn(
                 client, team_id, user_id, notice=f"Could not open the editor: {_describe(error)}"
             )
+
+    async def open_reader(
+        self,
+        client: AsyncWebClient | None,
+        team_id: str,
+        user_id: str,
+        body: dict[str, Any],
+        action: dict[str, Any],
+    ) -> None:
+        """Open a modal with all of what the Home tab cut: a memory block's text, every
+        backfill row or every excluded channel, as this person may see them."""
+        if client is None:
+            return
+        access = await self._access.for_home(client, team_id, user_id)
+        try:
+            if action.get("action_id") == SHOW_BLOCK_ACTION:
+                block = await self._services.app_home.block(access, str(action.get("value")))
+                view = block_reading_modal(block)
+            else:
+                snapshot = await self._services.app_home.snapshot(
+                    access, lambda channel_id: self._kind(client, access, channel_id)
+                )
+                if action.get("action_id") == SHOW_BACKFILL_ACTION:
+                    view = backfill_modal(snapshot.backfill)
+                else:
+                    view = excluded_modal(snapshot.excluded)
+            names = {
+                mentioned: await self._access.users.name(client, team_id, mentioned)
+                for mentioned in block_mentions(view)
+            }
+            await client.views_open(trigger_id=body["trigger_id"], view=quiet_blocks(view, names))
+        except (EditError, SlackApiError, KeyError) as error:
+            log.info("could not open the reader: %s", _describe(error))
+            self.spawn(client, team_id, user_id, notice=f"Could not show it: {_describe(error)}")
 
     async def save_edit(
         self, client: AsyncWebClient | None, team_id: str, user_id: str, view: dict[str, Any]

@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 from app.app_home import BlockHistory, HomeSnapshot
+from handlers import long_text
 from memory.backfill_state import ChannelBackfill
 from memory.blocks import Block
 from memory.conversations import Conversation
@@ -19,11 +20,20 @@ EXCLUDE_ACTION = "home_exclude_channel"
 INCLUDE_ACTION = "home_include_channel"
 EDIT_CALLBACK = "home_edit_modal"
 TEXT_ACTION = "text"
+SHOW_BLOCK_ACTION = "home_show_block"
+SHOW_BACKFILL_ACTION = "home_show_backfill"
+SHOW_EXCLUDED_ACTION = "home_show_excluded"
 
 SECTION_CHARS = 2900  # a section's text may hold 3000
 INPUT_CHARS = 3000  # a plain_text_input may hold 3000
 BACKFILL_LINES = 30
 EXCLUDED_SHOWN = 10
+VIEW_BLOCKS = 100  # Slack's most blocks in a Home tab or a modal
+MEMORY_BUDGET = 60  # of those, for memory blocks (the rest is at most about 30)
+MEMORY_SECTIONS = 12  # a memory block's text shown in at most this many sections
+BACKFILL_SECTIONS = 4
+EXCLUDED_SECTIONS = 3
+MODAL_INPUTS = VIEW_BLOCKS - 1  # the edit modal: its context line, then the inputs
 
 View = dict[str, Any]
 Blocks = list[dict[str, Any]]
@@ -38,17 +48,63 @@ def home_view(snapshot: HomeSnapshot, *, admin: bool, notice: str | None = None)
     blocks.append(_header("Memory"))
     if not admin:
         blocks.append(_context("Workspace admins and owners can edit these blocks."))
-    for history in snapshot.blocks:
-        blocks += memory_block(history, admin=admin)
+    shown_blocks = snapshot.blocks[: MEMORY_BUDGET // 5]
+    sections = max(1, min(MEMORY_SECTIONS, MEMORY_BUDGET // max(1, len(shown_blocks)) - 4))
+    for history in shown_blocks:
+        blocks += memory_block(history, admin=admin, sections=sections)
+    if len(snapshot.blocks) > len(shown_blocks):
+        hidden = len(snapshot.blocks) - len(shown_blocks)
+        blocks.append(_context(f"…and {hidden} more blocks: `lore memory show` lists all."))
     blocks.append(_header("Backfill"))
-    blocks.append(_mrkdwn(backfill_text(snapshot.backfill)))
+    blocks += backfill_blocks(snapshot.backfill)
     blocks.append(_header("Channels"))
     blocks += channel_controls(snapshot.excluded, admin=admin)
     return {"type": "home", "callback_id": "lore_home", "blocks": blocks}
 
 
-def memory_block(history: BlockHistory, *, admin: bool) -> Blocks:
-    """One memory block: its label and version, its text, its last change, admin controls."""
+def backfill_blocks(channels: list[ChannelBackfill]) -> Blocks:
+    """The backfill rows in sections; past BACKFILL_LINES a button shows every row."""
+    shown = [_mrkdwn(part) for part in _parts(backfill_text(channels), BACKFILL_SECTIONS)]
+    if len(channels) > BACKFILL_LINES:
+        shown.append(_show_button(SHOW_BACKFILL_ACTION, f"Show all {len(channels)} channels"))
+    return shown
+
+
+def reading_modal(title: str, text: str, *, more: str = "") -> View:
+    """A modal showing `text` (up to about 290,000 characters) in sections; past that it is cut
+    and ends with `more`, which says where the rest is."""
+    parts = long_text.split_text(text or "(empty)", SECTION_CHARS)
+    blocks: Blocks = [_mrkdwn(part) for part in parts[: VIEW_BLOCKS - 1]]
+    if len(parts) > VIEW_BLOCKS - 1:
+        blocks.append(_context(more or "…the rest is cut."))
+    return {
+        "type": "modal",
+        "title": _plain(_cut(title, 24)),
+        "close": _plain("Close"),
+        "blocks": blocks,
+    }
+
+
+def block_reading_modal(block: Block) -> View:
+    """A memory block's whole text, for anyone who may see it on the Home tab."""
+    return reading_modal(
+        block.label, block.value, more="…the rest: `lore memory show` prints all of it."
+    )
+
+
+def backfill_modal(channels: list[ChannelBackfill]) -> View:
+    """Every backfill row."""
+    return reading_modal("Backfill", backfill_text(channels, lines=len(channels)))
+
+
+def excluded_modal(excluded: list[str]) -> View:
+    """Every channel excluded from the archive."""
+    return reading_modal("Not archived", "\n".join(f"<#{c}>" for c in excluded))
+
+
+def memory_block(history: BlockHistory, *, admin: bool, sections: int = MEMORY_SECTIONS) -> Blocks:
+    """One memory block: its label and version, its text (past `sections` sections, a button
+    shows all of it), its last change, admin controls."""
     block = history.block
     title: dict[str, Any] = {
         **_mrkdwn(f"*{block.label}* · version {block.version} of {history.versions}"),
@@ -62,10 +118,13 @@ def memory_block(history: BlockHistory, *, admin: bool) -> Blocks:
             "value": block.label,
         }
     shown: Blocks = [title]
-    shown += [
-        {"type": "section", "text": _plain(part)}
-        for part in _chunks(block.value or "(empty)", SECTION_CHARS)
-    ]
+    parts = _chunks(block.value or "(empty)", SECTION_CHARS)
+    shown += [{"type": "section", "text": _plain(part)} for part in parts[:sections]]
+    if len(parts) > sections:
+        rest = len(block.value) - sections * SECTION_CHARS
+        shown.append(
+            _show_button(SHOW_BLOCK_ACTION, f"Show all ({rest} more characters)", value=block.label)
+        )
     shown.append(_context(last_change(block, history.thread)))
     if admin and history.earlier:
         shown.append(
@@ -120,19 +179,19 @@ def parse_revert(value: str) -> tuple[str, int, int] | None:
         return None
 
 
-def backfill_text(channels: list[ChannelBackfill]) -> str:
-    """One line per channel: status, messages read, last error."""
+def backfill_text(channels: list[ChannelBackfill], *, lines: int = BACKFILL_LINES) -> str:
+    """One line per channel (the first `lines` of them): status, messages read, last error."""
     if not channels:
         return "No channel has been backfilled yet."
-    lines = []
-    for channel in channels[:BACKFILL_LINES]:
+    shown = []
+    for channel in channels[:lines]:
         line = f"<#{channel.channel_id}> · {channel.status} · {channel.messages} messages"
         if channel.last_error:
             line += f" · last error: {_cut(channel.last_error, 120)}"
-        lines.append(line)
-    if len(channels) > BACKFILL_LINES:
-        lines.append(f"…and {len(channels) - BACKFILL_LINES} more channels")
-    return _cut("\n".join(lines), SECTION_CHARS)
+        shown.append(line)
+    if len(channels) > lines:
+        shown.append(f"…and {len(channels) - lines} more channels")
+    return "\n".join(shown)
 
 
 def channel_controls(excluded: list[str], *, admin: bool) -> Blocks:
@@ -140,7 +199,10 @@ def channel_controls(excluded: list[str], *, admin: bool) -> Blocks:
     shown: Blocks = []
     if excluded:
         names = ", ".join(f"<#{c}>" for c in excluded)
-        shown.append(_mrkdwn(f"Not archived: {names}"))
+        parts = long_text.split_text(f"Not archived: {names}", SECTION_CHARS)
+        shown += [_mrkdwn(part) for part in parts[:EXCLUDED_SECTIONS]]
+        if len(parts) > EXCLUDED_SECTIONS:
+            shown.append(_show_button(SHOW_EXCLUDED_ACTION, f"Show all {len(excluded)} channels"))
     else:
         shown.append(_mrkdwn("Every channel Lore is in is archived."))
     if not admin:
@@ -183,8 +245,16 @@ def channel_controls(excluded: list[str], *, admin: bool) -> Blocks:
 
 
 def edit_modal(block: Block) -> View:
-    """A modal with the block's text, in parts of at most 3000 characters (Slack's input limit)."""
-    parts, joins = split_text(block.value, max(block.char_limit, len(block.value)))
+    """A modal with the block's text, in parts of at most 3000 characters (Slack's input limit);
+    a block too long for a modal's 99 inputs is shown to read, with where to edit it."""
+    room = MODAL_INPUTS * INPUT_CHARS
+    parts, joins = split_text(block.value, min(room, max(block.char_limit, len(block.value))))
+    if len(parts) > MODAL_INPUTS:
+        return reading_modal(
+            f"Edit {block.label}",
+            f"This block is too long to edit here ({len(block.value)} characters in "
+            f"{len(parts)} parts, {MODAL_INPUTS} at most): use `lore memory edit`.",
+        )
     inputs: Blocks = [
         {
             "type": "input",
@@ -265,6 +335,23 @@ def split_text(value: str, limit: int) -> tuple[list[str], list[str]]:
         parts.append("")
         joins.append("\n")
     return parts, joins
+
+
+def _parts(text: str, most: int) -> list[str]:
+    """text in sections, the last of `most` ending with "…" when more was cut."""
+    parts = long_text.split_text(text, SECTION_CHARS)
+    if len(parts) > most:
+        parts = [*parts[: most - 1], parts[most - 1] + "…"]
+    return parts
+
+
+def _show_button(action_id: str, label: str, value: str = "all") -> dict[str, Any]:
+    return {
+        "type": "actions",
+        "elements": [
+            {"type": "button", "action_id": action_id, "text": _plain(label), "value": value}
+        ],
+    }
 
 
 def _chunks(text: str, size: int) -> list[str]:

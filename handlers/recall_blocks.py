@@ -8,9 +8,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app.recall import RecallPage
+from handlers.long_text import SECTION_TEXT, split_text
 from handlers.quiet_text import mentioned_users, quiet
 
 SNIPPET_CHARS = 300
+QUESTION_CHARS = 200  # the question as echoed back
+ANSWER_SECTIONS = 10  # with a page of matches and the controls, within a message's 50 blocks
+ANSWER_CUT = "… _(the answer goes on: ask Lore in a thread or a DM for all of it)_"
 USAGE = (
     "*Usage:* `/recall your question` — searches every conversation you can see and shows the "
     "best matching messages, only to you. Example: `/recall who owns the deploy pipeline?`"
@@ -40,12 +44,12 @@ def recall_blocks(
     """The ephemeral answer to one `/recall` page; mentions become `names` (see `quiet`)."""
     blocks: list[dict[str, Any]] = []
     if page.answer:
-        blocks.append(_section(f"*Answer:* {_quiet(page, page.answer, names)}"))
+        blocks += answer_sections(f"*Answer:* {_quiet(page, page.answer, names)}")
         blocks.append({"type": "divider"})
     if not page.hits:
         blocks.append(
             _section(
-                f"No messages match “{page.question}”"
+                f"No messages match “{_cut(page.question, QUESTION_CHARS)}”"
                 + (" beyond these." if page.offset else ". Try other words, or a longer question.")
             )
         )
@@ -96,11 +100,21 @@ def recall_blocks(
     return blocks
 
 
+def answer_sections(text: str) -> list[dict[str, Any]]:
+    """The answer in sections of at most 3,000 characters; past ANSWER_SECTIONS it is cut and
+    says where to read all of it."""
+    parts = split_text(text, SECTION_TEXT - len(ANSWER_CUT))
+    if len(parts) > ANSWER_SECTIONS:
+        parts = [*parts[: ANSWER_SECTIONS - 1], parts[ANSWER_SECTIONS - 1] + ANSWER_CUT]
+    return [_section(part) for part in parts]
+
+
 def recall_text(page: RecallPage, names: Mapping[str, str | None] | None = None) -> str:
     """The notification text of a `/recall` answer."""
     if page.answer:
-        return _quiet(page, page.answer, names)
-    return f"{len(page.hits)} messages match “{page.question}”" if page.hits else "No matches"
+        return _cut(_quiet(page, page.answer, names), SECTION_TEXT)
+    question = _cut(page.question, QUESTION_CHARS)
+    return f"{len(page.hits)} messages match “{question}”" if page.hits else "No matches"
 
 
 def more_value(question: str, offset: int) -> str:
@@ -126,4 +140,8 @@ def _quiet(page: RecallPage, text: str, names: Mapping[str, str | None] | None) 
 
 
 def _section(text: str) -> dict[str, Any]:
-    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:3000]}}
+    return {"type": "section", "text": {"type": "mrkdwn", "text": text[:SECTION_TEXT]}}
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -13,6 +13,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from app.agent.ports import PostedReply, Source, ThreadMessage
 from handlers.feedback_blocks import feedback_block, with_feedback
+from handlers.long_text import MESSAGE_TEXT, STREAM_CALL_TEXT, split_text
 from handlers.permalinks import permalink
 from handlers.quiet_text import HeldTail, mentioned_users, quiet
 
@@ -24,6 +25,12 @@ Names = Callable[[str], Awaitable[str | None]]
 HISTORY_PAGES = 5
 UPDATE_INTERVAL = 1.0
 STREAM_BUFFER = 120
+STREAM_PIECE = STREAM_CALL_TEXT - 2 * STREAM_BUFFER
+"""Text handed to one append: with what the stream still holds, within one call's limit."""
+STREAMED_MESSAGE = MESSAGE_TEXT - 1_000
+"""A streamed message goes on in a new one past this (room left for a closing apology)."""
+POSTED_MESSAGE = 12_000
+"""A posted reply's text per message: its blocks stay within Slack's total for blocks."""
 
 
 class SlackThread:
@@ -128,6 +135,8 @@ class SlackReply:
         self._streaming = True
         self._posted_ts: str | None = None
         self._last_update = 0.0
+        self._streamed_chars = 0
+        self._message_start = 0
 
     async def append(self, text: str) -> None:
         await self._emit(self._tail.push(text))
@@ -140,8 +149,7 @@ class SlackReply:
         self._text += text
         if self._streaming:
             try:
-                stream = await self._open_stream()
-                await stream.append(markdown_text=text)
+                await self._stream_text(text)
                 return
             except SlackApiError as error:
                 self._give_up_streaming(error)
@@ -155,13 +163,14 @@ class SlackReply:
         if self._streaming and self._stream is not None:
             try:
                 footer = await self._quiet(sources_footer(sources, markdown=True))
-                await self._stream.stop(markdown_text=footer or None, blocks=[feedback_block()])
+                await self._stream_text(footer)
+                await self._stream.stop(blocks=[feedback_block()])
                 self._text += footer
                 return self._posted(self._stream.ts)
             except SlackApiError as error:
                 self._give_up_streaming(error)
         self._text += await self._quiet(sources_footer(sources, markdown=False))
-        await self._post_or_update(final=True, blocks=with_feedback(self._text))
+        await self._post_or_update(final=True, buttons=True)
         return self._posted(self._posted_ts)
 
     async def fail(self, message: str) -> None:
@@ -198,21 +207,44 @@ class SlackReply:
         log.info("streaming failed (%s); posting and updating instead", error.response.get("error"))
         self._streaming = False
 
-    async def _post_or_update(
-        self, *, final: bool, blocks: list[dict[str, Any]] | None = None
+    async def _stream_text(self, text: str) -> None:
+        """Stream `text` in calls within Slack's limits; a message that is full is finished
+        and the text goes on in a new streamed message of the thread."""
+        for piece in split_text(text, STREAM_PIECE):
+            stream = await self._open_stream()
+            if self._streamed_chars and self._streamed_chars + len(piece) > STREAMED_MESSAGE:
+                await stream.stop()
+                self._stream, self._streamed_chars = None, 0
+                stream = await self._open_stream()
+            await stream.append(markdown_text=piece)
+            self._streamed_chars += len(piece)
+
+    async def _post_or_update(self, *, final: bool, buttons: bool = False) -> None:
+        """Show the text not yet in a finished message: in this message while it fits, going
+        on in new messages of the thread; the last one gets the feedback buttons if `buttons`."""
+        pieces = split_text(self._text[self._message_start :], POSTED_MESSAGE) or [""]
+        for piece in pieces[:-1]:
+            await self._write(piece, final=True)
+            self._message_start += len(piece)
+            self._posted_ts = None
+        last = pieces[-1]
+        await self._write(last, final=final, blocks=with_feedback(last) if buttons else None)
+
+    async def _write(
+        self, text: str, *, final: bool, blocks: list[dict[str, Any]] | None = None
     ) -> None:
         if self._posted_ts is None:
             response = await self._client.chat_postMessage(
                 channel=self._channel_id,
                 thread_ts=self._thread_ts,
-                text=self._text or "…",
+                text=text or "…",
                 blocks=blocks,
             )
             self._posted_ts = str(response["ts"])
             self._last_update = time.monotonic()
         elif final or time.monotonic() - self._last_update >= UPDATE_INTERVAL:
             await self._client.chat_update(
-                channel=self._channel_id, ts=self._posted_ts, text=self._text, blocks=blocks
+                channel=self._channel_id, ts=self._posted_ts, text=text, blocks=blocks
             )
             self._last_update = time.monotonic()
 

@@ -16,6 +16,7 @@ from emulator.api.base import (
     json_arg,
     text_arg,
 )
+from emulator.api.limits import check_message_blocks, check_message_text, check_stream_text
 from emulator.workspace import Channel, EmulatorError, Message
 
 IN_PROGRESS = "in_progress"
@@ -101,6 +102,8 @@ def post_message(ctx: ApiContext, args: Args) -> dict[str, Any]:
     attachments = json_arg(args, "attachments")
     if not text and not blocks and not attachments:
         raise ApiError("no_text")
+    check_message_text(text)
+    check_message_blocks(blocks)
     message = _post_bot_message(
         ctx,
         channel,
@@ -126,6 +129,8 @@ def update(ctx: ApiContext, args: Args) -> dict[str, Any]:
     metadata = json_arg(args, "metadata", "invalid_metadata_format")
     if text is None and blocks is None and attachments is None:
         raise ApiError("no_text")
+    check_message_text(text)
+    check_message_blocks(blocks)
     if text is not None:
         message["text"] = text
     for key, value in (("blocks", blocks), ("attachments", attachments), ("metadata", metadata)):
@@ -176,6 +181,8 @@ def post_ephemeral(ctx: ApiContext, args: Args) -> dict[str, Any]:
     attachments = json_arg(args, "attachments")
     if not text and not blocks and not attachments:
         raise ApiError("no_text")
+    check_message_text(text)
+    check_message_blocks(blocks)
     ts = ctx.workspace.clock.next()
     ctx.workspace.ephemerals.append(
         {
@@ -201,7 +208,9 @@ def start_stream(ctx: ApiContext, args: Args) -> dict[str, Any]:
             raise ApiError("missing_recipient_team_id")
         if not text_arg(args, "recipient_user_id"):
             raise ApiError("missing_recipient_user_id")
-    message = _post_bot_message(ctx, channel, thread_ts, text=_chunk_text(args), streaming=True)
+    text = _chunk_text(args)
+    check_stream_text(text)
+    message = _post_bot_message(ctx, channel, thread_ts, text=text, streaming=True)
     return {"ok": True, "channel": channel.id, "ts": message["ts"]}
 
 
@@ -219,6 +228,7 @@ def append_stream(ctx: ApiContext, args: Args) -> dict[str, Any]:
     addition = _chunk_text(args)
     if not addition and not json_arg(args, "chunks"):
         raise ApiError("no_text")
+    check_stream_text(addition, str(message.get("text", "")))
     message["text"] = str(message.get("text", "")) + addition
     return {"ok": True, "channel": channel.id, "ts": message["ts"]}
 
@@ -227,8 +237,11 @@ def stop_stream(ctx: ApiContext, args: Args) -> dict[str, Any]:
     """chat.stopStream: the last text, blocks and metadata; the message is final."""
     channel, message = _streaming(ctx, args)
     previous = copy.deepcopy(message)
-    message["text"] = str(message.get("text", "")) + _chunk_text(args)
+    addition = _chunk_text(args)
     blocks = json_arg(args, "blocks", "invalid_blocks_format")
+    check_stream_text(addition, str(message.get("text", "")))
+    check_message_blocks(blocks)
+    message["text"] = str(message.get("text", "")) + addition
     metadata = json_arg(args, "metadata", "invalid_metadata_format")
     if blocks is not None:
         message["blocks"] = blocks

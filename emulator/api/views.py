@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from emulator.api.base import ApiContext, ApiError, Args, Handler, json_arg, text_arg
+from emulator.api.limits import check_view
 from emulator.ids import new_view_id, trigger_age
 
 TRIGGER_SECONDS = 3.0
@@ -50,6 +51,7 @@ def _modal_arg(args: Args) -> dict[str, Any]:
         raise ApiError("invalid_arguments", detail="a modal needs a title and blocks")
     if any(b.get("type") == "input" for b in view["blocks"]) and not view.get("submit"):
         raise ApiError("invalid_arguments", detail="must define submit to use an input block")
+    check_view(view)
     return view
 
 
@@ -102,6 +104,7 @@ def views_publish(ctx: ApiContext, args: Args) -> dict[str, Any]:
     view = json_arg(args, "view", "invalid_arguments")
     if not isinstance(view, dict) or view.get("type") != "home":
         raise ApiError("invalid_arguments", detail="view must be an object of type home")
+    check_view(view)
     previous = ctx.workspace.views.get(user_id)
     published = view_object(ctx, previous["id"] if previous else new_view_id(), view)
     ctx.workspace.views[user_id] = published
