@@ -13,11 +13,12 @@ import anthropic
 from app import log_context
 from app.agent import prompt
 from app.agent.access import ASK_IN_A_DM, THIN_RESULTS, Access
-from app.agent.ports import PostedReply, Reply, Source, Thread, TurnRequest
+from app.agent.ports import PostedReply, Reply, Source, Thread, ThreadMessage, TurnRequest
 from app.agent.retrieval_only import RetrievalOnly
 from app.agent.tools import TOOLS, ToolRunner
 from app.askers import Askers
 from app.ingest import Ingest
+from app.thread_history import ArchivedHistory
 from memory.archive import Archive, ArchivedMessage
 from memory.blocks import MemoryBlocks
 from memory.conversations import Conversations
@@ -87,8 +88,10 @@ class Agent:
         ingest: Ingest,
         observer: TurnObserver | None = None,
         is_excluded: Callable[[str, str], Awaitable[bool]] | None = None,
+        archived_history: ArchivedHistory | None = None,
     ) -> None:
         self._llm = llm
+        self._archived_history = archived_history
         self._is_excluded = is_excluded or _never_excluded
         self._observer: TurnObserver = observer or _Unobserved()
         self._limits = limits
@@ -192,8 +195,7 @@ class Agent:
         conversation_id: str,
         clock: ModelClock,
     ) -> PostedReply | None:
-        # a message that starts its thread has nothing before it in that thread
-        history = [] if request.ts == request.thread_ts else await thread.history(request.ts)
+        history = await self._history(request, thread)
         blocks = await self._blocks.current(request.team_id, access.memory)
         system = prompt.system_blocks(blocks, channel_only=access.channel_only)
         messages = prompt.thread_messages(history, request, self._limits.history_tokens)
@@ -240,6 +242,19 @@ class Agent:
         if access.suggests_dm and tools.searches and tools.found < THIN_RESULTS:
             await reply.append(f"\n\n{ASK_IN_A_DM}")
         return await reply.finish(list(cited.values()))
+
+    async def _history(self, request: TurnRequest, thread: Thread) -> list[ThreadMessage]:
+        """The thread before the asked message: from the archive where it holds all of it
+        (`app.thread_history`), else from Slack."""
+        if request.ts == request.thread_ts:
+            return []  # a message that starts its thread has nothing before it
+        if self._archived_history is not None:
+            stored = await self._archived_history.history(
+                request.team_id, request.channel_id, request.thread_ts, request.ts
+            )
+            if stored is not None:
+                return stored
+        return await thread.history(request.ts)
 
     async def _archive_reply(self, request: TurnRequest, posted: PostedReply) -> None:
         """Store the reply in the archive, batched with other messages (see `Ingest`), with

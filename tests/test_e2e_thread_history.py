@@ -1,0 +1,109 @@
+"""End to end: a follow-up turn reads its thread from the archive, and from Slack only where
+the archive cannot vouch for the whole thread (an excluded channel, a message still on its way
+into the archive)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.main import Lore
+from emulator import SlackEmulator
+from tests.fake_anthropic import FakeAnthropic, reply, text
+from tests.harness import eventually, user_text
+
+TEAM = "T0LORE"
+BOT = "<@U0LORE>"
+
+
+def replies_calls(emulator: SlackEmulator, since: int) -> list[dict[str, Any]]:
+    return [args for method, args in emulator.calls[since:] if method == "conversations.replies"]
+
+
+def assistant_text(request: dict[str, Any]) -> str:
+    return "\n".join(str(m["content"]) for m in request["messages"] if m["role"] == "assistant")
+
+
+async def settled(lore: Lore) -> None:
+    """Wait until every message Lore received has been archived."""
+
+    async def empty() -> bool:
+        return lore.services.archiving.backlog(TEAM) == 0 and lore.services.ingest.pending == 0
+
+    await eventually(empty)
+
+
+async def answered_thread(
+    lore: Lore, emulator: SlackEmulator, fake_llm: FakeAnthropic, channel: str
+) -> str:
+    """A thread in `channel` with two messages and Lore's answer to a mention; its ts."""
+    parent = await emulator.post_message("U0BOB", channel, "Planning the Q3 launch here.")
+    await emulator.post_message("U0CAROL", channel, "Marketing wants the 14th.", parent["ts"])
+    await emulator.drain()  # delivered (so queued) before the mention: Lore has not replied yet
+    fake_llm.script(reply(text("The launch is planned for the 14th.")))
+    await emulator.post_message("U0ALICE", channel, f"{BOT} when is the launch?", parent["ts"])
+    await emulator.wait_for_reply(channel, parent["ts"], timeout=20)
+    await settled(lore)
+    return str(parent["ts"])
+
+
+async def test_follow_up_in_an_archived_thread_reads_the_archive_not_slack(
+    lore: Lore, emulator: SlackEmulator, fake_llm: FakeAnthropic
+) -> None:
+    thread_ts = await answered_thread(lore, emulator, fake_llm, "C0GENERAL")
+    stored = await lore.stores.archive.thread(TEAM, "C0GENERAL", thread_ts)
+    assert [m.is_bot for m in stored] == [False, False, False, True]  # Lore's answer is kept
+    since = len(emulator.calls)
+    fake_llm.script(reply(text("Yes, still the 14th.")))
+    await emulator.post_message("U0ALICE", "C0GENERAL", "is that still true?", thread_ts)
+    replies = await emulator.wait_for_reply("C0GENERAL", thread_ts, count=2, timeout=20)
+    assert "still the 14th" in replies[1]["text"]
+    assert replies_calls(emulator, since) == []
+    follow_up = fake_llm.requests[-1]
+    history = user_text(follow_up)
+    assert "Planning the Q3 launch here." in history
+    assert "Marketing wants the 14th." in history
+    assert "when is the launch?" in history
+    assert "is that still true?" in history
+    assert "The launch is planned for the 14th." in assistant_text(follow_up)
+
+
+async def test_follow_up_in_an_excluded_channel_reads_slack(
+    lore: Lore, emulator: SlackEmulator, fake_llm: FakeAnthropic
+) -> None:
+    await lore.services.app_home.exclusions.exclude(TEAM, "C0RANDOM", "U0CAROL")
+    thread_ts = await answered_thread(lore, emulator, fake_llm, "C0RANDOM")
+    assert await lore.stores.archive.thread(TEAM, "C0RANDOM", thread_ts) == []
+    since = len(emulator.calls)
+    fake_llm.script(reply(text("Yes, still the 14th.")))
+    await emulator.post_message("U0ALICE", "C0RANDOM", "is that still true?", thread_ts)
+    await emulator.wait_for_reply("C0RANDOM", thread_ts, count=2, timeout=20)
+    assert [call["channel"] for call in replies_calls(emulator, since)] == ["C0RANDOM"]
+    follow_up = fake_llm.requests[-1]
+    assert "Marketing wants the 14th." in user_text(follow_up)
+    assert "The launch is planned for the 14th." in assistant_text(follow_up)
+
+
+async def test_follow_up_after_a_message_not_yet_archived_reads_slack(
+    lore: Lore, emulator: SlackEmulator, fake_llm: FakeAnthropic
+) -> None:
+    thread_ts = await answered_thread(lore, emulator, fake_llm, "C0GENERAL")
+    emulator.add_user("U0DAVE", "dave", real_name="Dave Diaz")
+    # Dave's name lookup is rate limited: his message waits on its way into the archive
+    emulator.fail_method("users.info", "ratelimited", retry_after=8)
+    fake_llm.script(reply(text("Noted, Dave.")), reply(text("It moved to the 21st.")))
+    since = len(emulator.calls)
+    await emulator.post_message("U0DAVE", "C0GENERAL", "Legal moved it to the 21st.", thread_ts)
+
+    async def held() -> bool:
+        return any(m == "users.info" and a.get("user") == "U0DAVE" for m, a in emulator.calls)
+
+    await eventually(held)
+    await emulator.post_message("U0ALICE", "C0GENERAL", "is that still true?", thread_ts)
+    await emulator.wait_for_reply("C0GENERAL", thread_ts, count=3, timeout=20)
+    # Dave's turn had every earlier message archived; Alice's did not have Dave's
+    assert [call["channel"] for call in replies_calls(emulator, since)] == ["C0GENERAL"]
+    dave_turn, alice_turn = fake_llm.requests[-2:]
+    assert "Legal moved it to the 21st." in user_text(dave_turn)
+    assert "Legal moved it to the 21st." in user_text(alice_turn)
+    assert "is that still true?" in user_text(alice_turn)
+    assert "Planning the Q3 launch here." in user_text(alice_turn)
