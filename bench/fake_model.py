@@ -35,10 +35,15 @@ STARTED = web.RequestKey("bench_started", float)
 
 
 def question_of(body: dict[str, Any]) -> str:
-    """The text of the turn's last plain user message: the question asked."""
+    """The text of the turn's last plain user message (not tool results): the question asked."""
     for message in reversed(body.get("messages") or []):
-        if message.get("role") == "user" and isinstance(message.get("content"), str):
-            return str(message["content"])
+        content = message.get("content")
+        if message.get("role") != "user":
+            continue
+        if isinstance(content, str):
+            return content
+        if isinstance(content, list) and all(b.get("type") == "text" for b in content):
+            return "\n".join(str(b.get("text", "")) for b in content)
     return ""
 
 

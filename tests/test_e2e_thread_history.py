@@ -8,7 +8,7 @@ from typing import Any
 
 from app.main import Lore
 from emulator import SlackEmulator
-from tests.fake_anthropic import FakeAnthropic, reply, text
+from tests.fake_anthropic import FakeAnthropic, reply, text, tool_use
 from tests.harness import eventually, user_text
 
 TEAM = "T0LORE"
@@ -107,3 +107,38 @@ async def test_follow_up_after_a_message_not_yet_archived_reads_slack(
     assert "Legal moved it to the 21st." in user_text(alice_turn)
     assert "is that still true?" in user_text(alice_turn)
     assert "Planning the Q3 launch here." in user_text(alice_turn)
+
+
+async def test_a_follow_up_turn_reads_its_stable_prefix_and_its_first_step_from_cache(
+    lore: Lore, emulator: SlackEmulator, fake_llm: FakeAnthropic
+) -> None:
+    fake_llm.script(
+        reply(tool_use("search_conversations", {"query": "launch date"})),
+        reply(text("Nothing on the launch yet.")),
+    )
+    asked = await emulator.post_message("U0ALICE", "C0GENERAL", f"{BOT} when is the launch?")
+    await emulator.wait_for_reply("C0GENERAL", asked["ts"], timeout=20)
+    await settled(lore)
+    fake_llm.script(
+        reply(tool_use("search_conversations", {"query": "launch moved"})),
+        reply(text("Still nothing.")),
+    )
+    await emulator.post_message("U0ALICE", "C0GENERAL", "did it move?", asked["ts"])
+    await emulator.wait_for_reply("C0GENERAL", asked["ts"], count=2, timeout=20)
+    first, step, follow_up, follow_up_step = fake_llm.usages
+    assert first["cache_read_input_tokens"] == 0  # first sight: written
+    assert first["cache_creation_input_tokens"] == prompt_tokens(first)
+    assert step["cache_read_input_tokens"] == prompt_tokens(first)  # the turn's first step
+    # the follow-up shares tools, rules and memory with the first turn, not its conversation
+    assert 1024 <= follow_up["cache_read_input_tokens"] < prompt_tokens(first)
+    assert follow_up_step["cache_read_input_tokens"] == prompt_tokens(follow_up)
+    read = sum(u["cache_read_input_tokens"] for u in (follow_up, follow_up_step))
+    assert read >= 0.6 * sum(prompt_tokens(u) for u in (follow_up, follow_up_step))
+
+
+def prompt_tokens(usage: dict[str, int]) -> int:
+    return (
+        usage["input_tokens"]
+        + usage["cache_read_input_tokens"]
+        + usage["cache_creation_input_tokens"]
+    )

@@ -9,6 +9,14 @@ from app.agent.ports import ThreadMessage, TurnRequest
 from memory.blocks import Block
 
 CHARS_PER_TOKEN = 4
+CACHED = {"type": "ephemeral"}
+"""A prompt-cache breakpoint: the prefix up to here is cached for 5 minutes from last use.
+
+A request has four, in the API's cache order: the last tool, the rules (the same in every
+workspace), the memory blocks (the same until one is edited), and the conversation's last
+message (the next step of the turn reads all before it). A prefix under the model's minimum
+(1024 tokens for Sonnet 4.x) is not cached.
+"""
 
 IDENTITY = """\
 You are Lore, the institutional memory of this Slack workspace. You take part in many Slack \
@@ -36,7 +44,7 @@ edits are kept in this channel's own block. Never share what you know from elsew
 
 
 def system_blocks(blocks: list[Block], *, channel_only: bool = False) -> list[dict[str, Any]]:
-    """Identity and rules, then the memory blocks; the whole prefix is marked for caching.
+    """Identity and rules, then the memory blocks; each part ends with a cache breakpoint.
 
     `channel_only`: outsiders read the answer (see `access.Access.channel_only`).
     """
@@ -47,13 +55,32 @@ def system_blocks(blocks: list[Block], *, channel_only: bool = False) -> list[di
     )
     rules = f"{IDENTITY}\n\n{CHANNEL_ONLY}" if channel_only else IDENTITY
     return [
-        {"type": "text", "text": rules},
+        {"type": "text", "text": rules, "cache_control": CACHED},
         {
             "type": "text",
             "text": f"Your memory blocks as of this turn:\n<memory>\n{rendered}\n</memory>",
-            "cache_control": {"type": "ephemeral"},
+            "cache_control": CACHED,
         },
     ]
+
+
+def cached_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The tools with a cache breakpoint on the last: they are the prompt's first part."""
+    return [*tools[:-1], {**tools[-1], "cache_control": CACHED}] if tools else []
+
+
+def with_cache_breakpoint(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`messages` with a breakpoint on the last block of the last message (a copy), so the next
+    step of the turn reads the conversation so far from the cache."""
+    if not messages:
+        return messages
+    last = messages[-1]
+    content = last["content"]
+    blocks = [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+    if not blocks:
+        return messages
+    blocks[-1] = {**blocks[-1], "cache_control": CACHED}
+    return [*messages[:-1], {**last, "content": blocks}]
 
 
 def thread_messages(

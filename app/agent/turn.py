@@ -73,6 +73,10 @@ class ModelClock:
             self._since = None
 
 
+CACHED_TOOLS = prompt.cached_tools(TOOLS)
+"""The tools as sent: the last carries the prompt's first cache breakpoint."""
+
+
 class Agent:
     """The workspace agent: runs turns with the model, or retrieval-only without one."""
 
@@ -209,8 +213,8 @@ class Agent:
                     model=self._limits.model,
                     max_tokens=self._limits.max_tokens,
                     system=system,  # type: ignore[arg-type]
-                    messages=messages,  # type: ignore[arg-type]
-                    tools=TOOLS,  # type: ignore[arg-type]
+                    messages=prompt.with_cache_breakpoint(messages),  # type: ignore[arg-type]
+                    tools=CACHED_TOOLS,  # type: ignore[arg-type]
                 ) as stream:
                     async for text in stream.text_stream:
                         clock.stop()
