@@ -6,8 +6,9 @@ them all; otherwise the turn reads the thread from Slack. The archive is trusted
 - the channel is archived (not excluded in App Home);
 - no backfill of the channel is under way (it may not have reached the thread yet), and no
   live message of the channel was left to a re-read because the archive backlog was full;
-- no message of the channel older than the asked one was received by this process and is
-  still on its way into the archive (the asked message's predecessors in the ingest queue);
+- no message of the thread older than the asked one was received by this process and is
+  still on its way into the archive (the asked message's predecessors in the ingest queue),
+  and no archive job of the channel failed here;
 - the thread's parent is stored (a thread begun before Lore archived the channel is not).
 Lore's own replies are stored (with `is_bot`) before its turn ends, and turns of one thread
 run one at a time, so an earlier answer is always there. What this process cannot see: a
@@ -29,7 +30,7 @@ from memory.backfill_state import DONE
 class Settling(Protocol):
     """What this process knows of messages received and not yet stored (`ArchiveQueue`)."""
 
-    def unsettled(self, team_id: str, channel_id: str, before_ts: str) -> bool: ...
+    def unsettled(self, team_id: str, channel_id: str, thread_ts: str, before_ts: str) -> bool: ...
 
 
 Backfilling = Callable[[str, str], Awaitable[bool]]
@@ -56,7 +57,7 @@ class ArchivedHistory:
         self, team_id: str, channel_id: str, thread_ts: str, upto_ts: str
     ) -> list[ThreadMessage] | None:
         """The thread's messages up to and including `upto_ts`, oldest first, or None."""
-        if self._settling.unsettled(team_id, channel_id, upto_ts):
+        if self._settling.unsettled(team_id, channel_id, thread_ts, upto_ts):
             return None
         if await self._is_excluded(team_id, channel_id):
             return None

@@ -33,7 +33,7 @@ class Settling:
     def __init__(self) -> None:
         self.waiting = False
 
-    def unsettled(self, team_id: str, channel_id: str, before_ts: str) -> bool:
+    def unsettled(self, team_id: str, channel_id: str, thread_ts: str, before_ts: str) -> bool:
         return self.waiting
 
 
@@ -97,18 +97,19 @@ async def test_a_thread_whose_parent_is_not_archived_is_not_served(
     assert await served.history(team, "C1", PARENT, "1700000002.000100") is None
 
 
-async def test_a_message_on_its_way_unsettles_only_later_messages_of_its_channel() -> None:
+async def test_a_message_on_its_way_unsettles_only_later_messages_of_its_thread() -> None:
     pool = TaskPool(limit=10)
     queue = ArchiveQueue(pool, Rereads(), max_backlog=10, counts=Counts())
     gate = asyncio.Event()
-    queue.submit("T1", "C1", waits_for(gate), lambda: Reader("T1"), ts="1700000005.000100")
-    assert queue.unsettled("T1", "C1", "1700000006.000100")
-    assert not queue.unsettled("T1", "C1", "1700000005.000100")  # the message itself
-    assert not queue.unsettled("T1", "C2", "1700000006.000100")
-    assert not queue.unsettled("T2", "C1", "1700000006.000100")
+    queue.submit("T1", "C1", waits_for(gate), lambda: Reader("T1"), "1700000005.000100", PARENT)
+    assert queue.unsettled("T1", "C1", PARENT, "1700000006.000100")
+    assert not queue.unsettled("T1", "C1", PARENT, "1700000005.000100")  # the message itself
+    assert not queue.unsettled("T1", "C1", "1700000001.000100", "1700000006.000100")
+    assert not queue.unsettled("T1", "C2", PARENT, "1700000006.000100")
+    assert not queue.unsettled("T2", "C1", PARENT, "1700000006.000100")
     gate.set()
     await pool.drain(grace=5)
-    assert not queue.unsettled("T1", "C1", "1700000006.000100")
+    assert not queue.unsettled("T1", "C1", PARENT, "1700000006.000100")
 
 
 async def test_a_failed_archive_job_leaves_its_channel_unsettled() -> None:
@@ -118,7 +119,7 @@ async def test_a_failed_archive_job_leaves_its_channel_unsettled() -> None:
     async def fails() -> None:
         raise RuntimeError("the store is down")
 
-    queue.submit("T1", "C1", fails, lambda: Reader("T1"), ts="1700000005.000100")
+    queue.submit("T1", "C1", fails, lambda: Reader("T1"), "1700000005.000100", PARENT)
     await pool.drain(grace=5)
-    assert queue.unsettled("T1", "C1", "1700000009.000100")
-    assert not queue.unsettled("T1", "C2", "1700000009.000100")
+    assert queue.unsettled("T1", "C1", "1700000001.000100", "1700000009.000100")  # any thread
+    assert not queue.unsettled("T1", "C2", PARENT, "1700000009.000100")
