@@ -27,7 +27,8 @@ none). For both kinds of turn it also reports what a turn costs:
   (uncached), output, read from the prompt cache and written to it, as the fake reports them
   (tests/fake_anthropic.py `PromptCache`: chars/4 per prompt block, the tool-use system prompt,
   a 1024-token minimum, five minutes), and the share of input tokens read from cache
-  (goal for follow-ups: >= 60%);
+  (goal for follow-ups: >= 60%), and the input's price in uncached tokens (a cache write
+  costs 1.25 of one, a read 0.1);
 - Slack Web API calls per turn by method, from the emulator's call log over the round (posts
   until Lore is idle again), divided by the questions posted.
 
@@ -287,6 +288,7 @@ class Phase:
             },
             "tokens_per_turn": mean_tokens(self.tokens),
             "cache_read_share": cache_read_share(self.tokens),
+            "input_cost_per_turn": input_cost(self.tokens),
             "tokens_per_step": {str(k): mean_tokens(v) for k, v in sorted(self.steps.items())},
             "web_api_calls_per_turn": {
                 method: round(n / max(1, self.posted), 2)
@@ -299,6 +301,19 @@ def mean_tokens(rows: list[dict[str, int]]) -> dict[str, float]:
     return {
         name: round(statistics.mean(r[name] for r in rows), 1) if rows else 0.0 for name in TOKENS
     }
+
+
+def input_cost(rows: list[dict[str, int]]) -> float:
+    """Mean input price per turn in uncached tokens: a cache write costs 1.25 of one (five-minute
+    entries), a read 0.1 (Anthropic's prompt-caching prices)."""
+    if not rows:
+        return 0.0
+    return round(
+        statistics.mean(
+            r["input"] + 1.25 * r["cache_creation"] + 0.1 * r["cache_read"] for r in rows
+        ),
+        1,
+    )
 
 
 def cache_read_share(rows: list[dict[str, int]]) -> float:
@@ -495,9 +510,9 @@ def report_costs(results: list[dict[str, Any]]) -> None:
     print()
     print(
         "| threads at once | turn | input | output | cache read | cache creation "
-        "| read share | per step (input / read / creation) | Web API calls per turn |"
+        "| read share | input cost | per step (input / read / creation) | Web API calls per turn |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for row in results:
         for kind, figures in (("first", row), ("follow-up", row.get("follow_up"))):
             if not figures:
@@ -513,7 +528,9 @@ def report_costs(results: list[dict[str, Any]]) -> None:
             print(
                 f"| {row['load']} | {kind} | {t['input']:.0f} | {t['output']:.0f} "
                 f"| {t['cache_read']:.0f} | {t['cache_creation']:.0f} "
-                f"| {100 * figures['cache_read_share']:.0f}% | {steps} | {calls} |"
+                f"| {100 * figures['cache_read_share']:.0f}% "
+                f"| {figures['input_cost_per_turn']:.0f} "
+                f"| {steps} | {calls} |"
             )
     shares = [r["follow_up"]["cache_read_share"] for r in results if r.get("follow_up")]
     if shares:

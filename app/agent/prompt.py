@@ -12,10 +12,12 @@ CHARS_PER_TOKEN = 4
 CACHED = {"type": "ephemeral"}
 """A prompt-cache breakpoint: the prefix up to here is cached for 5 minutes from last use.
 
-A request has four, in the API's cache order: the last tool, the rules (the same in every
-workspace), the memory blocks (the same until one is edited), and the conversation's last
-message (the next step of the turn reads all before it). A prefix under the model's minimum
-(1024 tokens for Sonnet 4.x) is not cached.
+A request has up to four, in the API's cache order (tools, system, messages): the rules (with
+the tools before them: the same in every workspace), the memory blocks (the same until one is
+edited), the asked message (the thread so far), and from a turn's third step its last
+message (`with_cache_breakpoints`). A prefix under the model's minimum (1024 tokens for Sonnet
+4.x) is not cached at all: so the tools (about 830 tokens with the API's tool-use prompt)
+carry no breakpoint of their own; the rules' covers them.
 """
 
 IDENTITY = """\
@@ -64,23 +66,28 @@ def system_blocks(blocks: list[Block], *, channel_only: bool = False) -> list[di
     ]
 
 
-def cached_tools(tools: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The tools with a cache breakpoint on the last: they are the prompt's first part."""
-    return [*tools[:-1], {**tools[-1], "cache_control": CACHED}] if tools else []
+def with_cache_breakpoints(
+    messages: list[dict[str, Any]], *, asked: int, step: int
+) -> list[dict[str, Any]]:
+    """`messages` (a copy) with the conversation's breakpoints for a turn's `step` (0 first).
+
+    Every step marks the asked message (`messages[asked]`, the end of the thread so far): the
+    first step writes the thread to the cache and the next reads it. From the third step on,
+    the last message is marked too, so a turn already two tool rounds long reads its tool
+    results from the cache rather than sending them again; earlier, most turns end with the
+    answer to their first search, and writing those results (1.25x) would be wasted.
+    """
+    marked = {asked} | ({len(messages) - 1} if step >= 2 else set())
+    return [_marked(m) if i in marked else m for i, m in enumerate(messages)]
 
 
-def with_cache_breakpoint(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """`messages` with a breakpoint on the last block of the last message (a copy), so the next
-    step of the turn reads the conversation so far from the cache."""
-    if not messages:
-        return messages
-    last = messages[-1]
-    content = last["content"]
+def _marked(message: dict[str, Any]) -> dict[str, Any]:
+    content = message["content"]
     blocks = [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
     if not blocks:
-        return messages
+        return message
     blocks[-1] = {**blocks[-1], "cache_control": CACHED}
-    return [*messages[:-1], {**last, "content": blocks}]
+    return {**message, "content": blocks}
 
 
 def thread_messages(

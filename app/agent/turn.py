@@ -73,10 +73,6 @@ class ModelClock:
             self._since = None
 
 
-CACHED_TOOLS = prompt.cached_tools(TOOLS)
-"""The tools as sent: the last carries the prompt's first cache breakpoint."""
-
-
 class Agent:
     """The workspace agent: runs turns with the model, or retrieval-only without one."""
 
@@ -206,15 +202,18 @@ class Agent:
         tools = self._tools.for_turn(request, access, conversation_id)
         offered: dict[str, Source] = {}
         cited: dict[str, Source] = {}
-        for _step in range(self._limits.max_steps):
+        asked = len(messages) - 1
+        for step in range(self._limits.max_steps):
             clock.start()
             try:
                 async with llm.messages.stream(
                     model=self._limits.model,
                     max_tokens=self._limits.max_tokens,
                     system=system,  # type: ignore[arg-type]
-                    messages=prompt.with_cache_breakpoint(messages),  # type: ignore[arg-type]
-                    tools=CACHED_TOOLS,  # type: ignore[arg-type]
+                    messages=prompt.with_cache_breakpoints(  # type: ignore[arg-type]
+                        messages, asked=asked, step=step
+                    ),
+                    tools=TOOLS,  # type: ignore[arg-type]
                 ) as stream:
                     async for text in stream.text_stream:
                         clock.stop()
