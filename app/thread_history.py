@@ -11,7 +11,8 @@ them all; otherwise the turn reads the thread from Slack. The archive is trusted
   and no archive job of the channel failed here;
 - the thread's parent is stored (a thread begun before Lore archived the channel is not).
 Lore's own replies are stored (with `is_bot`) before its turn ends, and turns of one thread
-run one at a time, so an earlier answer is always there. What this process cannot see: a
+run one at a time, so an earlier answer is there; a reply that could not be stored marks its
+thread as one the archive does not serve (`gap`). What this process cannot see: a
 message received by another process (scale-out) and still in that process's ingest, typically
 for well under a second; such a message is missing from this turn's history.
 """
@@ -52,11 +53,18 @@ class ArchivedHistory:
         self._is_excluded = is_excluded
         self._settling = settling
         self._backfilling = backfilling
+        self._gaps: set[tuple[str, str, str]] = set()
+
+    def gap(self, team_id: str, channel_id: str, thread_ts: str) -> None:
+        """A message of this thread could not be archived (e.g. Lore's reply): ask Slack."""
+        self._gaps.add((team_id, channel_id, thread_ts))
 
     async def history(
         self, team_id: str, channel_id: str, thread_ts: str, upto_ts: str
     ) -> list[ThreadMessage] | None:
         """The thread's messages up to and including `upto_ts`, oldest first, or None."""
+        if (team_id, channel_id, thread_ts) in self._gaps:
+            return None
         if self._settling.unsettled(team_id, channel_id, thread_ts, upto_ts):
             return None
         if await self._is_excluded(team_id, channel_id):

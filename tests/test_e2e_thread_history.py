@@ -10,6 +10,7 @@ from app.main import Lore
 from emulator import SlackEmulator
 from tests.fake_anthropic import FakeAnthropic, reply, text, tool_use
 from tests.harness import eventually, user_text
+from tests.test_metrics import scrape, value
 
 TEAM = "T0LORE"
 BOT = "<@U0LORE>"
@@ -78,6 +79,9 @@ async def test_follow_up_in_an_excluded_channel_reads_slack(
     await emulator.post_message("U0ALICE", "C0RANDOM", "is that still true?", thread_ts)
     await emulator.wait_for_reply("C0RANDOM", thread_ts, count=2, timeout=20)
     assert [call["channel"] for call in replies_calls(emulator, since)] == ["C0RANDOM"]
+    reads = await scrape(lore)  # the mention's turn and the follow-up's
+    assert value(reads, "lore_thread_reads_total", source="slack") == 2
+    assert value(reads, "lore_thread_reads_total", source="archive") == 0
     follow_up = fake_llm.requests[-1]
     assert "Marketing wants the 14th." in user_text(follow_up)
     assert "The launch is planned for the 14th." in assistant_text(follow_up)
@@ -134,6 +138,12 @@ async def test_a_follow_up_turn_reads_its_stable_prefix_and_its_first_step_from_
     assert follow_up_step["cache_read_input_tokens"] == prompt_tokens(follow_up)
     read = sum(u["cache_read_input_tokens"] for u in (follow_up, follow_up_step))
     assert read >= 0.6 * sum(prompt_tokens(u) for u in (follow_up, follow_up_step))
+    metrics = await scrape(lore)  # Lore counts what the API reported, and where it read
+    for kind, key in (("cache_read", "cache_read_input_tokens"), ("input", "input_tokens")):
+        reported = sum(u[key] for u in fake_llm.usages)
+        assert value(metrics, "lore_model_tokens_total", kind=kind) == reported
+    assert value(metrics, "lore_thread_reads_total", source="archive") == 1
+    assert value(metrics, "lore_thread_reads_total", source="slack") == 0
 
 
 def prompt_tokens(usage: dict[str, int]) -> int:

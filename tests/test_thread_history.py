@@ -86,6 +86,10 @@ async def test_the_archive_serves_a_whole_thread_and_nothing_after_the_asked_mes
     assert await served.history(team, "C1", PARENT, "1700000002.000100") is None
     flags.excluded, flags.backfilling = False, True
     assert await served.history(team, "C1", PARENT, "1700000002.000100") is None
+    flags.backfilling = False
+    assert await served.history(team, "C1", PARENT, "1700000002.000100") is not None
+    served.gap(team, "C1", PARENT)  # e.g. Lore's reply could not be archived
+    assert await served.history(team, "C1", PARENT, "1700000002.000100") is None
 
 
 async def test_a_thread_whose_parent_is_not_archived_is_not_served(

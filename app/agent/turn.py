@@ -51,10 +51,22 @@ class TurnObserver(Protocol):
     def turn_finished(self, outcome: str, seconds: float, model_seconds: float | None) -> None:
         """`outcome` is "answered" or "failed"; `model_seconds` is None without a model."""
 
+    def model_tokens(self, usage: anthropic.types.Usage) -> None:
+        """The tokens one model request used (input, output, cache read and written)."""
+
+    def thread_read(self, source: str) -> None:
+        """A follow-up turn read its thread from "archive" or "slack"."""
+
 
 class _Unobserved:
     def turn_finished(self, outcome: str, seconds: float, model_seconds: float | None) -> None:
         del outcome, seconds, model_seconds
+
+    def model_tokens(self, usage: anthropic.types.Usage) -> None:
+        del usage
+
+    def thread_read(self, source: str) -> None:
+        del source
 
 
 @dataclass
@@ -222,6 +234,7 @@ class Agent:
                     message = await stream.get_final_message()
             finally:
                 clock.stop()
+            self._observer.model_tokens(message.usage)
             _collect_citations(message, offered, cited)
             tool_uses = [block for block in message.content if block.type == "tool_use"]
             if message.stop_reason != "tool_use" or not tool_uses:
@@ -256,7 +269,9 @@ class Agent:
                 request.team_id, request.channel_id, request.thread_ts, request.ts
             )
             if stored is not None:
+                self._observer.thread_read("archive")
                 return stored
+        self._observer.thread_read("slack")
         return await thread.history(request.ts)
 
     async def _archive_reply(self, request: TurnRequest, posted: PostedReply) -> None:
@@ -286,6 +301,8 @@ class Agent:
             )
         except Exception:
             log.exception("could not archive Lore's reply %s", posted.ts)
+            if self._archived_history is not None:
+                self._archived_history.gap(request.team_id, request.channel_id, request.thread_ts)
 
 
 async def _never_excluded(team_id: str, channel_id: str) -> bool:
