@@ -261,13 +261,17 @@ class Agent:
 
     async def _history(self, request: TurnRequest, thread: Thread) -> list[ThreadMessage]:
         """The thread before the asked message: from the archive where it holds all of it
-        (`app.thread_history`), else from Slack."""
+        (`app.thread_history`), else (or when the archive fails) from Slack."""
         if request.ts == request.thread_ts:
             return []  # a message that starts its thread has nothing before it
         if self._archived_history is not None:
-            stored = await self._archived_history.history(
-                request.team_id, request.channel_id, request.thread_ts, request.ts
-            )
+            try:
+                stored = await self._archived_history.history(
+                    request.team_id, request.channel_id, request.thread_ts, request.ts
+                )
+            except Exception:
+                log.warning("could not read the thread from the archive; asking Slack")
+                stored = None
             if stored is not None:
                 self._observer.thread_read("archive")
                 return stored
