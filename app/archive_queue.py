@@ -50,16 +50,27 @@ class ArchiveQueue:
         self._backlog: Counter[str] = Counter()
         self._skipped: dict[str, dict[str, ChannelReader]] = {}
         self._rereading = TaskPool(1)
+        self._in_flight: dict[tuple[str, str, str], Counter[str]] = {}  # by thread
+        self._queuing: Counter[tuple[str, str]] = Counter()
+        self._lost: set[tuple[str, str]] = set()  # channels where an archive job failed
 
     def backlog(self, team_id: str) -> int:
         """The workspace's archive jobs accepted and not finished."""
         return self._backlog[team_id]
 
     def submit(
-        self, team_id: str, channel_id: str, job: Job, reader: Callable[[], ChannelReader]
+        self,
+        team_id: str,
+        channel_id: str,
+        job: Job,
+        reader: Callable[[], ChannelReader],
+        ts: str | None = None,
+        thread_ts: str | None = None,
     ) -> bool:
         """Run `job()` in the background; False if the backlog is full and the channel will be
-        read again instead (through the reader that `reader()` makes)."""
+        read again instead (through the reader that `reader()` makes). `ts` (in the thread
+        `thread_ts`, default its own): the message the job stores, known to be on its way
+        until the job ends (`unsettled`)."""
         if self._backlog[team_id] >= self._max_backlog:
             skipped = self._skipped.setdefault(team_id, {})
             if not skipped:
@@ -77,13 +88,39 @@ class ArchiveQueue:
             self._counts.archive_deferred()
             return False
         self._backlog[team_id] += 1
-        self._pool.spawn(self._run(team_id, job), name="archive")
+        thread = (team_id, channel_id, thread_ts or ts) if ts is not None else None
+        if thread is not None and ts is not None:
+            self._in_flight.setdefault(thread, Counter())[ts] += 1
+        self._pool.spawn(self._run(team_id, job, channel_id, thread, ts), name="archive")
         return True
 
-    async def _run(self, team_id: str, job: Job) -> None:
+    def unsettled(self, team_id: str, channel_id: str, thread_ts: str, before_ts: str) -> bool:
+        """Whether a message of the thread older than `before_ts` reached this process and is
+        not stored yet: its archive job still runs, or one of the channel's failed or was
+        left to a re-read."""
+        key = (team_id, channel_id)
+        if channel_id in self._skipped.get(team_id, {}) or self._queuing[key] or key in self._lost:
+            return True
+        waiting = self._in_flight.get((team_id, channel_id, thread_ts))
+        limit = float(before_ts)
+        return waiting is not None and any(float(ts) < limit for ts in waiting)
+
+    async def _run(
+        self,
+        team_id: str,
+        job: Job,
+        channel_id: str,
+        thread: tuple[str, str, str] | None,
+        ts: str | None,
+    ) -> None:
         try:
             await job()
+        except Exception:
+            self._lost.add((team_id, channel_id))
+            raise
         finally:
+            if thread is not None and ts is not None:
+                self._settled(thread, ts)
             self._backlog[team_id] -= 1
             if self._backlog[team_id] <= 0:
                 del self._backlog[team_id]
@@ -95,7 +132,23 @@ class ArchiveQueue:
         """Finish queuing the re-reads (at shutdown, after the archive jobs have drained)."""
         await self._rereading.drain(grace)
 
+    def _settled(self, thread: tuple[str, str, str], ts: str) -> None:
+        waiting = self._in_flight[thread]
+        waiting[ts] -= 1
+        if waiting[ts] <= 0:
+            del waiting[ts]
+        if not waiting:
+            del self._in_flight[thread]
+
     async def _reread(self, team_id: str, channels: dict[str, ChannelReader]) -> None:
         log.info("reading %d channels of %s again (archive backlog full)", len(channels), team_id)
-        for channel_id, reader in channels.items():
-            await self._rereads.reread(reader, channel_id)
+        for channel_id in channels:
+            self._queuing[(team_id, channel_id)] += 1
+        try:
+            for channel_id, reader in channels.items():
+                await self._rereads.reread(reader, channel_id)
+        finally:
+            for channel_id in channels:
+                self._queuing[(team_id, channel_id)] -= 1
+                if self._queuing[(team_id, channel_id)] <= 0:
+                    del self._queuing[(team_id, channel_id)]

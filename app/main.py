@@ -49,6 +49,7 @@ from app.oauth import (
 from app.recall import Recall
 from app.services import Services
 from app.settings import Settings
+from app.thread_history import ArchivedHistory, backfill_under_way
 from app.turns import TurnQueue
 from app.web import make_web_app
 from app.workspace_data import WorkspaceData
@@ -206,6 +207,9 @@ def make_services(settings: Settings, stores: Stores) -> Services:
     )
     askers = Askers(stores.conversations)
     feedback = ReplyFeedback(stores.feedback, stores.conversations)
+    backfill = make_backfill(settings, stores)
+    background = TaskPool(settings.lore_max_concurrent_turns * 4)
+    archiving = ArchiveQueue(background, backfill, settings.lore_max_archive_backlog, metrics)
     agent = Agent(
         llm=llm,
         limits=TurnLimits(
@@ -221,9 +225,13 @@ def make_services(settings: Settings, stores: Stores) -> Services:
         ingest=ingest,
         observer=metrics,
         is_excluded=stores.exclusions.is_excluded,
+        archived_history=ArchivedHistory(
+            stores.archive,
+            is_excluded=stores.exclusions.is_excluded,
+            settling=archiving,
+            backfilling=backfill_under_way(backfill),
+        ),
     )
-    backfill = make_backfill(settings, stores)
-    background = TaskPool(settings.lore_max_concurrent_turns * 4)
     turns = TurnQueue(
         settings.lore_max_concurrent_turns,
         max_queued=settings.lore_max_queued_turns,
@@ -235,7 +243,7 @@ def make_services(settings: Settings, stores: Stores) -> Services:
         ingest=ingest,
         recall=Recall(stores.archive, llm, settings.lore_model),
         background=background,
-        archiving=ArchiveQueue(background, backfill, settings.lore_max_archive_backlog, metrics),
+        archiving=archiving,
         once=stores.once,
         feedback=feedback,
         workspace_data=WorkspaceData(

@@ -1,8 +1,9 @@
 """Prometheus metrics of one Lore process, in a registry of its own (served at GET /metrics).
 
 Counted where they happen: Slack deliveries and the duplicates dropped (the Bolt middleware),
-turns by outcome with their latency and model time (the agent, as its `TurnObserver`), turns
-handed back (busy, restarting). Read when Prometheus scrapes: the turn queue's depth, the
+turns by outcome with their latency and model time, model tokens by kind and where follow-up
+turns read their thread (the agent, as its `TurnObserver`), turns handed back (busy,
+restarting). Read when Prometheus scrapes: the turn queue's depth, the
 archive's backlog, memory edits and conflicts (`MemoryBlocks.counts`, so `memory/` knows nothing
 of Prometheus), and the archive's size per workspace: one SQL count per workspace this process
 has had events from, refreshed at most every ARCHIVE_REFRESH_SECONDS.
@@ -14,6 +15,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Protocol
 
+import anthropic
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -161,6 +163,19 @@ class LoreMetrics:
             "full; their channels are read again from history",
             registry=registry,
         )
+        self._model_tokens = Counter(
+            "lore_model_tokens",
+            "Model tokens by kind: input (uncached), output, cache_read, cache_creation",
+            ["kind"],
+            registry=registry,
+        )
+        self._thread_reads = Counter(
+            "lore_thread_reads",
+            "Follow-up turns' thread histories by source: archive, or slack "
+            "(conversations.replies, where the archive cannot vouch for the whole thread)",
+            ["source"],
+            registry=registry,
+        )
         self._archive_sizes: ArchiveSizes | None = None
 
     def event_received(self, kind: str, team_id: str | None) -> None:
@@ -177,6 +192,18 @@ class LoreMetrics:
         self._turn_seconds.observe(seconds)
         if model_seconds is not None:
             self._model_seconds.observe(model_seconds)
+
+    def model_tokens(self, usage: anthropic.types.Usage) -> None:
+        """One model request's usage (the agent's `TurnObserver`)."""
+        self._model_tokens.labels(kind="input").inc(usage.input_tokens)
+        self._model_tokens.labels(kind="output").inc(usage.output_tokens)
+        self._model_tokens.labels(kind="cache_read").inc(usage.cache_read_input_tokens or 0)
+        written = usage.cache_creation_input_tokens or 0
+        self._model_tokens.labels(kind="cache_creation").inc(written)
+
+    def thread_read(self, source: str) -> None:
+        """Where a follow-up turn read its thread (the agent's `TurnObserver`)."""
+        self._thread_reads.labels(source=source).inc()
 
     def turn_handed_back(self, reason: str) -> None:
         """A turn that did not run: "busy" (its workspace's queue was full) or "restarting"."""

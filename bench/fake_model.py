@@ -4,10 +4,13 @@ It answers every request at once and times each one at the server, from the requ
 to the end of its response (the whole SSE stream), so the benchmark can subtract model time
 from a turn. With `--steps 2` a turn's first request is answered with a `search_conversations`
 tool_use and its second with text; with `--steps 1` the text comes at once. The text is
-"Answer to TAG.", TAG being the `q-R-N` word of the question, so each reply can be checked.
+"Answer to TAG.", TAG being the tag word of the question, so each reply can be checked.
 
-GET /_bench/timings answers [{"tag": TAG or null, "ms": server time}, ...] for every answered
-request so far. Prints "ready PORT" once it listens.
+GET /_bench/timings answers [{"tag": TAG or null, "ms": server time, "step": 0 for a turn's
+first request and one more per tool round, "usage": the usage it reported (input, output,
+cache-read and cache-creation tokens; see tests/fake_anthropic.py `PromptCache`)}, ...] for
+every answered request so far. TAG is `q-R-N` (a thread's first question) or `f-R-N` (a
+follow-up). Prints "ready PORT" once it listens.
 
     .venv/bin/python bench/fake_model.py [--port 0] [--steps 2]
 """
@@ -28,23 +31,38 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.fake_anthropic import FakeAnthropic, ScriptItem, reply, text, tool_use
+from tests.fake_anthropic import USAGE, FakeAnthropic, ScriptItem, reply, text, tool_use
 
-TAG = re.compile(r"\bq-\d+-\d+\b")
+TAG = re.compile(r"\b[qf]-\d+-\d+\b")
 STARTED = web.RequestKey("bench_started", float)
 
 
 def question_of(body: dict[str, Any]) -> str:
-    """The text of the turn's last plain user message: the question asked."""
+    """The text of the turn's last plain user message (not tool results): the question asked."""
     for message in reversed(body.get("messages") or []):
-        if message.get("role") == "user" and isinstance(message.get("content"), str):
-            return str(message["content"])
+        content = message.get("content")
+        if message.get("role") != "user":
+            continue
+        if isinstance(content, str):
+            return content
+        if isinstance(content, list) and all(b.get("type") == "text" for b in content):
+            return "\n".join(str(b.get("text", "")) for b in content)
     return ""
 
 
 def tag_of(body: dict[str, Any]) -> str | None:
     found = TAG.findall(question_of(body))
     return found[-1] if found else None
+
+
+def step_of(body: dict[str, Any]) -> int:
+    """The request's step within its turn: 0 first, then one more per tool round."""
+    return sum(
+        1
+        for message in body.get("messages") or []
+        if isinstance(message.get("content"), list)
+        and any(b.get("type") == "tool_result" for b in message["content"])
+    )
 
 
 def has_tool_result(body: dict[str, Any]) -> bool:
@@ -77,7 +95,10 @@ class TimedFake(FakeAnthropic):
     ) -> web.StreamResponse:
         response = await super()._serve(request, body, item)
         elapsed = (time.perf_counter() - request[STARTED]) * 1000
-        self.timings.append({"tag": tag_of(body), "ms": elapsed})
+        usage = request.get(USAGE)
+        self.timings.append(
+            {"tag": tag_of(body), "ms": elapsed, "step": step_of(body), "usage": usage}
+        )
         return response
 
     async def _handle_unknown(self, request: web.Request) -> web.StreamResponse:

@@ -52,6 +52,8 @@ def register(app: AsyncApp, services: Services, access: AccessFacts, users: Slac
             incoming.channel_id,
             lambda: _archive(services, channel_types, users, client, incoming),
             reader=lambda: SlackHistory(client, team_id, users),
+            ts=incoming.ts,
+            thread_ts=incoming.thread_ts,
         )
         if incoming.from_bot or not incoming.user_id:
             return

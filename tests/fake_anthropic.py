@@ -30,6 +30,12 @@ did not declare, a tool input missing a required field) are answered with HTTP 4
 ``invalid_request_error`` whose message starts with "fake anthropic:"; such a request has
 consumed its script item.
 
+Usage: ``input_tokens``, ``cache_creation_input_tokens`` and ``cache_read_input_tokens`` come
+from ``PromptCache`` (a prefix up to a ``cache_control`` breakpoint, seen within five minutes, is
+read from cache, else written, as the real API reports it), with tokens counted
+deterministically as each prompt block's JSON characters over 4 (``prompt_blocks``);
+``output_tokens`` is the reply's characters over 4. A script item's ``usage`` overrides them.
+
 Notes:
 - The API key is accepted from ``x-api-key`` or ``Authorization: Bearer`` (anthropic SDK 2.x
   sends ``api_key`` as a bearer token).
@@ -45,12 +51,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import inspect
 import json
 import math
 import re
 import secrets
 import string
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -63,6 +71,7 @@ __all__ = [
     "Delay",
     "ErrorReply",
     "FakeAnthropic",
+    "PromptCache",
     "Reply",
     "Responder",
     "ScriptItem",
@@ -71,6 +80,8 @@ __all__ = [
     "ToolUseSpec",
     "delay",
     "error",
+    "estimate_input_tokens",
+    "prompt_blocks",
     "reply",
     "stream_error",
     "text",
@@ -99,6 +110,8 @@ ERROR_STATUS: dict[str, int] = {
 }
 
 MAX_CACHE_BREAKPOINTS = 4
+USAGE = web.RequestKey("fake_anthropic_usage", dict)
+"""The usage a served response reported, on its aiohttp request (for subclasses)."""
 MAX_BODY_BYTES = 32 * 1024 * 1024
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
@@ -491,9 +504,144 @@ def validate_request(body: Json) -> None:
 
 
 def estimate_input_tokens(body: Json) -> int:
-    """A rough input token count: characters of system, messages and tools over 4."""
-    parts = {k: body.get(k) for k in ("system", "messages", "tools")}
-    return max(1, len(json.dumps(parts, ensure_ascii=False)) // 4)
+    """The input token count: each prompt block's JSON characters over 4, rounded up, plus
+    the tool-use system prompt when tools are given (see ``prompt_blocks``)."""
+    return max(1, sum(block.tokens for block in prompt_blocks(body)))
+
+
+# --------------------------------------------------------------------------- prompt caching
+
+# The system prompt the real API adds when tools are given (Claude 4 models, tool_choice auto
+# or none; Anthropic's tool-use pricing table), counted once, before the tools.
+TOOL_PROMPT_TOKENS = 346
+# Claude Sonnet 4.x and Opus 4/4.1 cache a prefix of at least 1024 tokens (Haiku 4.5 and
+# Opus 4.5/4.6: 4096); a shorter marked prefix is neither written nor read, silently.
+MIN_CACHEABLE_TOKENS = 1024
+CACHE_TTL = 300.0  # "ephemeral" without ttl: 5 minutes, refreshed by each read
+CACHE_LOOKBACK = 20  # block boundaries before a breakpoint checked for an earlier entry
+
+
+@dataclass(frozen=True)
+class PromptBlock:
+    """One block of the prompt in cache order (tools, system, messages): its token count,
+    whether it carries a breakpoint, and a hash of the prompt up to and including it."""
+
+    tokens: int
+    breakpoint: bool
+    prefix: str
+
+
+def _canonical(block: Any) -> Any:
+    """A block as it enters the cache key: without cache_control, strings as text blocks."""
+    if isinstance(block, str):
+        return {"type": "text", "text": block}
+    if isinstance(block, dict):
+        return {k: _canonical(v) for k, v in block.items() if k != "cache_control"}
+    if isinstance(block, list):
+        return [_canonical(v) for v in block]
+    return block
+
+
+def _is_breakpoint(block: Any) -> bool:
+    if not isinstance(block, dict):
+        return False
+    if block.get("cache_control") is not None:
+        return True
+    inner = block.get("content")
+    return (
+        block.get("type") == "tool_result"
+        and isinstance(inner, list)
+        and any(isinstance(sub, dict) and sub.get("cache_control") is not None for sub in inner)
+    )
+
+
+def prompt_blocks(body: Json) -> list[PromptBlock]:
+    """The request's prompt as blocks in the API's cache order: the tool-use system prompt
+    (when there are tools), each tool, each system block, each message's content blocks.
+    A block costs ceil(len(its JSON) / 4) tokens; the hash chain starts from the model."""
+    parts: list[tuple[str, Any, bool]] = []  # (where, block, breakpoint)
+    tools = body.get("tools") or []
+    parts.extend(("tools", tool, _is_breakpoint(tool)) for tool in tools)
+    system = body.get("system")
+    parts.extend(("system", block, _is_breakpoint(block)) for block in _blocks(system))
+    for message in body.get("messages") or []:
+        if not isinstance(message, dict):
+            continue
+        role = str(message.get("role"))
+        parts.extend((role, b, _is_breakpoint(b)) for b in _blocks(message.get("content")))
+    chain = hashlib.sha256(str(body.get("model")).encode())
+    blocks = [PromptBlock(TOOL_PROMPT_TOKENS, False, chain.hexdigest())] if tools else []
+    for where, raw, marked in parts:
+        canonical = json.dumps(_canonical(raw), ensure_ascii=False, sort_keys=True)
+        chain.update(f"\x00{where}\x00{canonical}".encode())
+        blocks.append(PromptBlock(math.ceil(len(canonical) / 4), marked, chain.hexdigest()))
+    return blocks
+
+
+class PromptCache:
+    """The API's prompt cache, as the usage fields report it.
+
+    Each breakpoint's prefix (everything up to and including the marked block, in the order
+    tools, system, messages) is written once it is at least ``min_tokens`` long, and lives
+    ``ttl`` seconds from its last write or read. A request reads the longest cached prefix
+    ending at one of its breakpoints or at one of the ``lookback`` block boundaries before
+    each; it writes (``cache_creation_input_tokens``) from there up to its last breakpoint;
+    the rest is ``input_tokens``. Tokens are counted as in ``prompt_blocks``.
+    """
+
+    def __init__(
+        self,
+        *,
+        ttl: float = CACHE_TTL,
+        min_tokens: int = MIN_CACHEABLE_TOKENS,
+        lookback: int = CACHE_LOOKBACK,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ttl = ttl
+        self.min_tokens = min_tokens
+        self.lookback = lookback
+        self._clock = clock
+        self._expiry: dict[str, float] = {}
+
+    def clear(self) -> None:
+        self._expiry.clear()
+
+    def usage(self, body: Json) -> dict[str, int]:
+        """The input usage of ``body``, reading and writing the cache as the API does."""
+        blocks = prompt_blocks(body)
+        totals = list(_running_sums(b.tokens for b in blocks))
+        now = self._clock()
+        self._expiry = {k: t for k, t in self._expiry.items() if t > now}
+        marked = [i for i, b in enumerate(blocks) if b.breakpoint]
+        hit = -1
+        for end in marked:
+            for i in range(end, max(-1, end - self.lookback), -1):
+                if blocks[i].prefix in self._expiry:
+                    hit = max(hit, i)
+                    break
+        read = totals[hit] if hit >= 0 else 0
+        if hit >= 0:
+            self._expiry[blocks[hit].prefix] = now + self.ttl
+        created = 0
+        last = marked[-1] if marked else -1
+        if last > hit and totals[last] >= self.min_tokens:
+            created = totals[last] - read
+        for end in marked:
+            if totals[end] >= self.min_tokens:
+                self._expiry[blocks[end].prefix] = now + self.ttl
+        total = totals[-1] if totals else 0
+        return {
+            "input_tokens": total - read - created,
+            "cache_creation_input_tokens": created,
+            "cache_read_input_tokens": read,
+        }
+
+
+def _running_sums(values: Any) -> Any:
+    total = 0
+    for value in values:
+        total += value
+        yield total
 
 
 def _citation(ref: CitationRef, results: list[Json]) -> Json:
@@ -686,6 +834,8 @@ class FakeAnthropic:
         self.requests: list[Json] = []
         self.request_headers: list[dict[str, str]] = []
         self.count_tokens_requests: list[Json] = []
+        self.prompt_cache = PromptCache()
+        self.usages: list[Json] = []  # the usage of each answered message, in serving order
         self._state = _State()
         self._runner: web.AppRunner | None = None
         self._arrived = asyncio.Event()
@@ -764,11 +914,13 @@ class FakeAnthropic:
         return self.requests[-1]
 
     def reset(self) -> None:
-        """Forget script, responder and recorded requests."""
+        """Forget script, responder, recorded requests and the prompt cache."""
         self._state = _State()
         self.requests.clear()
         self.request_headers.clear()
         self.count_tokens_requests.clear()
+        self.prompt_cache.clear()
+        self.usages.clear()
 
     async def wait_for_requests(self, n: int, timeout: float = 10) -> list[Json]:  # noqa: ASYNC109
         """Wait until at least ``n`` messages requests arrived; return them."""
@@ -862,6 +1014,10 @@ class FakeAnthropic:
             message = render_message(partial, body) if partial is not None else None
         except ApiError as exc:
             return self._json_error(exc.status, exc.type, exc.message)
+        if message is not None and partial is not None:
+            message["usage"].update(self.prompt_cache.usage(body), **(partial.usage or {}))
+            request[USAGE] = message["usage"]
+            self.usages.append(message["usage"])
         rid = _rand("req_011C", 20)
         if not streaming:
             assert message is not None

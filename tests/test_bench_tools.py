@@ -66,6 +66,12 @@ async def test_fake_model_answers_a_turn_in_two_steps_and_times_each_request() -
             timings = await response.json()
         assert [t["tag"] for t in timings] == ["q-3-7", "q-3-7"]
         assert all(t["ms"] > 0 for t in timings)
+        assert [t["step"] for t in timings] == [0, 1]
+        assert [t["usage"]["input_tokens"] for t in timings] == [
+            first.usage.input_tokens,
+            final.usage.input_tokens,
+        ]
+        assert all(t["usage"]["cache_read_input_tokens"] == 0 for t in timings)  # none marked
         await client.close()
     finally:
         await fake.stop()
@@ -122,3 +128,38 @@ def test_chart_draws_both_panels(tmp_path: Path) -> None:
         [*command, f"--turns={turns}", f"--ack={ack}", f"--out={png}"], check=True, cwd=ROOT
     )
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_turn_costs_sum_a_turns_steps_and_share_the_cache_reads() -> None:
+    from bench.turn_overhead import Phase
+
+    def usage(uncached: int, read: int, written: int) -> dict[str, int]:
+        return {
+            "input_tokens": uncached,
+            "output_tokens": 10,
+            "cache_read_input_tokens": read,
+            "cache_creation_input_tokens": written,
+        }
+
+    phase = Phase(posted=2)
+    phase.calls.update(["chat.startStream", "chat.stopStream", "conversations.replies"] * 2)
+    phase.add_usage(
+        [
+            {"tag": "f-1-0", "step": 0, "usage": usage(0, 900, 100)},
+            {"tag": "f-1-0", "step": 1, "usage": usage(0, 1000, 500)},
+            {"tag": "f-1-1", "step": 0, "usage": usage(100, 0, 900)},
+            {"tag": "q-1-0", "step": 0, "usage": usage(5, 5, 5)},  # another round's
+        ],
+        {"f-1-0", "f-1-1"},
+    )
+    row = phase.row({"Lore": 0.1})
+    assert row["tokens_per_turn"] == {
+        "input": 50.0,
+        "output": 15.0,
+        "cache_read": 950.0,
+        "cache_creation": 750.0,
+    }
+    assert row["cache_read_share"] == round(1900 / 3500, 3)
+    assert row["tokens_per_step"]["1"]["cache_read"] == 1000.0
+    assert row["web_api_calls_per_turn"]["conversations.replies"] == 1.0
+    assert row["cpu_ms_per_turn"] == {"Lore": 50.0}

@@ -13,8 +13,10 @@ import pytest
 
 from tests.fake_anthropic import (
     FakeAnthropic,
+    PromptCache,
     delay,
     error,
+    estimate_input_tokens,
     reply,
     stream_error,
     text,
@@ -507,3 +509,86 @@ async def test_parallel_tool_uses_must_all_be_answered(
         model=MODEL, max_tokens=64, tools=[SEARCH_TOOL], messages=[*history, user(both)]
     )
     assert done.content[0].type == "text" and done.content[0].text == "Both answered."
+
+
+# ---------------------------------------------------------------- prompt caching in usage
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def cached_request(system: str, question: str, *, model: str = MODEL) -> dict[str, Any]:
+    return {
+        "model": model,
+        "system": [{"type": "text", "text": system, "cache_control": {"type": "ephemeral"}}],
+        "messages": [user(question)],
+    }
+
+
+async def test_usage_writes_a_marked_prefix_then_reads_it(
+    fake: FakeAnthropic, client: anthropic.AsyncAnthropic
+) -> None:
+    long_rules = "Answer from the archive. " * 300  # well over 1024 tokens
+    fake.script(reply(text("one")), reply(text("two")))
+    body = cached_request(long_rules, "Hi")
+    first = await client.messages.create(max_tokens=64, **body)
+    second = await client.messages.create(max_tokens=64, **cached_request(long_rules, "Yo"))
+    marked = first.usage.cache_creation_input_tokens
+    assert first.usage.cache_read_input_tokens == 0 and marked > 1024
+    assert second.usage.cache_read_input_tokens == marked
+    assert second.usage.cache_creation_input_tokens == 0
+    assert second.usage.input_tokens == first.usage.input_tokens > 0  # the unmarked questions
+    assert fake.usages[1]["cache_read_input_tokens"] == marked
+
+
+def test_prefixes_under_the_minimum_are_never_cached() -> None:
+    cache = PromptCache(clock=Clock())
+    body = cached_request("Short rules.", "Hi")
+    assert cache.usage(body)["cache_creation_input_tokens"] == 0
+    again = cache.usage(body)
+    assert again["cache_read_input_tokens"] == 0
+    assert again["input_tokens"] == estimate_input_tokens(body)
+
+
+def test_an_entry_lives_five_minutes_from_its_last_use_and_per_model() -> None:
+    clock = Clock()
+    cache = PromptCache(clock=clock)
+    body = cached_request("Rules. " * 800, "Hi")
+    written = cache.usage(body)["cache_creation_input_tokens"]
+    clock.now += 299
+    assert cache.usage(body)["cache_read_input_tokens"] == written  # and refreshed
+    clock.now += 299
+    assert cache.usage(body)["cache_read_input_tokens"] == written
+    other = cache.usage(cached_request("Rules. " * 800, "Hi", model="claude-sonnet-4-6"))
+    assert other["cache_read_input_tokens"] == 0
+    clock.now += 301
+    expired = cache.usage(body)
+    assert expired["cache_read_input_tokens"] == 0
+    assert expired["cache_creation_input_tokens"] == written
+
+
+def test_a_later_step_reads_the_earlier_steps_prefix_through_the_lookback() -> None:
+    cache = PromptCache(clock=Clock())
+    rules = [{"type": "text", "text": "Rules. " * 800}]
+    question = {"role": "user", "content": [mark({"type": "text", "text": "When?"})]}
+    step_one = {"model": MODEL, "system": rules, "messages": [question]}
+    first = cache.usage(step_one)
+    assert first["cache_creation_input_tokens"] == estimate_input_tokens(step_one)
+    answer = {"role": "assistant", "content": [{"type": "text", "text": "Let me look."}]}
+    more = {"role": "user", "content": [mark({"type": "text", "text": "Go on."})]}
+    plain_question = {"role": "user", "content": "When?"}  # the same block, unmarked now
+    step_two = {"model": MODEL, "system": rules, "messages": [plain_question, answer, more]}
+    second = cache.usage(step_two)
+    assert second["cache_read_input_tokens"] == estimate_input_tokens(step_one)
+    total = estimate_input_tokens(step_two)
+    assert second["cache_creation_input_tokens"] == total - estimate_input_tokens(step_one)
+    assert second["input_tokens"] == 0
+
+
+def mark(block: dict[str, Any]) -> dict[str, Any]:
+    return {**block, "cache_control": {"type": "ephemeral"}}

@@ -9,6 +9,16 @@ from app.agent.ports import ThreadMessage, TurnRequest
 from memory.blocks import Block
 
 CHARS_PER_TOKEN = 4
+CACHED = {"type": "ephemeral"}
+"""A prompt-cache breakpoint: the prefix up to here is cached for 5 minutes from last use.
+
+A request has up to four, in the API's cache order (tools, system, messages): the rules (with
+the tools before them: the same in every workspace), the memory blocks (the same until one is
+edited), the asked message (the thread so far), and from a turn's third step its last
+message (`with_cache_breakpoints`). A prefix under the model's minimum (1024 tokens for Sonnet
+4.x) is not cached at all: so the tools (about 830 tokens with the API's tool-use prompt)
+carry no breakpoint of their own; the rules' covers them.
+"""
 
 IDENTITY = """\
 You are Lore, the institutional memory of this Slack workspace. You take part in many Slack \
@@ -36,7 +46,7 @@ edits are kept in this channel's own block. Never share what you know from elsew
 
 
 def system_blocks(blocks: list[Block], *, channel_only: bool = False) -> list[dict[str, Any]]:
-    """Identity and rules, then the memory blocks; the whole prefix is marked for caching.
+    """Identity and rules, then the memory blocks; each part ends with a cache breakpoint.
 
     `channel_only`: outsiders read the answer (see `access.Access.channel_only`).
     """
@@ -47,13 +57,37 @@ def system_blocks(blocks: list[Block], *, channel_only: bool = False) -> list[di
     )
     rules = f"{IDENTITY}\n\n{CHANNEL_ONLY}" if channel_only else IDENTITY
     return [
-        {"type": "text", "text": rules},
+        {"type": "text", "text": rules, "cache_control": CACHED},
         {
             "type": "text",
             "text": f"Your memory blocks as of this turn:\n<memory>\n{rendered}\n</memory>",
-            "cache_control": {"type": "ephemeral"},
+            "cache_control": CACHED,
         },
     ]
+
+
+def with_cache_breakpoints(
+    messages: list[dict[str, Any]], *, asked: int, step: int
+) -> list[dict[str, Any]]:
+    """`messages` (a copy) with the conversation's breakpoints for a turn's `step` (0 first).
+
+    Every step marks the asked message (`messages[asked]`, the end of the thread so far): the
+    first step writes the thread to the cache and the next reads it. From the third step on,
+    the last message is marked too, so a turn already two tool rounds long reads its tool
+    results from the cache rather than sending them again; earlier, most turns end with the
+    answer to their first search, and writing those results (1.25x) would be wasted.
+    """
+    marked = {asked} | ({len(messages) - 1} if step >= 2 else set())
+    return [_marked(m) if i in marked else m for i, m in enumerate(messages)]
+
+
+def _marked(message: dict[str, Any]) -> dict[str, Any]:
+    content = message["content"]
+    blocks = [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+    if not blocks:
+        return message
+    blocks[-1] = {**blocks[-1], "cache_control": CACHED}
+    return {**message, "content": blocks}
 
 
 def thread_messages(

@@ -13,11 +13,12 @@ import anthropic
 from app import log_context
 from app.agent import prompt
 from app.agent.access import ASK_IN_A_DM, THIN_RESULTS, Access
-from app.agent.ports import PostedReply, Reply, Source, Thread, TurnRequest
+from app.agent.ports import PostedReply, Reply, Source, Thread, ThreadMessage, TurnRequest
 from app.agent.retrieval_only import RetrievalOnly
 from app.agent.tools import TOOLS, ToolRunner
 from app.askers import Askers
 from app.ingest import Ingest
+from app.thread_history import ArchivedHistory
 from memory.archive import Archive, ArchivedMessage
 from memory.blocks import MemoryBlocks
 from memory.conversations import Conversations
@@ -50,10 +51,22 @@ class TurnObserver(Protocol):
     def turn_finished(self, outcome: str, seconds: float, model_seconds: float | None) -> None:
         """`outcome` is "answered" or "failed"; `model_seconds` is None without a model."""
 
+    def model_tokens(self, usage: anthropic.types.Usage) -> None:
+        """The tokens one model request used (input, output, cache read and written)."""
+
+    def thread_read(self, source: str) -> None:
+        """A follow-up turn read its thread from "archive" or "slack"."""
+
 
 class _Unobserved:
     def turn_finished(self, outcome: str, seconds: float, model_seconds: float | None) -> None:
         del outcome, seconds, model_seconds
+
+    def model_tokens(self, usage: anthropic.types.Usage) -> None:
+        del usage
+
+    def thread_read(self, source: str) -> None:
+        del source
 
 
 @dataclass
@@ -87,8 +100,10 @@ class Agent:
         ingest: Ingest,
         observer: TurnObserver | None = None,
         is_excluded: Callable[[str, str], Awaitable[bool]] | None = None,
+        archived_history: ArchivedHistory | None = None,
     ) -> None:
         self._llm = llm
+        self._archived_history = archived_history
         self._is_excluded = is_excluded or _never_excluded
         self._observer: TurnObserver = observer or _Unobserved()
         self._limits = limits
@@ -192,22 +207,24 @@ class Agent:
         conversation_id: str,
         clock: ModelClock,
     ) -> PostedReply | None:
-        # a message that starts its thread has nothing before it in that thread
-        history = [] if request.ts == request.thread_ts else await thread.history(request.ts)
+        history = await self._history(request, thread)
         blocks = await self._blocks.current(request.team_id, access.memory)
         system = prompt.system_blocks(blocks, channel_only=access.channel_only)
         messages = prompt.thread_messages(history, request, self._limits.history_tokens)
         tools = self._tools.for_turn(request, access, conversation_id)
         offered: dict[str, Source] = {}
         cited: dict[str, Source] = {}
-        for _step in range(self._limits.max_steps):
+        asked = len(messages) - 1
+        for step in range(self._limits.max_steps):
             clock.start()
             try:
                 async with llm.messages.stream(
                     model=self._limits.model,
                     max_tokens=self._limits.max_tokens,
                     system=system,  # type: ignore[arg-type]
-                    messages=messages,  # type: ignore[arg-type]
+                    messages=prompt.with_cache_breakpoints(  # type: ignore[arg-type]
+                        messages, asked=asked, step=step
+                    ),
                     tools=TOOLS,  # type: ignore[arg-type]
                 ) as stream:
                     async for text in stream.text_stream:
@@ -217,6 +234,7 @@ class Agent:
                     message = await stream.get_final_message()
             finally:
                 clock.stop()
+            self._observer.model_tokens(message.usage)
             _collect_citations(message, offered, cited)
             tool_uses = [block for block in message.content if block.type == "tool_use"]
             if message.stop_reason != "tool_use" or not tool_uses:
@@ -240,6 +258,25 @@ class Agent:
         if access.suggests_dm and tools.searches and tools.found < THIN_RESULTS:
             await reply.append(f"\n\n{ASK_IN_A_DM}")
         return await reply.finish(list(cited.values()))
+
+    async def _history(self, request: TurnRequest, thread: Thread) -> list[ThreadMessage]:
+        """The thread before the asked message: from the archive where it holds all of it
+        (`app.thread_history`), else (or when the archive fails) from Slack."""
+        if request.ts == request.thread_ts:
+            return []  # a message that starts its thread has nothing before it
+        if self._archived_history is not None:
+            try:
+                stored = await self._archived_history.history(
+                    request.team_id, request.channel_id, request.thread_ts, request.ts
+                )
+            except Exception:
+                log.warning("could not read the thread from the archive; asking Slack")
+                stored = None
+            if stored is not None:
+                self._observer.thread_read("archive")
+                return stored
+        self._observer.thread_read("slack")
+        return await thread.history(request.ts)
 
     async def _archive_reply(self, request: TurnRequest, posted: PostedReply) -> None:
         """Store the reply in the archive, batched with other messages (see `Ingest`), with
@@ -268,6 +305,8 @@ class Agent:
             )
         except Exception:
             log.exception("could not archive Lore's reply %s", posted.ts)
+            if self._archived_history is not None:
+                self._archived_history.gap(request.team_id, request.channel_id, request.thread_ts)
 
 
 async def _never_excluded(team_id: str, channel_id: str) -> bool:
