@@ -5,21 +5,27 @@ that is not held in memory: its channel is queued at once for a re-read of its h
 newest message (a backfill, recorded in the database, so a crash cannot lose it), and queued
 again once the workspace's backlog is down to half, so the re-read starts after the last
 message skipped and stores them all.
+
+A job that fails (a store away) is tried again with backoff (`app.retry`). `settled` is called
+once a message is stored, or once the re-read that will store it is recorded: the intake then
+forgets it.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
 from app.backfill import ChannelReader
 from app.background import TaskPool
+from app.retry import Backoff, CountsRetries, retrying
 
 log = logging.getLogger("lore.archive_queue")
 
 Job = Callable[[], Coroutine[Any, Any, None]]
+Settled = Callable[[], Coroutine[Any, Any, None]]
 
 
 class Rereads(Protocol):
@@ -30,7 +36,7 @@ class Rereads(Protocol):
         ...  # pragma: no cover - protocol
 
 
-class CountsDeferred(Protocol):
+class CountsDeferred(CountsRetries, Protocol):
     def archive_deferred(self) -> None:
         """One live message left to a re-read of its channel (the metrics)."""
         ...  # pragma: no cover - protocol
@@ -41,14 +47,21 @@ class ArchiveQueue:
     are queued in a pool of their own, so they never wait behind the backlog."""
 
     def __init__(
-        self, pool: TaskPool, rereads: Rereads, max_backlog: int, counts: CountsDeferred
+        self,
+        pool: TaskPool,
+        rereads: Rereads,
+        max_backlog: int,
+        counts: CountsDeferred,
+        backoff: Backoff | None = None,
     ) -> None:
         self._pool = pool
         self._rereads = rereads
         self._max_backlog = max_backlog
         self._counts = counts
+        self._backoff = backoff or Backoff()
         self._backlog: Counter[str] = Counter()
         self._skipped: dict[str, dict[str, ChannelReader]] = {}
+        self._skipped_settled: dict[str, list[Settled]] = {}
         self._rereading = TaskPool(1)
 
     def backlog(self, team_id: str) -> int:
@@ -56,11 +69,18 @@ class ArchiveQueue:
         return self._backlog[team_id]
 
     def submit(
-        self, team_id: str, channel_id: str, job: Job, reader: Callable[[], ChannelReader]
+        self,
+        team_id: str,
+        channel_id: str,
+        job: Job,
+        reader: Callable[[], ChannelReader],
+        settled: Settled | None = None,
     ) -> bool:
         """Run `job()` in the background; False if the backlog is full and the channel will be
         read again instead (through the reader that `reader()` makes)."""
         if self._backlog[team_id] >= self._max_backlog:
+            if settled is not None:
+                self._skipped_settled.setdefault(team_id, []).append(settled)
             skipped = self._skipped.setdefault(team_id, {})
             if not skipped:
                 log.warning(
@@ -77,25 +97,42 @@ class ArchiveQueue:
             self._counts.archive_deferred()
             return False
         self._backlog[team_id] += 1
-        self._pool.spawn(self._run(team_id, job), name="archive")
+        self._pool.spawn(self._run(team_id, job, settled), name="archive")
         return True
 
-    async def _run(self, team_id: str, job: Job) -> None:
+    def submit_change(self, job: Job, settled: Settled | None = None) -> None:
+        """Run an edit or deletion `job()` in the background; never deferred, since a re-read
+        would not take back a deleted message."""
+        self._pool.spawn(self._run_change(job, settled), name="archive-change")
+
+    async def _run_change(self, job: Job, settled: Settled | None) -> None:
+        await retrying(job, self._backoff, self._counts, what="archiving an edit or deletion")
+        if settled is not None:
+            await settled()
+
+    async def _run(self, team_id: str, job: Job, settled: Settled | None) -> None:
         try:
-            await job()
+            await retrying(job, self._backoff, self._counts, what="archiving a message")
+            if settled is not None:
+                await settled()
         finally:
             self._backlog[team_id] -= 1
             if self._backlog[team_id] <= 0:
                 del self._backlog[team_id]
             if team_id in self._skipped and self._backlog[team_id] <= self._max_backlog // 2:
                 skipped = self._skipped.pop(team_id)
-                self._rereading.spawn(self._reread(team_id, skipped), name="archive-reread")
+                settle = self._skipped_settled.pop(team_id, [])
+                self._rereading.spawn(self._reread(team_id, skipped, settle), name="archive-reread")
 
     async def drain(self, grace: float = 10.0) -> None:
         """Finish queuing the re-reads (at shutdown, after the archive jobs have drained)."""
         await self._rereading.drain(grace)
 
-    async def _reread(self, team_id: str, channels: dict[str, ChannelReader]) -> None:
+    async def _reread(
+        self, team_id: str, channels: dict[str, ChannelReader], settle: Sequence[Settled] = ()
+    ) -> None:
         log.info("reading %d channels of %s again (archive backlog full)", len(channels), team_id)
         for channel_id, reader in channels.items():
             await self._rereads.reread(reader, channel_id)
+        for settled in settle:
+            await settled()

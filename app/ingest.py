@@ -71,6 +71,11 @@ class Ingest:
             self._flusher = asyncio.create_task(self._flush(), name="ingest")
         await done
 
+    async def archived(self, team_id: str, channel_id: str, ts: str) -> bool:
+        """Whether the message is in the archive (or being stored now)."""
+        await self._stored((team_id, channel_id, ts))
+        return await self._archive.get(team_id, channel_id, ts) is not None
+
     async def update_text(self, team_id: str, channel_id: str, ts: str, text: str) -> None:
         await self._change((team_id, channel_id, ts), text)
 

@@ -10,6 +10,7 @@ from handlers import (
     backfill,
     feedback,
     ignored,
+    intake,
     messages,
     middleware,
     recall,
@@ -23,6 +24,7 @@ def register(app: AsyncApp, services: Services) -> None:
     """Attach every listener and middleware of the Slack edge to `app`."""
     memberships = Memberships()
     users = SlackUsers()  # one users.info cache for names and admin checks
+    intake.register(app, services)  # before de-duplication: see handlers.intake
     middleware.register(app, services)
     messages.register(app, services, memberships, users)
     recall.register(app, services, memberships)

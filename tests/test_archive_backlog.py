@@ -56,6 +56,12 @@ class Counts:
     def archive_deferred(self) -> None:
         self.deferred += 1
 
+    def archive_retry_waiting(self, seconds: float, first: bool) -> None:
+        raise AssertionError("no job fails in this test")
+
+    def archive_retry_done(self) -> None:
+        raise AssertionError("no job fails in this test")
+
 
 def waits_for(gate: asyncio.Event) -> Job:
     async def job() -> None:

@@ -1,0 +1,257 @@
+"""Nothing acknowledged is lost: Lore is SIGKILLed right after Slack got its 200s, with the
+messages, edits and deletions still unarchived (the store they wait for is held still), and
+every one of them is archived exactly once afterwards: by the restarted process (one process,
+embedded stores), or by another live process (two processes sharing Redis, PostgreSQL and a
+Chroma server)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+
+import chromadb
+from chromadb.config import Settings as ChromaSettings
+
+from emulator import SlackEmulator
+from memory.archive import Archive, collection_name, message_key
+from memory.chroma_client import open_http
+from memory.embeddings import MODEL_NAME, OnnxEmbedder
+from memory.lexical import TABLE
+from tests.chroma_server import free_port, running_chroma
+from tests.conftest import POSTGRES_URL, ROOT, postgres_engine_or_skip
+from tests.fake_anthropic import FakeAnthropic
+from tests.harness import eventually, serve_env, wait_ready
+
+CHANNEL = "C0GENERAL"
+NEW_MESSAGES = 12
+
+
+@asynccontextmanager
+async def serving(env: dict[str, str]) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`python -m app serve` in a process group of its own (it and its Chroma worker); killed
+    on the way out if the test has not stopped it."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "app", "serve", cwd=ROOT, env=env, start_new_session=True
+    )
+    try:
+        await wait_ready(f"http://127.0.0.1:{env['PORT']}", process)
+        yield process
+    finally:
+        if process.returncode is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
+
+
+def chroma_worker_of(pid: int) -> int:
+    """The embedded Chroma worker process that Lore `pid` started."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent == pid and b"multiprocessing" in cmdline and b"resource_tracker" not in cmdline:
+            return int(entry.name)
+    raise LookupError(f"no Chroma worker under process {pid}")
+
+
+@contextmanager
+def held(pid: int) -> Iterator[None]:
+    """Process `pid` stopped (SIGSTOP) for the body; continued after, if still there."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+
+
+def lexical_rows(data_dir: Path, team: str) -> dict[str, str]:
+    """ts -> text of the team's archived records, read from the SQLite file as it is now."""
+    with sqlite3.connect(f"file:{data_dir / 'lore.db'}?mode=ro", uri=True) as db:
+        query = f"SELECT ts, text FROM {TABLE} WHERE team_id = ? AND channel_id = ?"
+        return dict(db.execute(query, (team, CHANNEL)).fetchall())
+
+
+def channel_texts(emulator: SlackEmulator) -> dict[str, str]:
+    """ts -> text of every message in the channel now (as edited, without the deleted)."""
+    return {m["ts"]: m["text"] for m in emulator.messages(CHANNEL)}
+
+
+async def post_under_fault(emulator: SlackEmulator, standing: list[str]) -> None:
+    """New messages, and edits and deletions of both archived (`standing`) and new ones, all
+    acknowledged (every delivery answered 200 at its first attempt)."""
+    already = len(emulator.deliveries)
+    posted = [
+        (await emulator.post_message("U0BOB", CHANNEL, f"decision {n}: ship the beta on day {n}"))[
+            "ts"
+        ]
+        for n in range(NEW_MESSAGES)
+    ]
+    await emulator.edit_message(CHANNEL, standing[0], "standing note 0, corrected")
+    await emulator.delete_message(CHANNEL, standing[1])
+    await emulator.edit_message(CHANNEL, posted[0], "decision 0: ship the beta on day 9")
+    await emulator.edit_message(CHANNEL, posted[0], "decision 0: ship the beta on day 10")
+    await emulator.delete_message(CHANNEL, posted[1])
+    await emulator.edit_message(CHANNEL, posted[2], "decision 2: postponed")
+    await emulator.delete_message(CHANNEL, posted[2])
+    await emulator.drain()
+    deliveries = emulator.deliveries[already:]
+    assert len(deliveries) == NEW_MESSAGES + 7
+    assert all([a.status for a in d.attempts] == [200] for d in deliveries)
+
+
+async def test_a_restart_after_sigkill_archives_every_acknowledged_message_once(
+    team_emulator: SlackEmulator, fake_llm: FakeAnthropic, tmp_path: Path
+) -> None:
+    emulator = team_emulator
+    team = emulator.config.team_id
+    data = tmp_path / "lore"
+    env = serve_env(emulator, fake_llm, data, REDIS_URL="")  # one process: embedded stores
+
+    async with serving(env) as process:
+        emulator.config.events_url = f"http://127.0.0.1:{env['PORT']}/slack/events"
+        standing = [
+            (await emulator.post_message("U0ALICE", CHANNEL, f"standing note {n}"))["ts"]
+            for n in range(3)
+        ]
+        await eventually(lambda: _holds(data, team, channel_texts(emulator)), within=60)
+
+        with held(chroma_worker_of(process.pid)):  # every archive write now waits
+            await post_under_fault(emulator, standing)
+            # nothing of it reached the archive: only the acks' durable record holds it
+            assert lexical_rows(data, team) == {
+                ts: f"standing note {n}" for n, ts in enumerate(standing)
+            }
+            os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
+
+    expected = channel_texts(emulator)
+    assert len(expected) == 3 - 1 + NEW_MESSAGES - 2
+    restarted = {**env, "PORT": str(free_port())}
+    async with serving(restarted) as process:
+        await eventually(lambda: _holds(data, team, expected), within=90)
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), timeout=60) == 0
+    assert lexical_rows(data, team) == expected
+    client = chromadb.PersistentClient(
+        str(data / "chroma"), ChromaSettings(anonymized_telemetry=False)
+    )
+    vectors = client.get_collection(collection_name(team, MODEL_NAME)).get(include=["documents"])
+    assert sorted(vectors["ids"]) == sorted(message_key(CHANNEL, ts) for ts in expected)
+    by_id = dict(zip(vectors["ids"], vectors["documents"] or [], strict=True))
+    assert {ts: by_id[message_key(CHANNEL, ts)] for ts in expected} == expected
+
+
+async def _holds(data: Path, team: str, expected: dict[str, str]) -> bool:
+    return lexical_rows(data, team) == expected
+
+
+@contextmanager
+def chroma_process(path: Path) -> Iterator[tuple[str, int]]:
+    """A Chroma server of this test's own (it is held still): its URL and process id."""
+    with running_chroma(path) as url:
+        port = url.rsplit(":", 1)[1]
+        yield url, _listener_pid(int(port))
+
+
+def _listener_pid(port: int) -> int:
+    """The process listening on 127.0.0.1:`port` (from /proc, by the socket's inode)."""
+    inode = ""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":  # LISTEN
+            inode = fields[9]
+    assert inode, f"nothing listens on {port}"
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            links = [os.readlink(fd) for fd in (entry / "fd").iterdir()]
+        except OSError:
+            continue
+        if f"socket:[{inode}]" in links:
+            return int(entry.name)
+    raise LookupError(f"no process owns the socket listening on {port}")
+
+
+async def test_another_process_archives_what_a_sigkilled_one_acknowledged(
+    team_emulator: SlackEmulator,
+    fake_llm: FakeAnthropic,
+    embedder: OnnxEmbedder,
+    tmp_path: Path,
+) -> None:
+    engine = await postgres_engine_or_skip()
+    emulator = team_emulator
+    team = emulator.config.team_id
+    reader: Archive | None = None
+    with chroma_process(tmp_path / "chroma") as (chroma_url, chroma_pid):
+        envs = [
+            serve_env(
+                emulator,
+                fake_llm,
+                tmp_path / f"lore{n}",
+                DATABASE_URL=POSTGRES_URL,
+                CHROMA_URL=chroma_url,
+                LORE_INTAKE_LEASE_SECONDS="2",
+            )
+            for n in range(2)
+        ]
+        try:
+            reader = await Archive.open_http(chroma_url, embedder, engine)
+
+            async def holds(expected: dict[str, str]) -> bool:
+                assert reader is not None
+                if await reader.count(team) != len(expected):
+                    return False
+                for ts, text in expected.items():
+                    stored = await reader.get(team, CHANNEL, ts)
+                    if stored is None or stored.text != text:
+                        return False
+                return True
+
+            async with serving(envs[0]) as dying, serving(envs[1]):
+                # every event goes to the first process; the second only looks for orphans
+                emulator.config.events_url = f"http://127.0.0.1:{envs[0]['PORT']}/slack/events"
+                standing = [
+                    (await emulator.post_message("U0ALICE", CHANNEL, f"standing note {n}"))["ts"]
+                    for n in range(3)
+                ]
+                await eventually(lambda: holds(channel_texts(emulator)), within=60)
+                before = channel_texts(emulator)
+
+                with held(chroma_pid):  # every archive write now waits
+                    await post_under_fault(emulator, standing)
+                    os.killpg(dying.pid, signal.SIGKILL)
+                    await dying.wait()
+                assert await holds(before)  # nothing of it was stored before the kill
+
+                expected = channel_texts(emulator)
+                await eventually(lambda: holds(expected), within=90)
+
+            assert len(expected) == 3 - 1 + NEW_MESSAGES - 2
+            store = await open_http(chroma_url)
+            try:
+                vectors = await store.collection(collection_name(team, embedder.name), create=False)
+                assert vectors is not None
+                keys = [message_key(CHANNEL, ts) for ts in expected]
+                assert await vectors.count() == len(expected)
+                stored = {record.id: record.document for record in await vectors.get(keys)}
+                assert stored == {message_key(CHANNEL, ts): text for ts, text in expected.items()}
+            finally:
+                await store.close()
+        finally:
+            if reader is not None:
+                await reader.close()
+            await engine.dispose()
