@@ -1,0 +1,98 @@
+"""Lore and its stores as processes of their own, for fault tests: start, hold still (SIGSTOP),
+kill, and find the processes a store runs in."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+
+from memory.lexical import TABLE
+from tests.chroma_server import running_chroma
+from tests.conftest import ROOT
+from tests.harness import wait_ready
+
+
+@asynccontextmanager
+async def serving(env: dict[str, str]) -> AsyncIterator[asyncio.subprocess.Process]:
+    """`python -m app serve` in a process group of its own (it and its Chroma worker); killed
+    on the way out if the test has not stopped it."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "app", "serve", cwd=ROOT, env=env, start_new_session=True
+    )
+    try:
+        await wait_ready(f"http://127.0.0.1:{env['PORT']}", process)
+        yield process
+    finally:
+        if process.returncode is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
+
+
+def chroma_worker_of(pid: int) -> int:
+    """The embedded Chroma worker process that Lore `pid` started."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent == pid and b"multiprocessing" in cmdline and b"resource_tracker" not in cmdline:
+            return int(entry.name)
+    raise LookupError(f"no Chroma worker under process {pid}")
+
+
+@contextmanager
+def held(pid: int) -> Iterator[None]:
+    """Process `pid` stopped (SIGSTOP) for the body; continued after, if still there."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+
+
+def lexical_rows(data_dir: Path, team: str, channel: str) -> dict[str, str]:
+    """ts -> text of the team's archived records, read from the SQLite file as it is now."""
+    with sqlite3.connect(f"file:{data_dir / 'lore.db'}?mode=ro", uri=True) as db:
+        query = f"SELECT ts, text FROM {TABLE} WHERE team_id = ? AND channel_id = ?"
+        return dict(db.execute(query, (team, channel)).fetchall())
+
+
+@contextmanager
+def chroma_process(path: Path) -> Iterator[tuple[str, int]]:
+    """A Chroma server of this test's own (it is held still): its URL and process id."""
+    with running_chroma(path) as url:
+        port = url.rsplit(":", 1)[1]
+        yield url, listener_pid(int(port))
+
+
+def listener_pid(port: int) -> int:
+    """The process listening on 127.0.0.1:`port` (from /proc, by the socket's inode)."""
+    inode = ""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":  # LISTEN
+            inode = fields[9]
+    assert inode, f"nothing listens on {port}"
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            links = [os.readlink(fd) for fd in (entry / "fd").iterdir()]
+        except OSError:
+            continue
+        if f"socket:[{inode}]" in links:
+            return int(entry.name)
+    raise LookupError(f"no process owns the socket listening on {port}")
