@@ -4,16 +4,20 @@ kill, and find the processes a store runs in."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import socket
 import sqlite3
+import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 from memory.lexical import TABLE
-from tests.chroma_server import running_chroma
+from tests.chroma_server import free_port, running_chroma
 from tests.conftest import ROOT
 from tests.harness import wait_ready
 
@@ -96,3 +100,42 @@ def listener_pid(port: int) -> int:
         if f"socket:[{inode}]" in links:
             return int(entry.name)
     raise LookupError(f"no process owns the socket listening on {port}")
+
+
+class RedisServer:
+    """A redis-server of a test's own on a free port, with an append-only file in `directory`,
+    so it can be stopped and started again with its data (as production runs it)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.port = free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        args = ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory)]
+        args += ["--appendonly", "yes", "--save", ""]
+        self._process = subprocess.Popen(
+            ["redis-server", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as connection,
+            ):
+                connection.sendall(b"PING\r\n")
+                if connection.recv(16).startswith(b"+PONG"):
+                    return
+            time.sleep(0.05)
+        raise TimeoutError(f"redis-server on {self.port} did not answer")
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            self._process.wait(timeout=10)
+        self._process = None

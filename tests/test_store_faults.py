@@ -5,18 +5,23 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
+import sqlite3
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import chromadb
 from chromadb.config import Settings as ChromaSettings
 
-from emulator import SlackEmulator
+from emulator import EmulatorConfig, SlackEmulator
 from memory.archive import collection_name, message_key
 from memory.embeddings import MODEL_NAME
-from tests.fake_anthropic import FakeAnthropic
-from tests.harness import eventually, serve_env
-from tests.processes import chroma_worker_of, held, lexical_rows, serving
+from tests.conftest import new_team
+from tests.fake_anthropic import FakeAnthropic, reply, text, tool_use
+from tests.harness import eventually, serve_env, user_text
+from tests.processes import RedisServer, chroma_worker_of, held, lexical_rows, serving
 
 CHANNEL = "C0GENERAL"
 
@@ -77,3 +82,117 @@ async def test_a_killed_chroma_worker_is_replaced_and_what_it_held_is_stored(
     assert len(expected) == 3 - 1 + 5 + 3
     assert lexical_rows(data, team, CHANNEL) == expected
     assert vectors(data, team) == {message_key(CHANNEL, ts): t for ts, t in expected.items()}
+
+
+BOT = "<@U0LORE>"
+
+
+async def readiness(url: str) -> tuple[int, dict[str, Any]]:
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/readyz") as response:
+        return response.status, await response.json()
+
+
+def org_versions(data_dir: Path, team: str) -> list[str]:
+    """The values of the workspace's `org` block, oldest version first."""
+    with sqlite3.connect(f"file:{data_dir / 'lore.db'}?mode=ro", uri=True) as db:
+        rows = db.execute(
+            "SELECT value FROM memory_block_versions WHERE team_id = ? AND label = 'org' "
+            "ORDER BY version",
+            (team,),
+        ).fetchall()
+    return [value for (value,) in rows]
+
+
+def bot_replies(emulator: SlackEmulator, ts: str) -> list[str]:
+    return [m["text"] for m in emulator.thread(CHANNEL, ts) if m.get("bot_id")]
+
+
+async def test_redis_stopped_and_started_again_answers_once_and_loses_no_edit(
+    fake_llm: FakeAnthropic, tmp_path: Path
+) -> None:
+    redis = RedisServer(tmp_path / "redis")
+    redis.start()
+    emulator = SlackEmulator(
+        EmulatorConfig(events_url=None, team_id=new_team(), retry_delays=(1.0, 2.0, 4.0))
+    )
+    await emulator.start()
+    team = emulator.config.team_id
+    data = tmp_path / "lore"
+    in_flight = asyncio.Event()
+    go_on = asyncio.Event()
+
+    async def respond(request: dict[str, Any]) -> Any:
+        last = request["messages"][-1]["content"]
+        if isinstance(last, list) and last[0].get("type") == "tool_result":
+            return reply(text("Saved."))
+        number = re.search(r"fact number (\d+)", user_text(request))
+        assert number is not None
+        if number[1] == "1":  # the turn running when Redis stops
+            in_flight.set()
+            await go_on.wait()
+        return reply(tool_use("memory_insert", {"label": "org", "text": f"Fact {number[1]}"}))
+
+    fake_llm.respond_with(respond)
+    env = serve_env(emulator, fake_llm, data, REDIS_URL=redis.url, LORE_MODEL_RETRIES="0")
+    url = f"http://127.0.0.1:{env['PORT']}"
+    try:
+        async with serving(env) as process:
+            emulator.config.events_url = f"{url}/slack/events"
+
+            async def ask(n: int) -> str:
+                posted = await emulator.post_message("U0ALICE", CHANNEL, f"{BOT} fact number {n}")
+                return str(posted["ts"])
+
+            first = await ask(0)
+            await emulator.wait_for_reply(CHANNEL, first, timeout=30)
+            running = await ask(1)
+            await asyncio.wait_for(in_flight.wait(), timeout=30)
+
+            redis.stop()
+
+            async def not_ready() -> bool:
+                status, body = await readiness(url)
+                return status == 503 and body["checks"]["redis"] != "ok"
+
+            await eventually(not_ready, within=30)
+            go_on.set()  # the running turn now edits memory without Redis
+            await emulator.wait_for_reply(CHANNEL, running, timeout=30)
+            during = await ask(2)  # refused with a 500 (nothing kept); Slack retries it
+
+            async def refused_once() -> bool:
+                records = [d for d in emulator.deliveries if d.body["event"].get("ts") == during]
+                return bool(records) and all(d.attempts and not d.attempts[0].ok for d in records)
+
+            await eventually(refused_once, within=30)
+            assert process.returncode is None
+
+            redis.start()
+
+            async def ready() -> bool:
+                status, _ = await readiness(url)
+                return status == 200
+
+            await eventually(ready, within=30)
+            await emulator.wait_for_reply(CHANNEL, during, timeout=30)
+            after = await ask(3)
+            await emulator.wait_for_reply(CHANNEL, after, timeout=30)
+            await emulator.drain()
+            assert process.returncode is None
+
+            # every question answered once: the one caught by the outage with an apology
+            for ts in (first, during, after):
+                assert bot_replies(emulator, ts) == ["Saved."], ts
+            [apology] = bot_replies(emulator, running)
+            assert apology.startswith("Sorry")
+            # each edit applied once, none lost; the failed one not at all
+            versions = org_versions(data, team)
+            facts = [v for v in versions[-1].splitlines() if v.startswith("Fact")]
+            assert facts == ["Fact 0", "Fact 2", "Fact 3"]
+            assert len(versions) == 1 + 3  # the initial block and one version per edit
+
+            process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(process.wait(), timeout=60) == 0
+    finally:
+        go_on.set()
+        redis.stop()
+        await emulator.stop()
