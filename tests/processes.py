@@ -17,7 +17,13 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 from memory.lexical import TABLE
-from tests.chroma_server import free_port, running_chroma
+from tests.chroma_server import (
+    CHROMA_BIN,
+    START_SECONDS,
+    free_port,
+    running_chroma,
+    wait_for_heartbeat,
+)
 from tests.conftest import ROOT
 from tests.harness import wait_ready
 
@@ -138,4 +144,34 @@ class RedisServer:
         if self._process is not None and self._process.poll() is None:
             self._process.terminate()
             self._process.wait(timeout=10)
+        self._process = None
+
+
+class ChromaServer:
+    """`chroma run` of a test's own on a free port and `path`, to stop and start again there."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.port = free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        args = ["run", "--path", str(self.path), "--host", "127.0.0.1", "--port", str(self.port)]
+        self._process = subprocess.Popen(
+            [str(CHROMA_BIN), *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_for_heartbeat(self.url, self._process, START_SECONDS)
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
         self._process = None

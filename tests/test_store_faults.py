@@ -17,11 +17,19 @@ from chromadb.config import Settings as ChromaSettings
 
 from emulator import EmulatorConfig, SlackEmulator
 from memory.archive import collection_name, message_key
+from memory.chroma_client import open_http
 from memory.embeddings import MODEL_NAME
 from tests.conftest import new_team
 from tests.fake_anthropic import FakeAnthropic, reply, text, tool_use
 from tests.harness import eventually, serve_env, user_text
-from tests.processes import RedisServer, chroma_worker_of, held, lexical_rows, serving
+from tests.processes import (
+    ChromaServer,
+    RedisServer,
+    chroma_worker_of,
+    held,
+    lexical_rows,
+    serving,
+)
 
 CHANNEL = "C0GENERAL"
 
@@ -196,3 +204,88 @@ async def test_redis_stopped_and_started_again_answers_once_and_loses_no_edit(
         go_on.set()
         redis.stop()
         await emulator.stop()
+
+
+async def metric(url: str, token: str, name: str) -> float:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{url}/metrics", headers=headers) as response:
+            assert response.status == 200
+            body = await response.text()
+    found = re.search(rf"^{name} (\S+)$", body, re.M)
+    assert found is not None, name
+    return float(found[1])
+
+
+async def test_a_chroma_server_restarted_during_ingest_gets_everything_once_it_is_back(
+    team_emulator: SlackEmulator, fake_llm: FakeAnthropic, tmp_path: Path
+) -> None:
+    emulator = team_emulator
+    team = emulator.config.team_id
+    data = tmp_path / "lore"
+    chroma = ChromaServer(tmp_path / "chroma")
+    chroma.start()
+    token = "metrics-token-for-this-test"
+    env = serve_env(
+        emulator,
+        fake_llm,
+        data,
+        REDIS_URL="",
+        CHROMA_URL=chroma.url,
+        LORE_METRICS_TOKEN=token,
+    )
+    url = f"http://127.0.0.1:{env['PORT']}"
+
+    async def archived_as_in_slack() -> bool:
+        return lexical_rows(data, team, CHANNEL) == channel_texts(emulator)
+
+    try:
+        async with serving(env) as process:
+            emulator.config.events_url = f"{url}/slack/events"
+            first = [
+                (await emulator.post_message("U0ALICE", CHANNEL, f"before the restart {n}"))["ts"]
+                for n in range(3)
+            ]
+            await eventually(archived_as_in_slack, within=60)
+            stored_before = lexical_rows(data, team, CHANNEL)
+
+            chroma.stop()
+            for n in range(8):
+                await emulator.post_message("U0BOB", CHANNEL, f"while Chroma restarts {n}")
+            await emulator.edit_message(CHANNEL, first[0], "before the restart 0, edited")
+            await emulator.delete_message(CHANNEL, first[1])
+            await emulator.drain()
+
+            async def waiting_for_the_store() -> bool:
+                return await metric(url, token, "lore_archive_retrying") > 0
+
+            await eventually(waiting_for_the_store, within=30)
+            held_back = lexical_rows(data, team, CHANNEL)  # (a deletion's SQL half may be done)
+            assert held_back[first[0]] == stored_before[first[0]]
+            assert not [t for t in held_back.values() if t.startswith("while")]
+            chroma.start()
+
+            await eventually(archived_as_in_slack, within=90)
+
+            async def through() -> bool:
+                return await metric(url, token, "lore_archive_retrying") == 0
+
+            await eventually(through, within=30)
+            assert await metric(url, token, "lore_archive_retries_total") > 0
+            assert await metric(url, token, "lore_archive_retry_wait_seconds_total") > 0
+            assert process.returncode is None
+
+        expected = channel_texts(emulator)
+        assert len(expected) == 3 - 1 + 8
+        store = await open_http(chroma.url)
+        try:
+            collection = await store.collection(collection_name(team, MODEL_NAME), create=False)
+            assert collection is not None
+            assert await collection.count() == len(expected)
+            keys = [message_key(CHANNEL, ts) for ts in expected]
+            stored = {record.id: record.document for record in await collection.get(keys)}
+            assert stored == {message_key(CHANNEL, ts): t for ts, t in expected.items()}
+        finally:
+            await store.close()
+    finally:
+        chroma.stop()
