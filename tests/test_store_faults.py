@@ -17,13 +17,17 @@ from chromadb.config import Settings as ChromaSettings
 
 from emulator import EmulatorConfig, SlackEmulator
 from memory.archive import collection_name, message_key
+from memory.blocks import MemoryBlocks
 from memory.chroma_client import open_http
+from memory.db import make_engine
 from memory.embeddings import MODEL_NAME
+from memory.locks import LocalLocks
 from tests.conftest import new_team
 from tests.fake_anthropic import FakeAnthropic, reply, text, tool_use
 from tests.harness import eventually, serve_env, user_text
 from tests.processes import (
     ChromaServer,
+    PostgresServer,
     RedisServer,
     chroma_worker_of,
     held,
@@ -289,3 +293,83 @@ async def test_a_chroma_server_restarted_during_ingest_gets_everything_once_it_i
             await store.close()
     finally:
         chroma.stop()
+
+
+async def test_postgresql_restarted_mid_traffic_the_turn_caught_apologises_and_later_ones_work(
+    team_emulator: SlackEmulator, fake_llm: FakeAnthropic, tmp_path: Path
+) -> None:
+    emulator = team_emulator
+    team = emulator.config.team_id
+    postgres = PostgresServer()
+    in_flight = asyncio.Event()
+    go_on = asyncio.Event()
+
+    async def respond(request: dict[str, Any]) -> Any:
+        last = request["messages"][-1]["content"]
+        if isinstance(last, list) and last[0].get("type") == "tool_result":
+            return reply(text("Saved."))
+        number = re.search(r"fact number (\d+)", user_text(request))
+        assert number is not None
+        if number[1] == "1":  # the turn running when PostgreSQL goes away
+            in_flight.set()
+            await go_on.wait()
+        return reply(tool_use("memory_insert", {"label": "org", "text": f"Fact {number[1]}"}))
+
+    fake_llm.respond_with(respond)
+    try:
+        postgres.init()
+        postgres.start()
+        env = serve_env(
+            emulator, fake_llm, tmp_path / "lore", REDIS_URL="", DATABASE_URL=postgres.url
+        )
+        url = f"http://127.0.0.1:{env['PORT']}"
+        async with serving(env) as process:
+            emulator.config.events_url = f"{url}/slack/events"
+
+            async def ask(n: int) -> str:
+                posted = await emulator.post_message("U0ALICE", CHANNEL, f"{BOT} fact number {n}")
+                return str(posted["ts"])
+
+            first = await ask(0)
+            await emulator.wait_for_reply(CHANNEL, first, timeout=30)
+            running = await ask(1)
+            await asyncio.wait_for(in_flight.wait(), timeout=30)
+
+            postgres.stop()
+
+            async def not_ready() -> bool:
+                status, body = await readiness(url)
+                return status == 503 and body["checks"]["database"] != "ok"
+
+            await eventually(not_ready, within=30)
+            go_on.set()  # the running turn now edits memory without its database
+            await emulator.wait_for_reply(CHANNEL, running, timeout=30)
+
+            postgres.start()
+
+            async def ready() -> bool:
+                status, _ = await readiness(url)
+                return status == 200
+
+            await eventually(ready, within=30)
+            after = await ask(2)  # no restart of Lore in between
+            await emulator.wait_for_reply(CHANNEL, after, timeout=30)
+            assert process.returncode is None
+
+            for ts in (first, after):
+                assert bot_replies(emulator, ts) == ["Saved."], ts
+            [apology] = bot_replies(emulator, running)
+            assert apology.startswith("Sorry") and "Traceback" not in apology
+            engine = make_engine(postgres.url)
+            try:
+                history = await MemoryBlocks(engine, LocalLocks()).history(team, "org")
+            finally:
+                await engine.dispose()
+            assert [b.version for b in history] == [1, 2, 3]
+            assert history[-1].value.splitlines()[-2:] == ["Fact 0", "Fact 2"]
+
+            process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(process.wait(), timeout=60) == 0
+    finally:
+        go_on.set()
+        postgres.remove()
