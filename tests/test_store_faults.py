@@ -264,6 +264,7 @@ async def test_a_chroma_server_restarted_during_ingest_gets_everything_once_it_i
                 return await metric(url, token, "lore_archive_retrying") > 0
 
             await eventually(waiting_for_the_store, within=30)
+            assert await metric(url, token, "lore_intake_pending") == 8 + 2
             held_back = lexical_rows(data, team, CHANNEL)  # (a deletion's SQL half may be done)
             assert held_back[first[0]] == stored_before[first[0]]
             assert not [t for t in held_back.values() if t.startswith("while")]
@@ -272,7 +273,8 @@ async def test_a_chroma_server_restarted_during_ingest_gets_everything_once_it_i
             await eventually(archived_as_in_slack, within=90)
 
             async def through() -> bool:
-                return await metric(url, token, "lore_archive_retrying") == 0
+                retrying = await metric(url, token, "lore_archive_retrying")
+                return retrying == 0 and await metric(url, token, "lore_intake_pending") == 0
 
             await eventually(through, within=30)
             assert await metric(url, token, "lore_archive_retries_total") > 0
