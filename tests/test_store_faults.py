@@ -79,7 +79,9 @@ async def test_a_killed_chroma_worker_is_replaced_and_what_it_held_is_stored(
             await emulator.edit_message(CHANNEL, first[0], "before the fault 0, edited")
             await emulator.delete_message(CHANNEL, first[1])
             await emulator.drain()
-            assert lexical_rows(data, team, CHANNEL) == stored_before
+            held_back = lexical_rows(data, team, CHANNEL)  # (a deletion's SQL half may be done)
+            assert set(held_back) <= set(stored_before)
+            assert held_back[first[0]] == stored_before[first[0]]
             os.kill(worker, signal.SIGKILL)
         for n in range(3):
             await emulator.post_message("U0CAROL", CHANNEL, f"after the fault {n}")
