@@ -100,7 +100,6 @@ class Stores:
     feedback: Feedback
     installations: Installations | None
     exclusions: Exclusions
-    intake: IntakeLog
 
     async def close(self) -> None:
         await self.archive.close()
@@ -144,13 +143,13 @@ async def open_stores(settings: Settings) -> Stores:
         feedback=Feedback(engine),
         installations=await open_installations(settings, engine),
         exclusions=Exclusions(engine),
-        intake=await open_intake(settings, redis),
     )
 
 
 async def open_intake(settings: Settings, redis: Redis | None) -> IntakeLog:
     """Where message events wait from before their ack until archived: Redis streams when
-    processes share Redis, else a log file under the data dir (one process)."""
+    processes share Redis, else a log file under the data dir (one process). Only `serve`
+    opens it."""
     if redis is not None:
         leases = RedisLeases(redis, ttl=settings.lore_intake_lease_seconds)
         return await RedisIntake.open(redis, leases)
@@ -180,7 +179,7 @@ def make_llm(settings: Settings) -> anthropic.AsyncAnthropic | None:
     )
 
 
-def make_services(settings: Settings, stores: Stores) -> Services:
+def make_services(settings: Settings, stores: Stores, intake: IntakeLog) -> Services:
     llm = make_llm(settings)
     metrics = LoreMetrics()
     ingest = Ingest(
@@ -243,7 +242,7 @@ def make_services(settings: Settings, stores: Stores) -> Services:
         ),
         askers=askers,
         metrics=metrics,
-        intake=Intake(stores.intake, metrics, adopt_every=settings.lore_intake_lease_seconds / 3),
+        intake=Intake(intake, metrics, adopt_every=settings.lore_intake_lease_seconds / 3),
     )
 
 
@@ -404,7 +403,12 @@ async def start_lore(
     the local emulator learn Lore's port first.
     """
     stores = await open_stores(settings)
-    services = make_services(settings, stores)
+    try:
+        intake = await open_intake(settings, stores.redis)
+    except BaseException:
+        await stores.close()
+        raise
+    services = make_services(settings, stores, intake)
     metrics = metrics_endpoint(settings, stores, services)
     lore: Lore | None = None
     application = make_web_app(

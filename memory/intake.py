@@ -16,6 +16,7 @@ itself after a restart). Two logs, by deployment shape:
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -38,6 +39,10 @@ Serves = Callable[[str], Awaitable[bool]]
 
 SEGMENT_BYTES = 8 * 1024 * 1024
 READ_CHUNK = 500
+
+
+class IntakeBusy(Exception):
+    """Another process has the intake log of this data dir open."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,7 @@ class FileIntake:
         self._inherited: list[Entry] = []
         self._next_id = 1
         self._fd = -1
+        self._lock_fd = -1
         self._written = 0
 
     @property
@@ -130,14 +136,29 @@ class FileIntake:
 
     @classmethod
     def open(cls, directory: Path, segment_bytes: int = SEGMENT_BYTES) -> FileIntake:
+        """Open the log for this process alone (IntakeBusy if another process has it open)."""
         intake = cls(directory, segment_bytes)
+        intake._lock()
         intake._load()
         intake._start_segment()
         intake._trim()
         return intake
 
-    def _load(self) -> None:
+    def _lock(self) -> None:
+        """An exclusive `flock` on the directory's lock file, released when the process ends."""
         self._directory.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(self._directory / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+            raise IntakeBusy(
+                f"another Lore process uses {self._directory}; processes sharing a data dir "
+                "must share REDIS_URL (see Scaling out in the README)"
+            ) from None
+
+    def _load(self) -> None:
         paths = sorted(self._directory.glob("*.log"), key=lambda path: int(path.stem))
         entries: dict[int, Entry] = {}
         for path in paths:
@@ -220,6 +241,9 @@ class FileIntake:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = -1
 
 
 class _FileAdopted:

@@ -9,12 +9,13 @@ import shutil
 import uuid
 from pathlib import Path
 
+import pytest
 import redis.asyncio as aioredis
 from redis.asyncio.lock import Lock
 
 from app.intake import Intake
 from app.retry import Backoff
-from memory.intake import Adopted, FileIntake, Payload, RedisIntake
+from memory.intake import Adopted, FileIntake, IntakeBusy, Payload, RedisIntake
 from memory.locks import Lease, RedisLeases
 
 
@@ -291,3 +292,15 @@ async def test_a_process_closing_with_entries_left_lets_them_be_adopted_at_once(
         keys = [key async for key in redis_client.scan_iter(match=f"lore:test-*:{run}:*")]
         if keys:
             await redis_client.delete(*keys)
+
+
+async def test_a_second_process_on_the_same_log_is_refused(tmp_path: Path) -> None:
+    first = FileIntake.open(tmp_path)
+    with pytest.raises(IntakeBusy, match="REDIS_URL"):
+        FileIntake.open(tmp_path)
+    await first.append("T1", "C1:1", {"n": 1})
+    await first.close()
+    again = FileIntake.open(tmp_path)  # free once the first is closed (or dead)
+    [adopted] = await again.adopt(everyone)
+    assert [e.payload for e in adopted.entries] == [{"n": 1}]
+    await again.close()
