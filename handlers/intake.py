@@ -1,9 +1,13 @@
 """The intake at the Slack edge: message events Lore archives are written down before the ack.
 
-Bolt answers Slack once `AsyncApp.async_dispatch` returns: it awaits every global middleware in
-turn, then acks and starts the listener as a task of its own (process_before_response=False).
-So a global middleware that awaits the intake's write finishes it before the 200 (or the
-Socket Mode ack) goes out; if the write fails, Slack gets a 500 and delivers the event again.
+Where Bolt acks (slack_bolt 1.x): Lore's `/slack/events` handler (`app/web.py`) writes the HTTP
+response from the value `AsyncApp.async_dispatch` returns, and Socket Mode sends its ack after
+`run_async_bolt_app` awaits the same method (`adapter/socket_mode/async_internals.py`).
+`async_dispatch` (`app/async_app.py`) awaits every global middleware in turn, then hands a
+matching listener to `AsyncioListenerRunner.run` (`listener/asyncio_runner.py`), which, with
+process_before_response=False, calls `ack()`, starts the listener with `asyncio.ensure_future`
+and returns the ack. So a global middleware that awaits the intake's write finishes it before
+the 200 goes out; if the write fails, Bolt answers 500 and Slack delivers the event again.
 """
 
 from __future__ import annotations
