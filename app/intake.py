@@ -91,7 +91,7 @@ class Intake:
                 await self._log.remove(entry)
             except (RedisError, OSError) as error:
                 log.warning("could not remove %d intake entries yet: %s", len(entries), error)
-                self._unremoved = entries[index:]
+                self._unremoved.extend(entries[index:])
                 return
 
     async def recover(self, replay: Replay, serves: Serves) -> int:
