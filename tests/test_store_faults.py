@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import chromadb
+import redis.asyncio as aioredis
 from chromadb.config import Settings as ChromaSettings
 
 from emulator import EmulatorConfig, SlackEmulator
@@ -206,6 +207,12 @@ async def test_redis_stopped_and_started_again_answers_once_and_loses_no_edit(
 
             process.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(process.wait(), timeout=60) == 0
+        # the intake entries it could not remove while Redis was away were removed later
+        client = aioredis.Redis.from_url(redis.url)
+        try:
+            assert [key async for key in client.scan_iter(match="lore:intake:*")] == []
+        finally:
+            await client.aclose()
     finally:
         go_on.set()
         redis.stop()
