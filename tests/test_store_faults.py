@@ -128,7 +128,7 @@ async def test_redis_stopped_and_started_again_answers_once_and_loses_no_edit(
     redis = RedisServer(tmp_path / "redis")
     redis.start()
     emulator = SlackEmulator(
-        EmulatorConfig(events_url=None, team_id=new_team(), retry_delays=(1.0, 2.0, 4.0))
+        EmulatorConfig(events_url=None, team_id=new_team(), retry_delays=(1.0, 3.0, 10.0))
     )
     await emulator.start()
     team = emulator.config.team_id
