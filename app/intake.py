@@ -4,7 +4,8 @@ and removed once archived; what a dead process left is archived by the next one 
 Entries about one message (its arrival, edits, deletion) are removed in arrival order: an edit
 archived early (kept until its message is stored) stays in the log while its message does, so
 a restart archives both, in order. Adopted entries are archived in order per message too, many
-messages at once, and each is retried with backoff until it is stored.
+messages at once, each tried again with backoff (`app.retry`); one still not stored after that
+stays in the log for the next process to look.
 """
 
 from __future__ import annotations
