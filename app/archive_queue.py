@@ -5,21 +5,27 @@ that is not held in memory: its channel is queued at once for a re-read of its h
 newest message (a backfill, recorded in the database, so a crash cannot lose it), and queued
 again once the workspace's backlog is down to half, so the re-read starts after the last
 message skipped and stores them all.
+
+A job that fails (a store away) is tried again with backoff (`app.retry`). `settled` is called
+once a message is stored, or once the re-read that will store it is recorded: the intake then
+forgets it.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
 from app.backfill import ChannelReader
 from app.background import TaskPool
+from app.retry import Backoff, CountsRetries, retrying
 
 log = logging.getLogger("lore.archive_queue")
 
 Job = Callable[[], Coroutine[Any, Any, None]]
+Settled = Callable[[], Coroutine[Any, Any, None]]
 
 
 class Rereads(Protocol):
@@ -30,7 +36,7 @@ class Rereads(Protocol):
         ...  # pragma: no cover - protocol
 
 
-class CountsDeferred(Protocol):
+class CountsDeferred(CountsRetries, Protocol):
     def archive_deferred(self) -> None:
         """One live message left to a re-read of its channel (the metrics)."""
         ...  # pragma: no cover - protocol
@@ -41,14 +47,21 @@ class ArchiveQueue:
     are queued in a pool of their own, so they never wait behind the backlog."""
 
     def __init__(
-        self, pool: TaskPool, rereads: Rereads, max_backlog: int, counts: CountsDeferred
+        self,
+        pool: TaskPool,
+        rereads: Rereads,
+        max_backlog: int,
+        counts: CountsDeferred,
+        backoff: Backoff | None = None,
     ) -> None:
         self._pool = pool
         self._rereads = rereads
         self._max_backlog = max_backlog
         self._counts = counts
+        self._backoff = backoff or Backoff()
         self._backlog: Counter[str] = Counter()
         self._skipped: dict[str, dict[str, ChannelReader]] = {}
+        self._skipped_settled: dict[str, list[Settled]] = {}
         self._rereading = TaskPool(1)
         self._in_flight: dict[tuple[str, str, str], Counter[str]] = {}  # by thread
         self._queuing: Counter[tuple[str, str]] = Counter()
@@ -66,12 +79,15 @@ class ArchiveQueue:
         reader: Callable[[], ChannelReader],
         ts: str | None = None,
         thread_ts: str | None = None,
+        settled: Settled | None = None,
     ) -> bool:
         """Run `job()` in the background; False if the backlog is full and the channel will be
         read again instead (through the reader that `reader()` makes). `ts` (in the thread
         `thread_ts`, default its own): the message the job stores, known to be on its way
         until the job ends (`unsettled`)."""
         if self._backlog[team_id] >= self._max_backlog:
+            if settled is not None:
+                self._skipped_settled.setdefault(team_id, []).append(settled)
             skipped = self._skipped.setdefault(team_id, {})
             if not skipped:
                 log.warning(
@@ -91,8 +107,13 @@ class ArchiveQueue:
         thread = (team_id, channel_id, thread_ts or ts) if ts is not None else None
         if thread is not None and ts is not None:
             self._in_flight.setdefault(thread, Counter())[ts] += 1
-        self._pool.spawn(self._run(team_id, job, channel_id, thread, ts), name="archive")
+        self._pool.spawn(self._run(team_id, job, channel_id, thread, ts, settled), name="archive")
         return True
+
+    def submit_change(self, job: Job, settled: Settled | None = None) -> None:
+        """Run an edit or deletion `job()` in the background; never deferred, since a re-read
+        would not take back a deleted message."""
+        self._pool.spawn(self._run_change(job, settled), name="archive-change")
 
     def unsettled(self, team_id: str, channel_id: str, thread_ts: str, before_ts: str) -> bool:
         """Whether a message of the thread older than `before_ts` reached this process and is
@@ -105,6 +126,11 @@ class ArchiveQueue:
         limit = float(before_ts)
         return waiting is not None and any(float(ts) < limit for ts in waiting)
 
+    async def _run_change(self, job: Job, settled: Settled | None) -> None:
+        await retrying(job, self._backoff, self._counts, what="archiving an edit or deletion")
+        if settled is not None:
+            await settled()
+
     async def _run(
         self,
         team_id: str,
@@ -112,12 +138,16 @@ class ArchiveQueue:
         channel_id: str,
         thread: tuple[str, str, str] | None,
         ts: str | None,
+        settled: Settled | None,
     ) -> None:
         try:
-            await job()
-        except Exception:
-            self._lost.add((team_id, channel_id))
-            raise
+            try:
+                await retrying(job, self._backoff, self._counts, what="archiving a message")
+            except Exception:
+                self._lost.add((team_id, channel_id))
+                raise
+            if settled is not None:
+                await settled()
         finally:
             if thread is not None and ts is not None:
                 self._settled(thread, ts)
@@ -126,7 +156,8 @@ class ArchiveQueue:
                 del self._backlog[team_id]
             if team_id in self._skipped and self._backlog[team_id] <= self._max_backlog // 2:
                 skipped = self._skipped.pop(team_id)
-                self._rereading.spawn(self._reread(team_id, skipped), name="archive-reread")
+                settle = self._skipped_settled.pop(team_id, [])
+                self._rereading.spawn(self._reread(team_id, skipped, settle), name="archive-reread")
 
     async def drain(self, grace: float = 10.0) -> None:
         """Finish queuing the re-reads (at shutdown, after the archive jobs have drained)."""
@@ -140,7 +171,9 @@ class ArchiveQueue:
         if not waiting:
             del self._in_flight[thread]
 
-    async def _reread(self, team_id: str, channels: dict[str, ChannelReader]) -> None:
+    async def _reread(
+        self, team_id: str, channels: dict[str, ChannelReader], settle: Sequence[Settled] = ()
+    ) -> None:
         log.info("reading %d channels of %s again (archive backlog full)", len(channels), team_id)
         for channel_id in channels:
             self._queuing[(team_id, channel_id)] += 1
@@ -152,3 +185,5 @@ class ArchiveQueue:
                 self._queuing[(team_id, channel_id)] -= 1
                 if self._queuing[(team_id, channel_id)] <= 0:
                     del self._queuing[(team_id, channel_id)]
+        for settled in settle:
+            await settled()

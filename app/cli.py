@@ -34,6 +34,7 @@ from app.main import (
 from app.settings import Settings, SettingsError, load_settings
 from app.store_lock import StoreBusy, embedded_store_lock, unshared_vectors
 from memory.blocks import MemoryBlocks
+from memory.intake import IntakeBusy
 from memory.locks import LocalLocks
 
 log = logging.getLogger("lore")
@@ -80,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
             if command == "backfill":
                 return asyncio.run(_backfill(settings, args))
             return asyncio.run(_serve(settings))
-    except StoreBusy as error:
+    except (StoreBusy, IntakeBusy) as error:
         print(f"lore: {error}", file=sys.stderr)
         return 3
 

@@ -100,6 +100,11 @@ class Ingest:
             await self._replies.record(message.team_id, message.channel_id, message.ts, quotes)
         await self.add(message)
 
+    async def archived(self, team_id: str, channel_id: str, ts: str) -> bool:
+        """Whether the message is in the archive (or being stored now)."""
+        await self._stored((team_id, channel_id, ts))
+        return await self._archive.get(team_id, channel_id, ts) is not None
+
     async def update_text(self, team_id: str, channel_id: str, ts: str, text: str) -> None:
         await self._change((team_id, channel_id, ts), text)
 

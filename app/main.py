@@ -35,6 +35,7 @@ from app.background import TaskPool
 from app.feedback import ReplyFeedback
 from app.forget_broadcast import ForgetBroadcast
 from app.ingest import Ingest
+from app.intake import Intake
 from app.logging_setup import mask_values
 from app.metrics import LoreMetrics
 from app.metrics_endpoint import MetricsEndpoint
@@ -59,6 +60,7 @@ from handlers.backfill import (
     resume_backfills,
     token_workspace,
 )
+from handlers.intake_replay import archive_what_was_left, installed_clients, token_clients
 from memory.archive import Archive
 from memory.backfill_state import BackfillState
 from memory.blocks import MemoryBlocks
@@ -69,6 +71,7 @@ from memory.early_changes import RedisEarlyChanges
 from memory.embeddings import load_embedder
 from memory.exclusions import Exclusions
 from memory.feedback import Feedback
+from memory.intake import FileIntake, IntakeLog, RedisIntake
 from memory.locks import (
     LocalLeases,
     LocalLocks,
@@ -172,6 +175,16 @@ async def open_stores(settings: Settings) -> Stores:
     )
 
 
+async def open_intake(settings: Settings, redis: Redis | None) -> IntakeLog:
+    """Where message events wait from before their ack until archived: Redis streams when
+    processes share Redis, else a log file under the data dir (one process). Only `serve`
+    opens it."""
+    if redis is not None:
+        leases = RedisLeases(redis, ttl=settings.lore_intake_lease_seconds)
+        return await RedisIntake.open(redis, leases)
+    return await asyncio.to_thread(FileIntake.open, settings.lore_data_dir / "intake")
+
+
 async def open_installations(settings: Settings, engine: AsyncEngine) -> Installations | None:
     """The OAuth installation and state stores (OAuth mode only), with their tables created."""
     if settings.slack_client_id is None:
@@ -195,7 +208,7 @@ def make_llm(settings: Settings) -> anthropic.AsyncAnthropic | None:
     )
 
 
-def make_services(settings: Settings, stores: Stores) -> Services:
+def make_services(settings: Settings, stores: Stores, intake: IntakeLog) -> Services:
     llm = make_llm(settings)
     metrics = LoreMetrics()
     ingest = Ingest(
@@ -272,6 +285,7 @@ def make_services(settings: Settings, stores: Stores) -> Services:
         ),
         askers=askers,
         metrics=metrics,
+        intake=Intake(intake, metrics, adopt_every=settings.lore_intake_lease_seconds / 3),
     )
 
 
@@ -369,12 +383,15 @@ class Lore:
         self.bolt = make_bolt(credentials, self.services, oauth, self.slack_session)
         if isinstance(credentials, SlackCredentials):
             readers = token_workspace(self.bolt.client)
+            clients = token_clients(self.bolt.client)
         else:
             assert self.tokens is not None
             readers = installed_workspaces(self.tokens, credentials.api_url)
+            clients = installed_clients(self.tokens, credentials.api_url)
         self.services.background.spawn(
             resume_backfills(readers, self.services), name="backfill-resume"
         )
+        archive_what_was_left(clients, self.services)
         if credentials.app_token:
             self.socket_mode = AsyncSocketModeHandler(self.bolt, credentials.app_token)
             await self.socket_mode.connect_async()
@@ -424,6 +441,7 @@ class Lore:
         await self.services.backfill.close()
         await self.services.background.drain()
         await self.services.archiving.drain()
+        await self.services.intake.close()
         await self.services.agent.close()
         if self.slack_session is not None:
             await self.slack_session.close()
@@ -443,7 +461,12 @@ async def start_lore(
     if events and credentials is not None and credentials.signing_secret is None:
         raise UnverifiedEvents(UNVERIFIED)
     stores = await open_stores(settings)
-    services = make_services(settings, stores)
+    try:
+        intake = await open_intake(settings, stores.redis)
+    except BaseException:
+        await stores.close()
+        raise
+    services = make_services(settings, stores, intake)
     await hear_forgetting(stores, services)
     metrics = metrics_endpoint(settings, stores, services)
     lore: Lore | None = None
@@ -488,6 +511,7 @@ def metrics_endpoint(settings: Settings, stores: Stores, services: Services) -> 
     services.metrics.watch(
         turns=services.turns, ingest=services.ingest, blocks=stores.blocks, archive=stores.archive
     )
+    services.metrics.watch_intake(services.intake)
     token = settings.lore_metrics_token
     return MetricsEndpoint(
         services.metrics, settings.local_mode, token.get_secret_value() if token else None

@@ -176,6 +176,21 @@ class LoreMetrics:
             ["source"],
             registry=registry,
         )
+        self._archive_retries = Counter(
+            "lore_archive_retries",
+            "Archive attempts that failed (a store away) and were tried again after a wait",
+            registry=registry,
+        )
+        self._archive_retry_wait = Counter(
+            "lore_archive_retry_wait_seconds",
+            "Seconds of backoff waited before archive attempts were tried again",
+            registry=registry,
+        )
+        self._archive_retrying = Gauge(
+            "lore_archive_retrying",
+            "Archive jobs waiting for a store to come back (failed at least once, not through)",
+            registry=registry,
+        )
         self._archive_sizes: ArchiveSizes | None = None
 
     def event_received(self, kind: str, team_id: str | None) -> None:
@@ -213,6 +228,17 @@ class LoreMetrics:
         """A live message left to a re-read of its channel (`ArchiveQueue`)."""
         self._archive_deferred.inc()
 
+    def archive_retry_waiting(self, seconds: float, first: bool) -> None:
+        """An archive attempt failed; the next one starts in `seconds` (`app.retry`)."""
+        self._archive_retries.inc()
+        self._archive_retry_wait.inc(seconds)
+        if first:
+            self._archive_retrying.inc()
+
+    def archive_retry_done(self) -> None:
+        """Archive work that had failed is through, or given up for now."""
+        self._archive_retrying.dec()
+
     def watch(
         self,
         *,
@@ -234,6 +260,14 @@ class LoreMetrics:
         ).set_function(lambda: ingest.pending)
         self.registry.register(MemoryEditCollector(blocks))
         self._archive_sizes = ArchiveSizes(archive, self._archive_messages, self._archive_refresh)
+
+    def watch_intake(self, intake: HasPending) -> None:
+        """Read the intake's unfinished entries at every scrape (call once)."""
+        Gauge(
+            "lore_intake_pending",
+            "Message events this process acknowledged and has not archived yet",
+            registry=self.registry,
+        ).set_function(lambda: intake.pending)
 
     async def exposition(self, accept: str) -> tuple[bytes, str]:
         """The metrics in the format `accept` asks for, and its content type."""

@@ -12,6 +12,7 @@ from app.backfill import Backfill
 from app.background import TaskPool
 from app.feedback import ReplyFeedback
 from app.ingest import Ingest
+from app.intake import Intake
 from app.metrics import LoreMetrics
 from app.recall import Recall
 from app.turns import TurnQueue
@@ -34,3 +35,4 @@ class Services:
     app_home: AppHome
     askers: Askers
     metrics: LoreMetrics
+    intake: Intake

@@ -75,6 +75,7 @@ class Settings(BaseSettings):
     lore_backfill_replies_per_minute: float = Field(default=50.0, gt=0)
     lore_backfill_page_size: int = Field(default=200, ge=1, le=999)
     lore_import_max_day_file_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
+    lore_intake_lease_seconds: float = Field(default=30.0, ge=1, le=3600)
 
     @property
     def ranking(self) -> Ranking:

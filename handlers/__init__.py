@@ -11,6 +11,7 @@ from handlers import (
     channel_events,
     feedback,
     ignored,
+    intake,
     messages,
     middleware,
     people_events,
@@ -31,6 +32,7 @@ def register(app: AsyncApp, services: Services) -> None:
     channel_types = ChannelTypes()  # one per-workspace channel cache; channel events forget
     memberships = Memberships()
     access = AccessFacts(channel_types, memberships, users, people)
+    intake.register(app, services)  # before de-duplication: see handlers.intake
     middleware.register(app, services)
     channel_events.register(app, services, channel_types, memberships)  # before messages
     people_events.register(app, people, channel_types)

@@ -7,6 +7,7 @@ is answered with a short note in its thread instead.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
@@ -15,8 +16,11 @@ from slack_sdk.web.async_client import AsyncWebClient
 from app import log_context
 from app.agent.ports import TurnRequest
 from app.agent.turn import may_be_for_lore
+from app.archive_queue import Settled
+from app.intake import Kept
 from app.services import Services
 from app.turns import HandBack, Turn
+from handlers import intake
 from handlers.access_facts import AccessFacts
 from handlers.channels import ChannelTypes
 from handlers.permalinks import WorkspaceUrls, permalink
@@ -41,8 +45,11 @@ def register(app: AsyncApp, services: Services, access: AccessFacts, users: Slac
     ) -> None:
         team_id = context.team_id or event.get("team") or ""
         subtype = event.get("subtype")
+        settled = _settled(services, intake.kept(context))
         if subtype in ("message_changed", "message_deleted"):
-            services.background.spawn(_apply_change(services, team_id, event), name="archive")
+            services.archiving.submit_change(
+                partial(_apply_change, services, team_id, event), settled
+            )
             return
         if subtype not in NEW_MESSAGE_SUBTYPES or "ts" not in event:
             return
@@ -54,6 +61,7 @@ def register(app: AsyncApp, services: Services, access: AccessFacts, users: Slac
             reader=lambda: SlackHistory(client, team_id, users),
             ts=incoming.ts,
             thread_ts=incoming.thread_ts,
+            settled=settled,
         )
         if incoming.from_bot or not incoming.user_id:
             return
@@ -221,3 +229,31 @@ async def _answer(
             incoming.bot_user_id,
         ),
     )
+
+
+def _settled(services: Services, kept: Kept | None) -> Settled | None:
+    """What tells the intake that a kept message event is archived."""
+    if kept is None:
+        return None
+    return lambda: services.intake.done(kept)
+
+
+async def archive_kept(
+    services: Services,
+    channel_types: ChannelTypes,
+    users: SlackUsers,
+    workspace_urls: WorkspaceUrls,
+    client: AsyncWebClient,
+    team_id: str,
+    event: dict[str, Any],
+) -> None:
+    """Archive a message event the intake kept and a process that is gone did not archive,
+    as the listener would have; a new message already archived is left as it is (an edit
+    applied since must not be undone)."""
+    if event.get("subtype") in ("message_changed", "message_deleted"):
+        await _apply_change(services, team_id, event)
+        return
+    if await services.ingest.archived(team_id, event["channel"], event["ts"]):
+        return
+    incoming = _Incoming(event, AsyncBoltContext(), team_id, workspace_urls)
+    await _archive(services, channel_types, users, client, incoming)

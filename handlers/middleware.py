@@ -15,6 +15,7 @@ from slack_bolt.response import BoltResponse
 
 from app import log_context
 from app.services import Services
+from handlers import intake
 
 log = logging.getLogger("lore.events")
 
@@ -68,6 +69,8 @@ def register(app: AsyncApp, services: Services) -> None:
         for key in dedupe_keys(body):
             if not await services.once.claim(key):
                 services.metrics.event_duplicate(kind)
+                if (kept := intake.kept(context)) is not None:
+                    await services.intake.done(kept)  # written down before this check
                 log.debug("dropped a duplicate %s delivery (%s)", kind, key.split(":")[0])
                 return BoltResponse(status=200, body="")
         await next()

@@ -9,9 +9,11 @@ function is ever attached, so Chroma never loads a model.
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing
 from collections.abc import Awaitable, Callable, Mapping
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,6 +24,8 @@ from chromadb.config import Settings
 from chromadb.errors import NotFoundError
 
 from memory import chroma_worker
+
+log = logging.getLogger("lore.chroma")
 
 Metadata = Mapping[str, str | int | float | bool]
 Where = dict[str, Any]
@@ -140,30 +144,58 @@ async def open_http(url: str) -> ChromaStore:
 
 
 class EmbeddedStore:
-    """The embedded PersistentClient, run in one worker process (never two: see DESIGN)."""
+    """The embedded PersistentClient, run in one worker process (never two: see DESIGN).
 
-    def __init__(self, pool: ProcessPoolExecutor, max_batch_size: int) -> None:
+    A worker that dies (killed, out of memory) is replaced by a new one at the next call, and
+    the calls it took down are made again in the new one: every call Lore makes is safe to
+    repeat (upserts, deletes by id, reads).
+    """
+
+    def __init__(self, path: Path, pool: ProcessPoolExecutor, max_batch_size: int) -> None:
+        self._path = path
         self._pool = pool
+        self._replacing = asyncio.Lock()
         self.max_batch_size = max_batch_size
+        self.restarts = 0
 
-    @classmethod
-    async def start(cls, path: Path) -> EmbeddedStore:
-        pool = ProcessPoolExecutor(
+    @staticmethod
+    def _new_pool(path: Path) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
             max_workers=1,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=chroma_worker.open_client,
             initargs=(str(path),),
         )
+
+    @classmethod
+    async def start(cls, path: Path) -> EmbeddedStore:
+        pool = cls._new_pool(path)
         loop = asyncio.get_running_loop()
         try:
             batch = await loop.run_in_executor(pool, chroma_worker.max_batch_size)
         except BaseException:
             pool.shutdown(wait=False, cancel_futures=True)
             raise
-        return cls(pool, batch)
+        return cls(path, pool, batch)
 
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        loop = asyncio.get_running_loop()
+        pool = self._pool
+        try:
+            return await loop.run_in_executor(pool, fn, *args)
+        except BrokenProcessPool:
+            await self._replace(pool)
+            return await loop.run_in_executor(self._pool, fn, *args)
+
+    async def _replace(self, broken: ProcessPoolExecutor) -> None:
+        """Start a new worker in place of the dead one (once, whoever notices first)."""
+        async with self._replacing:
+            if self._pool is not broken:
+                return
+            log.warning("the Chroma worker process died; starting a new one")
+            broken.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._new_pool(self._path)
+            self.restarts += 1
 
     async def collection(self, name: str, *, create: bool) -> ChromaCollection | None:
         try:

@@ -16,7 +16,9 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 from redis.asyncio.lock import Lock
-from redis.exceptions import LockNotOwnedError, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import LockError, LockNotOwnedError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 log = logging.getLogger("lore.locks")
 
@@ -42,10 +44,44 @@ class LocalLocks:
             yield
 
 
+OUTAGE_WAIT = 60.0  # seconds a lock waits for Redis to come back before giving up
+
+
+async def acquire_through_outage(lock: Lock, within: float = OUTAGE_WAIT) -> None:
+    """Acquire `lock`; while Redis cannot be reached, try again with backoff for up to
+    `within` seconds (a Redis restart), then raise its error. LockError if the lock stays
+    taken past its own `blocking_timeout`."""
+    deadline = time.monotonic() + within
+    delay = 0.1
+    while True:
+        try:
+            if await lock.acquire():
+                return
+            raise LockError(f"lock {lock.name!r} is still held by someone else")
+        except (RedisConnectionError, RedisTimeoutError, OSError) as error:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("Redis is away (%s); waiting to take %r", error, lock.name)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+async def release_or_let_expire(lock: Lock) -> None:
+    """Release `lock`; if Redis is away it expires by itself (the work it guarded is done, so
+    an error here must not report that work as failed)."""
+    try:
+        await lock.release()
+    except LockNotOwnedError:
+        log.warning("lock %r expired before it was released", lock.name)
+    except (RedisError, OSError) as error:
+        log.warning("could not release %r (it expires by itself): %s", lock.name, error)
+
+
 class RedisLocks:
     """A Redis lock per workspace, with an expiry so a dead process cannot hold it forever.
 
     An expired lock is still safe: the version check in `blocks.py` refuses a stale write.
+    While Redis restarts, taking the lock waits for it (`acquire_through_outage`).
     """
 
     def __init__(self, redis: Redis, timeout: float = 10.0, wait: float = 30.0) -> None:
@@ -61,8 +97,11 @@ class RedisLocks:
             blocking_timeout=self._wait,
             sleep=0.01,
         )
-        async with lock:
+        await acquire_through_outage(lock)
+        try:
             yield
+        finally:
+            await release_or_let_expire(lock)
 
 
 class Lease(Protocol):
@@ -212,7 +251,7 @@ class RedisConversationLocks:
             sleep=self._poll,
             thread_local=False,
         )
-        await lock.acquire()
+        await acquire_through_outage(lock)
         lease = RedisLease(lock, self._expiry)
         try:
             yield

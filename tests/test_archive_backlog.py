@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +15,7 @@ from app.archive_queue import ArchiveQueue, Job
 from app.backfill import ChannelReader, Page
 from app.background import TaskPool
 from app.main import Lore
+from app.retry import Backoff
 from emulator import SlackEmulator
 from tests.harness import eventually, lore_settings, start_lore_on
 
@@ -55,6 +57,12 @@ class Counts:
 
     def archive_deferred(self) -> None:
         self.deferred += 1
+
+    def archive_retry_waiting(self, seconds: float, first: bool) -> None:
+        raise AssertionError("no job fails in this test")
+
+    def archive_retry_done(self) -> None:
+        raise AssertionError("no job fails in this test")
 
 
 def waits_for(gate: asyncio.Event) -> Job:
@@ -139,3 +147,68 @@ async def test_a_flood_past_the_backlog_still_archives_every_message(
     exposition, _ = await lore.services.metrics.exposition("text/plain")
     deferred = re.search(rb"^lore_archive_deferred_total (\S+)$", exposition, re.M)
     assert deferred is not None and float(deferred.group(1)) > 0
+
+
+class RetryCounts(Counts):
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits = 0
+        self.retrying = 0
+
+    def archive_retry_waiting(self, seconds: float, first: bool) -> None:
+        self.waits += 1
+        self.retrying += first
+
+    def archive_retry_done(self) -> None:
+        self.retrying -= 1
+
+
+async def test_a_skipped_message_is_settled_once_the_reread_after_it_is_recorded() -> None:
+    pool, rereads = TaskPool(limit=10), Rereads()
+    queue = ArchiveQueue(pool, rereads, max_backlog=2, counts=Counts())
+    gates = [asyncio.Event() for _ in range(2)]
+    settled: list[str] = []
+
+    def settle(name: str) -> Callable[[], Coroutine[Any, Any, None]]:
+        async def done() -> None:
+            settled.append(name)
+
+        return done
+
+    for n, gate in enumerate(gates):
+        assert queue.submit("T1", "C1", waits_for(gate), lambda: Reader("T1"), settle(f"m{n}"))
+    assert not queue.submit("T1", "C1", waits_for(gate), lambda: Reader("T1"), settle("skipped"))
+    await eventually(lambda: _is(len(rereads.channels), 1))  # the first re-read, at once
+    assert settled == []  # it may have started before the skipped message was posted
+    gates[0].set()
+    await eventually(lambda: _is(len(rereads.channels), 2))
+    await eventually(lambda: _is(settled, ["m0", "skipped"]))
+    gates[1].set()
+    await pool.drain(grace=5)
+    await queue.drain()
+    assert settled == ["m0", "skipped", "m1"]
+
+
+async def test_a_failing_job_is_retried_with_backoff_and_settled_once() -> None:
+    pool, counts = TaskPool(limit=10), RetryCounts()
+    queue = ArchiveQueue(pool, Rereads(), 10, counts, Backoff(first=0.01, cap=0.02))
+    failures = [ConnectionError("store away")] * 2
+    settled: list[str] = []
+
+    async def job() -> None:
+        if failures:
+            raise failures.pop()
+
+    async def done() -> None:
+        settled.append("done")
+
+    assert queue.submit("T1", "C1", job, lambda: Reader("T1"), done)
+    queue.submit_change(job, done)
+    await pool.drain(grace=5)
+    assert settled == ["done", "done"]
+    assert counts.waits == 2 and counts.retrying == 0
+    assert queue.backlog("T1") == 0
+
+
+async def _is(value: object, expected: object) -> bool:
+    return value == expected

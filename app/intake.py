@@ -1,0 +1,177 @@
+"""Nothing acknowledged is lost: message events are kept in the intake log before Slack's 200
+and removed once archived; what a dead process left is archived by the next one to look.
+
+Entries about one message (its arrival, edits, deletion) are removed in arrival order: an edit
+archived early (kept until its message is stored) stays in the log while its message does, so
+a restart archives both, in order. Adopted entries are archived in order per message too, many
+messages at once, each tried again with backoff (`app.retry`); one still not stored after that
+stays in the log for the next process to look.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from redis.exceptions import RedisError
+
+from app.retry import Backoff, CountsRetries, retrying
+from memory.intake import Adopted, Entry, IntakeLog, Payload, Serves
+
+log = logging.getLogger("lore.intake")
+
+Replay = Callable[[str, Payload], Awaitable[None]]
+"""Archive a kept payload of a workspace (team_id, payload); raises if it could not."""
+
+ADOPT_EVERY = 10.0
+REPLAY_AT_ONCE = 16
+
+
+@dataclass
+class Kept:
+    """A live entry of this process and whether its work is finished."""
+
+    entry: Entry
+    finished: bool = False
+
+
+class Intake:
+    """This process's side of the intake log: keep, finish, and adopt what others left."""
+
+    def __init__(
+        self,
+        log_: IntakeLog,
+        counts: CountsRetries,
+        backoff: Backoff | None = None,
+        adopt_every: float = ADOPT_EVERY,
+    ) -> None:
+        self._log = log_
+        self._counts = counts
+        self._backoff = backoff or Backoff()
+        self._adopt_every = adopt_every
+        self._open: dict[tuple[str, str], deque[Kept]] = {}
+        self._unremoved: list[Entry] = []
+        self._adopter: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
+
+    @property
+    def pending(self) -> int:
+        """Entries kept by this process and not removed yet."""
+        return sum(len(queue) for queue in self._open.values()) + len(self._unremoved)
+
+    async def keep(self, team_id: str, key: str, payload: Payload) -> Kept:
+        """Write a received message event down; it survives this process once this returns."""
+        kept = Kept(await self._log.append(team_id, key, payload))
+        self._open.setdefault((team_id, key), deque()).append(kept)
+        return kept
+
+    async def done(self, kept: Kept) -> None:
+        """The work of `kept` is finished (or was never needed): remove it, once every earlier
+        entry about the same message is finished too."""
+        kept.finished = True
+        slot = (kept.entry.team_id, kept.entry.key)
+        queue = self._open.get(slot)
+        if queue is None:
+            return
+        finished: list[Entry] = []
+        while queue and queue[0].finished:
+            finished.append(queue.popleft().entry)
+        if not queue:
+            del self._open[slot]
+        await self._remove([*self._unremoved, *finished])
+
+    async def _remove(self, entries: list[Entry]) -> None:
+        """Remove entries; those the log cannot remove now (Redis away) are tried again later."""
+        self._unremoved = []
+        for index, entry in enumerate(entries):
+            try:
+                await self._log.remove(entry)
+            except (RedisError, OSError) as error:
+                log.warning("could not remove %d intake entries yet: %s", len(entries), error)
+                self._unremoved.extend(entries[index:])
+                return
+
+    async def recover(self, replay: Replay, serves: Serves) -> int:
+        """Archive what processes that are gone left in the log; the number of entries."""
+        total = 0
+        for adopted in await self._log.adopt(serves):
+            try:
+                total += await self._finish(adopted, replay)
+            finally:
+                await adopted.close()
+        return total
+
+    def keep_adopting(self, replay: Replay, serves: Serves) -> None:
+        """Recover now, then (when other processes share the log) every `adopt_every` seconds,
+        until `close`."""
+        if self._adopter is None:
+            self._adopter = asyncio.create_task(
+                self._adopt(replay, serves, self._adopt_every), name="intake"
+            )
+
+    async def _adopt(self, replay: Replay, serves: Serves, every: float) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.recover(replay, serves)
+                if self._unremoved:
+                    await self._remove(self._unremoved)
+            except (RedisError, OSError) as error:
+                log.warning("could not look for unarchived messages: %s", error)
+            except Exception:
+                log.exception("looking for unarchived messages failed")
+            if not self._log.shared:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), every)
+
+    async def _finish(self, adopted: Adopted, replay: Replay) -> int:
+        entries = adopted.entries
+        if not entries:
+            return 0
+        log.info("archiving %d received messages left by %s", len(entries), adopted.source)
+        slots = asyncio.Semaphore(REPLAY_AT_ONCE)
+        last: dict[tuple[str, str], asyncio.Task[None]] = {}
+
+        async def finish(entry: Entry, before: asyncio.Task[None] | None) -> None:
+            if before is not None:
+                await asyncio.wait([before])
+            async with slots:
+                await retrying(
+                    lambda: replay(entry.team_id, entry.payload),
+                    self._backoff,
+                    self._counts,
+                    what="archiving a received message",
+                )
+            await adopted.done(entry)
+
+        tasks = []
+        for entry in entries:
+            slot = (entry.team_id, entry.key)
+            task = asyncio.create_task(finish(entry, last.get(slot)), name="intake-replay")
+            last[slot] = task
+            tasks.append(task)
+        try:
+            results = await asyncio.gather(*tasks, return_exceptions=True)
+        except asyncio.CancelledError:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        failed = [result for result in results if isinstance(result, BaseException)]
+        if failed:
+            log.warning("%d left messages are not archived yet: %s", len(failed), failed[0])
+        return len(entries) - len(failed)
+
+    async def close(self) -> None:
+        """Stop adopting and close the log (what is unfinished stays in it)."""
+        self._stopping.set()
+        if self._adopter is not None:
+            self._adopter.cancel()
+            await asyncio.gather(self._adopter, return_exceptions=True)
+        if self._unremoved:
+            await self._remove(self._unremoved)
+        await self._log.close()

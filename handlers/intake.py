@@ -1,0 +1,65 @@
+"""The intake at the Slack edge: message events Lore archives are written down before the ack.
+
+Where Bolt acks (slack_bolt 1.x): Lore's `/slack/events` handler (`app/web.py`) writes the HTTP
+response from the value `AsyncApp.async_dispatch` returns, and Socket Mode sends its ack after
+`run_async_bolt_app` awaits the same method (`adapter/socket_mode/async_internals.py`).
+`async_dispatch` (`app/async_app.py`) awaits every global middleware in turn, then hands a
+matching listener to `AsyncioListenerRunner.run` (`listener/asyncio_runner.py`), which, with
+process_before_response=False, calls `ack()`, starts the listener with `asyncio.ensure_future`
+and returns the ack. So a global middleware that awaits the intake's write finishes it before
+the 200 goes out; if the write fails, Bolt answers 500 and Slack delivers the event again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+
+from app.intake import Kept
+from app.services import Services
+
+KEPT = "lore_intake_kept"
+NEW_MESSAGE_SUBTYPES = {None, "thread_broadcast", "file_share"}
+MESSAGE_EVENTS = ("message", "app_mention")
+
+
+def archived_message(event: dict[str, Any]) -> str | None:
+    """`channel:ts` of the message a message event stores, edits or deletes; None for events
+    that archive nothing."""
+    if event.get("type") not in MESSAGE_EVENTS or "channel" not in event:
+        return None
+    subtype = event.get("subtype")
+    if subtype == "message_deleted":
+        ts = event.get("deleted_ts")
+    elif subtype == "message_changed":
+        ts = (event.get("message") or {}).get("ts")
+    elif subtype in NEW_MESSAGE_SUBTYPES:
+        ts = event.get("ts")
+    else:
+        return None
+    return f"{event['channel']}:{ts}" if isinstance(ts, str) else None
+
+
+def kept(context: AsyncBoltContext) -> Kept | None:
+    """The intake entry of this delivery, if it has one."""
+    entry = context.get(KEPT)
+    return entry if isinstance(entry, Kept) else None
+
+
+def register(app: AsyncApp, services: Services) -> None:
+    """Keep every archived message event before Bolt acks it; register before the other
+    middleware, so a duplicate is dropped only once it is written down (and then let go)."""
+
+    @app.middleware
+    async def keep_before_ack(
+        body: dict[str, Any], context: AsyncBoltContext, next: Callable[[], Awaitable[None]]
+    ) -> None:
+        if body.get("type") == "event_callback":
+            event = body.get("event") or {}
+            key = archived_message(event)
+            if key is not None:
+                team_id = context.team_id or event.get("team") or ""
+                context[KEPT] = await services.intake.keep(team_id, key, {"event": event})
+        await next()

@@ -1,0 +1,71 @@
+"""Archiving what a dead process acknowledged and left in the intake (see `handlers.intake`)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from slack_sdk.web.async_client import AsyncWebClient
+
+from app.intake import Replay
+from app.oauth import WorkspaceTokens
+from app.services import Services
+from handlers import messages
+from handlers.channels import ChannelTypes
+from handlers.permalinks import WorkspaceUrls
+from handlers.users import SlackUsers
+from memory.intake import Payload, Serves
+
+Clients = Callable[[str], Awaitable[AsyncWebClient | None]]
+"""team_id -> a Web API client on its bot token, if this process serves the workspace."""
+
+
+def replayer(services: Services, clients: Clients) -> Replay:
+    """Archives a kept event the way the live listener does, with the workspace's client."""
+    channel_types = ChannelTypes()
+    users = SlackUsers()
+    workspace_urls = WorkspaceUrls()
+
+    async def replay(team_id: str, payload: Payload) -> None:
+        client = await clients(team_id)
+        if client is None:
+            raise LookupError(f"no bot token for {team_id}")
+        await messages.archive_kept(
+            services, channel_types, users, workspace_urls, client, team_id, payload["event"]
+        )
+
+    return replay
+
+
+def token_clients(client: AsyncWebClient) -> Clients:
+    """One-token mode: the token's workspace (asked of auth.test once, when first needed)."""
+    token_team: list[str] = []
+
+    async def of(team_id: str) -> AsyncWebClient | None:
+        if not token_team:
+            token_team.append((await client.auth_test())["team_id"])
+        return client if team_id == token_team[0] else None
+
+    return of
+
+
+def installed_clients(tokens: WorkspaceTokens, api_url: str) -> Clients:
+    """OAuth mode: any installed workspace, with its current bot token."""
+
+    async def of(team_id: str) -> AsyncWebClient | None:
+        token = await tokens.bot_token(team_id)
+        return AsyncWebClient(token=token, base_url=api_url) if token else None
+
+    return of
+
+
+def serving(clients: Clients) -> Serves:
+    async def serves(team_id: str) -> bool:
+        return await clients(team_id) is not None
+
+    return serves
+
+
+def archive_what_was_left(clients: Clients, services: Services) -> None:
+    """At start-up: archive the message events a dead process acknowledged and left, and
+    (with several processes) keep looking for those of processes that die later."""
+    services.intake.keep_adopting(replayer(services, clients), serving(clients))

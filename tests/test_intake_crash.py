@@ -1,0 +1,184 @@
+"""Nothing acknowledged is lost: Lore is SIGKILLed right after Slack got its 200s, with the
+messages, edits and deletions still unarchived (the store they wait for is held still), and
+every one of them is archived exactly once afterwards: by the restarted process (one process,
+embedded stores), or by another live process (two processes sharing Redis, PostgreSQL and a
+Chroma server)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import chromadb
+from chromadb.config import Settings as ChromaSettings
+
+from emulator import SlackEmulator
+from memory.archive import Archive, collection_name, message_key
+from memory.chroma_client import open_http
+from memory.embeddings import MODEL_NAME, OnnxEmbedder
+from tests.chroma_server import free_port
+from tests.conftest import POSTGRES_URL, postgres_engine_or_skip
+from tests.fake_anthropic import FakeAnthropic
+from tests.harness import eventually, serve_env
+from tests.processes import chroma_process, chroma_worker_of, held, lexical_rows, serving
+
+CHANNEL = "C0GENERAL"
+NEW_MESSAGES = 12
+
+
+def channel_texts(emulator: SlackEmulator) -> dict[str, str]:
+    """ts -> text of every message in the channel now (as edited, without the deleted)."""
+    return {m["ts"]: m["text"] for m in emulator.messages(CHANNEL)}
+
+
+async def post_under_fault(emulator: SlackEmulator, standing: list[str]) -> None:
+    """New messages, and edits and deletions of both archived (`standing`) and new ones, all
+    acknowledged (every delivery answered 200 at its first attempt)."""
+    already = len(emulator.deliveries)
+    posted = [
+        (await emulator.post_message("U0BOB", CHANNEL, f"decision {n}: ship the beta on day {n}"))[
+            "ts"
+        ]
+        for n in range(NEW_MESSAGES)
+    ]
+    await emulator.edit_message(CHANNEL, standing[0], "standing note 0, corrected")
+    await emulator.delete_message(CHANNEL, standing[1])
+    await emulator.edit_message(CHANNEL, posted[0], "decision 0: ship the beta on day 9")
+    await emulator.edit_message(CHANNEL, posted[0], "decision 0: ship the beta on day 10")
+    await emulator.delete_message(CHANNEL, posted[1])
+    await emulator.edit_message(CHANNEL, posted[2], "decision 2: postponed")
+    await emulator.delete_message(CHANNEL, posted[2])
+    await emulator.drain()
+    deliveries = emulator.deliveries[already:]
+    assert len(deliveries) == NEW_MESSAGES + 7
+    assert all([a.status for a in d.attempts] == [200] for d in deliveries)
+
+
+def assert_held_back(archived: dict[str, str], standing: list[str]) -> None:
+    """Nothing posted under the fault is archived, and the edit of a standing message is not."""
+    assert set(archived) <= set(standing)
+    assert archived[standing[0]] == "standing note 0"
+
+
+async def test_a_restart_after_sigkill_archives_every_acknowledged_message_once(
+    team_emulator: SlackEmulator, fake_llm: FakeAnthropic, tmp_path: Path
+) -> None:
+    emulator = team_emulator
+    team = emulator.config.team_id
+    data = tmp_path / "lore"
+    env = serve_env(emulator, fake_llm, data, REDIS_URL="")  # one process: embedded stores
+
+    async with serving(env) as process:
+        emulator.config.events_url = f"http://127.0.0.1:{env['PORT']}/slack/events"
+        standing = [
+            (await emulator.post_message("U0ALICE", CHANNEL, f"standing note {n}"))["ts"]
+            for n in range(3)
+        ]
+        await eventually(lambda: _holds(data, team, channel_texts(emulator)), within=60)
+
+        with held(chroma_worker_of(process.pid)):  # every archive write now waits
+            await post_under_fault(emulator, standing)
+            # none of it reached the archive: only the intake holds it (a deletion may have
+            # done its SQL half, which comes first)
+            assert_held_back(lexical_rows(data, team, CHANNEL), standing)
+            os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
+
+    expected = channel_texts(emulator)
+    assert len(expected) == 3 - 1 + NEW_MESSAGES - 2
+    restarted = {**env, "PORT": str(free_port())}
+    async with serving(restarted) as process:
+        await eventually(lambda: _holds(data, team, expected), within=90)
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), timeout=60) == 0
+    assert lexical_rows(data, team, CHANNEL) == expected
+    client = chromadb.PersistentClient(
+        str(data / "chroma"), ChromaSettings(anonymized_telemetry=False)
+    )
+    vectors = client.get_collection(collection_name(team, MODEL_NAME)).get(include=["documents"])
+    assert sorted(vectors["ids"]) == sorted(message_key(CHANNEL, ts) for ts in expected)
+    by_id = dict(zip(vectors["ids"], vectors["documents"] or [], strict=True))
+    assert {ts: by_id[message_key(CHANNEL, ts)] for ts in expected} == expected
+
+
+async def _holds(data: Path, team: str, expected: dict[str, str]) -> bool:
+    return lexical_rows(data, team, CHANNEL) == expected
+
+
+async def test_another_process_archives_what_a_sigkilled_one_acknowledged(
+    team_emulator: SlackEmulator,
+    fake_llm: FakeAnthropic,
+    embedder: OnnxEmbedder,
+    tmp_path: Path,
+) -> None:
+    engine = await postgres_engine_or_skip()
+    emulator = team_emulator
+    team = emulator.config.team_id
+    reader: Archive | None = None
+    with chroma_process(tmp_path / "chroma") as (chroma_url, chroma_pid):
+        envs = [
+            serve_env(
+                emulator,
+                fake_llm,
+                tmp_path / f"lore{n}",
+                DATABASE_URL=POSTGRES_URL,
+                CHROMA_URL=chroma_url,
+                LORE_INTAKE_LEASE_SECONDS="2",
+            )
+            for n in range(2)
+        ]
+        try:
+            reader = await Archive.open_http(chroma_url, embedder, engine)
+
+            async def holds(expected: dict[str, str]) -> bool:
+                assert reader is not None
+                if await reader.count(team) != len(expected):
+                    return False
+                for ts, text in expected.items():
+                    stored = await reader.get(team, CHANNEL, ts)
+                    if stored is None or stored.text != text:
+                        return False
+                return True
+
+            async with serving(envs[0]) as dying, serving(envs[1]):
+                # every event goes to the first process; the second only looks for orphans
+                emulator.config.events_url = f"http://127.0.0.1:{envs[0]['PORT']}/slack/events"
+                standing = [
+                    (await emulator.post_message("U0ALICE", CHANNEL, f"standing note {n}"))["ts"]
+                    for n in range(3)
+                ]
+                await eventually(lambda: holds(channel_texts(emulator)), within=60)
+                before = channel_texts(emulator)
+
+                with held(chroma_pid):  # every archive write now waits
+                    await post_under_fault(emulator, standing)
+                    os.killpg(dying.pid, signal.SIGKILL)
+                    await dying.wait()
+                    assert reader is not None
+                    now = {*before, *channel_texts(emulator)}
+                    stored = {ts: await reader.get(team, CHANNEL, ts) for ts in now}
+                    assert await reader.count(team) <= len(before)
+                    assert_held_back(
+                        {ts: m.text for ts, m in stored.items() if m is not None}, standing
+                    )
+
+                expected = channel_texts(emulator)
+                await eventually(lambda: holds(expected), within=90)
+
+            assert len(expected) == 3 - 1 + NEW_MESSAGES - 2
+            store = await open_http(chroma_url)
+            try:
+                vectors = await store.collection(collection_name(team, embedder.name), create=False)
+                assert vectors is not None
+                keys = [message_key(CHANNEL, ts) for ts in expected]
+                assert await vectors.count() == len(expected)
+                stored = {record.id: record.document for record in await vectors.get(keys)}
+                assert stored == {message_key(CHANNEL, ts): text for ts, text in expected.items()}
+            finally:
+                await store.close()
+        finally:
+            if reader is not None:
+                await reader.close()
+            await engine.dispose()
