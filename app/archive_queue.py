@@ -77,9 +77,10 @@ class ArchiveQueue:
         channel_id: str,
         job: Job,
         reader: Callable[[], ChannelReader],
+        settled: Settled | None = None,
+        *,
         ts: str | None = None,
         thread_ts: str | None = None,
-        settled: Settled | None = None,
     ) -> bool:
         """Run `job()` in the background; False if the backlog is full and the channel will be
         read again instead (through the reader that `reader()` makes). `ts` (in the thread

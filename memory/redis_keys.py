@@ -3,7 +3,8 @@
 Every key Lore writes starts with `lore:` and names its workspace as one `:`-separated part:
 `lore:once:event:<team>:<event>`, `lore:once:message:<team>:…`, `lore:early-change:<team>:…`,
 `lore:lock:memory:<team>`, `lore:lock:memory:token-refresh:<enterprise>:<team>`,
-`lore:lock:turn:<team>:…`, `lore:lease:backfill:<team>`. A key added later that follows the rule
+`lore:lock:turn:<team>:…`, `lore:lease:backfill:<team>`, `lore:intake:<team>:<process>` (message
+events acknowledged and not yet archived). A key added later that follows the rule
 is forgotten with no change here.
 """
 
@@ -18,6 +19,7 @@ KEY_PREFIXES = (
     "lore:lock:memory:",
     "lore:lock:turn:",
     "lore:lease:",
+    "lore:intake:",
 )
 """The prefixes of the keys Lore writes (for tests and operators; deletion needs no list)."""
 

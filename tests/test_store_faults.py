@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import secrets
 import signal
 import sqlite3
 from pathlib import Path
@@ -18,7 +19,7 @@ from chromadb.config import Settings as ChromaSettings
 
 from emulator import EmulatorConfig, SlackEmulator
 from memory.archive import collection_name, message_key
-from memory.blocks import MemoryBlocks
+from memory.blocks import MemoryBlocks, MemoryScope
 from memory.chroma_client import open_http
 from memory.db import make_engine
 from memory.embeddings import MODEL_NAME
@@ -238,7 +239,7 @@ async def test_a_chroma_server_restarted_during_ingest_gets_everything_once_it_i
     data = tmp_path / "lore"
     chroma = ChromaServer(tmp_path / "chroma")
     chroma.start()
-    token = "metrics-token-for-this-test"
+    token = secrets.token_hex(16)  # 32 characters, the least Lore accepts
     env = serve_env(
         emulator,
         fake_llm,
@@ -373,7 +374,8 @@ async def test_postgresql_restarted_mid_traffic_the_turn_caught_apologises_and_l
             assert apology.startswith("Sorry") and "Traceback" not in apology
             engine = make_engine(postgres.url)
             try:
-                history = await MemoryBlocks(engine, LocalLocks()).history(team, "org")
+                blocks = MemoryBlocks(engine, LocalLocks())
+                history = await blocks.history(team, "org", MemoryScope.everything())
             finally:
                 await engine.dispose()
             assert [b.version for b in history] == [1, 2, 3]
