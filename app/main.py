@@ -412,6 +412,11 @@ def metrics_endpoint(settings: Settings, stores: Stores, services: Services) -> 
     services.metrics.watch(
         turns=services.turns, ingest=services.ingest, blocks=stores.blocks, archive=stores.archive
     )
+    services.metrics.watch_work(
+        lambda: services.turns.unfinished,
+        lambda: services.background.pending,
+        lambda: services.ingest.pending,
+    )
     token = settings.lore_metrics_token
     return MetricsEndpoint(
         services.metrics, settings.local_mode, token.get_secret_value() if token else None

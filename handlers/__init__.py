@@ -8,6 +8,7 @@ from app.services import Services
 from handlers import (
     app_home,
     backfill,
+    completion,
     feedback,
     ignored,
     messages,
@@ -24,6 +25,7 @@ def register(app: AsyncApp, services: Services) -> None:
     memberships = Memberships()
     users = SlackUsers()  # one users.info cache for names and admin checks
     middleware.register(app, services)
+    completion.register(app, services)
     messages.register(app, services, memberships, users)
     recall.register(app, services, memberships)
     uninstall.register(app, services)

@@ -9,7 +9,7 @@ from app.main import Lore
 from emulator import SlackEmulator
 from memory.audience import Audience
 from tests.fake_anthropic import FakeAnthropic, reply, text, tool_use
-from tests.harness import archived, eventually, system_text, user_text
+from tests.harness import archived, eventually, settled, system_text, user_text
 
 BOT = "<@U0LORE>"
 
@@ -109,7 +109,7 @@ async def test_later_messages_in_a_thread_continue_without_a_mention(
     assert [m for m, _ in emulator.calls].count("conversations.replies") == 1
     other = await emulator.post_message("U0BOB", "C0GENERAL", "not for Lore")
     await archived(lore, "T0LORE", 5)
-    await emulator.drain()
+    await settled(emulator, lore)
     assert len(fake_llm.requests) == 2
     assert not [m for m in emulator.thread("C0GENERAL", other["ts"]) if m.get("bot_id")]
 
