@@ -14,11 +14,6 @@ from redis.asyncio import Redis
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
-from slack_sdk.http_retry.builtin_async_handlers import (
-    AsyncConnectionErrorRetryHandler,
-    AsyncRateLimitErrorRetryHandler,
-    AsyncServerErrorRetryHandler,
-)
 from slack_sdk.oauth.installation_store import Installation
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import text
@@ -54,6 +49,7 @@ from handlers.backfill import (
     resume_backfills,
     token_workspace,
 )
+from handlers.slack_retries import retry_handlers
 from memory.archive import Archive
 from memory.backfill_state import BackfillState
 from memory.blocks import MemoryBlocks
@@ -263,11 +259,7 @@ def make_bolt(
         token=credentials.bot_token if isinstance(credentials, SlackCredentials) else None,
         base_url=credentials.api_url,
         session=session,
-        retry_handlers=[
-            AsyncConnectionErrorRetryHandler(),
-            AsyncRateLimitErrorRetryHandler(max_retry_count=2),
-            AsyncServerErrorRetryHandler(max_retry_count=2),
-        ],
+        retry_handlers=retry_handlers(),
     )
     bolt = AsyncApp(
         client=client,

@@ -167,6 +167,8 @@ class SlackReply:
     def _give_up_streaming(self, error: SlackApiError) -> None:
         log.info("streaming failed (%s); posting and updating instead", error.response.get("error"))
         self._streaming = False
+        if self._stream is not None and self._stream.ts and self._posted_ts is None:
+            self._posted_ts = self._stream.ts  # already shown: update it, never post a second
 
     async def _post_or_update(
         self, *, final: bool, blocks: list[dict[str, Any]] | None = None
