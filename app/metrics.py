@@ -168,19 +168,21 @@ class LoreMetrics:
             registry=registry,
         )
         self._archive_sizes: ArchiveSizes | None = None
-        self._passed_on = 0  # deliveries received and not dropped as duplicates
+        self._listeners_started = 0
         self._handled_total = 0
         self._work_sources: tuple[Callable[[], int], ...] = ()
 
     def event_received(self, kind: str, team_id: str | None) -> None:
         self._events.labels(type=kind).inc()
-        self._passed_on += 1
         if team_id and self._archive_sizes is not None:
             self._archive_sizes.saw(team_id)
 
     def event_duplicate(self, kind: str) -> None:
         self._duplicates.labels(type=kind).inc()
-        self._passed_on -= 1
+
+    def listener_started(self) -> None:
+        """A delivery's listener began (Bolt's listener start handler)."""
+        self._listeners_started += 1
 
     def event_handled(self, kind: str) -> None:
         """A delivery's listener finished (Bolt's listener completion handler)."""
@@ -189,8 +191,8 @@ class LoreMetrics:
 
     @property
     def listeners_running(self) -> int:
-        """Deliveries passed on to a listener whose listener has not finished yet."""
-        return self._passed_on - self._handled_total
+        """Listeners begun and not finished yet."""
+        return self._listeners_started - self._handled_total
 
     def watch_work(self, *sources: Callable[[], int]) -> None:
         """Publish `lore_work_pending`: listeners running plus what each source counts (turns,
