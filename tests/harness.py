@@ -91,7 +91,7 @@ async def wait_ready(url: str, process: asyncio.subprocess.Process) -> None:
     raise TimeoutError(f"{url} never became ready")
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 15.0) -> None:
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 60.0) -> None:
     """Poll an async condition until it holds (TimeoutError after `within` seconds)."""
     async with asyncio.timeout(within):
         while not await check():  # noqa: ASYNC110 - polling a store, not an event
@@ -138,7 +138,7 @@ def system_text(request: dict[str, Any]) -> str:
     return "\n".join(block["text"] for block in request["system"])
 
 
-async def settled(emulator: SlackEmulator, *lores: Lore, within: float = 30.0) -> None:
+async def settled(emulator: SlackEmulator, *lores: Lore, within: float = 60.0) -> None:
     """Wait until nothing is under way: every event delivered, and each Lore idle (every
     listener finished, no turn queued or running, no background job, nothing being archived),
     all at once. Work finished then cannot still show an effect later."""

@@ -68,7 +68,7 @@ async def start(emulator: SlackEmulator, data_dir: Path, **overrides: Any) -> Lo
     return await start_lore_on(emulator, lore_settings(data_dir, None, **{**FAST, **overrides}))
 
 
-async def backfill_done(lore: Lore, channel: str = CHANNEL, within: float = 30.0) -> None:
+async def backfill_done(lore: Lore, channel: str = CHANNEL, within: float = 60.0) -> None:
     async def done() -> bool:
         found = await lore.services.backfill.state.get(TEAM, channel)
         return found is not None and found.status == DONE

@@ -154,7 +154,7 @@ async def test_model_failure_gives_one_apology_and_no_memory_change(
         "U0ALICE", "C0GENERAL", f"{BOT} remember that Bob owns billing"
     )
     replies = await emulator.wait_for_reply("C0GENERAL", asked["ts"], timeout=30)
-    await lore.services.turns.drain()
+    await settled(emulator, lore)
     assert len(bot_replies(emulator, "C0GENERAL", asked["ts"])) == 1
     assert replies[0]["text"].startswith("Sorry, I couldn't finish that answer")
     assert f"({reason})" in replies[0]["text"]
