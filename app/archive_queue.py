@@ -160,6 +160,10 @@ class ArchiveQueue:
                 settle = self._skipped_settled.pop(team_id, [])
                 self._rereading.spawn(self._reread(team_id, skipped, settle), name="archive-reread")
 
+    async def rereads_queued(self) -> None:
+        """Return once every re-read decided so far has been queued with the backfill."""
+        await self._rereading.wait_idle()
+
     async def drain(self, grace: float = 10.0) -> None:
         """Finish queuing the re-reads (at shutdown, after the archive jobs have drained)."""
         await self._rereading.drain(grace)

@@ -26,6 +26,11 @@ class TaskPool:
     def pending(self) -> int:
         return len(self._tasks)
 
+    async def wait_idle(self) -> None:
+        """Return once no job is running or waiting (jobs spawned meanwhile included)."""
+        while self._tasks:
+            await asyncio.wait(set(self._tasks))
+
     async def drain(self, grace: float = 30.0) -> None:
         """Wait for every job; cancel what is still running after `grace` seconds."""
         await finish_or_cancel(self._tasks, grace, "background jobs")

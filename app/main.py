@@ -15,11 +15,6 @@ from redis.asyncio import Redis
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
-from slack_sdk.http_retry.builtin_async_handlers import (
-    AsyncConnectionErrorRetryHandler,
-    AsyncRateLimitErrorRetryHandler,
-    AsyncServerErrorRetryHandler,
-)
 from slack_sdk.oauth.installation_store import Installation
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy import text
@@ -61,6 +56,7 @@ from handlers.backfill import (
     token_workspace,
 )
 from handlers.intake_replay import archive_what_was_left, installed_clients, token_clients
+from handlers.slack_retries import retry_handlers
 from memory.archive import Archive
 from memory.backfill_state import BackfillState
 from memory.blocks import MemoryBlocks
@@ -320,11 +316,7 @@ def make_bolt(
         token=credentials.bot_token if isinstance(credentials, SlackCredentials) else None,
         base_url=credentials.api_url,
         session=session,
-        retry_handlers=[
-            AsyncConnectionErrorRetryHandler(),
-            AsyncRateLimitErrorRetryHandler(max_retry_count=2),
-            AsyncServerErrorRetryHandler(max_retry_count=2),
-        ],
+        retry_handlers=retry_handlers(),
     )
     bolt = AsyncApp(
         client=client,
@@ -512,6 +504,11 @@ def metrics_endpoint(settings: Settings, stores: Stores, services: Services) -> 
         turns=services.turns, ingest=services.ingest, blocks=stores.blocks, archive=stores.archive
     )
     services.metrics.watch_intake(services.intake)
+    services.metrics.watch_work(
+        lambda: services.turns.unfinished,
+        lambda: services.background.pending,
+        lambda: services.ingest.pending,
+    )
     token = settings.lore_metrics_token
     return MetricsEndpoint(
         services.metrics, settings.local_mode, token.get_secret_value() if token else None

@@ -12,7 +12,7 @@ has had events from, refreshed at most every ARCHIVE_REFRESH_SECONDS.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
 import anthropic
@@ -191,7 +191,16 @@ class LoreMetrics:
             "Archive jobs waiting for a store to come back (failed at least once, not through)",
             registry=registry,
         )
+        self._handled = Counter(
+            "lore_events_handled",
+            "Deliveries whose Bolt listener has finished (work it queued may still be running)",
+            ["type"],
+            registry=registry,
+        )
         self._archive_sizes: ArchiveSizes | None = None
+        self._listeners_started = 0
+        self._handled_total = 0
+        self._work_sources: tuple[Callable[[], int], ...] = ()
 
     def event_received(self, kind: str, team_id: str | None) -> None:
         self._events.labels(type=kind).inc()
@@ -200,6 +209,35 @@ class LoreMetrics:
 
     def event_duplicate(self, kind: str) -> None:
         self._duplicates.labels(type=kind).inc()
+
+    def listener_started(self) -> None:
+        """A delivery's listener began (Bolt's listener start handler)."""
+        self._listeners_started += 1
+
+    def event_handled(self, kind: str) -> None:
+        """A delivery's listener finished (Bolt's listener completion handler)."""
+        self._handled.labels(type=kind).inc()
+        self._handled_total += 1
+
+    @property
+    def listeners_running(self) -> int:
+        """Listeners begun and not finished yet."""
+        return self._listeners_started - self._handled_total
+
+    def watch_work(self, *sources: Callable[[], int]) -> None:
+        """Publish `lore_work_pending`: listeners running plus what each source counts (turns,
+        background jobs, messages being archived); 0 means this process is idle (call once)."""
+        self._work_sources = sources
+        Gauge(
+            "lore_work_pending",
+            "Work under way in this process: listeners running, turns queued or running, "
+            "background jobs, messages being archived (0 when idle)",
+            registry=self.registry,
+        ).set_function(self.work_pending)
+
+    def work_pending(self) -> int:
+        """`lore_work_pending` now: 0 when this process is idle."""
+        return self.listeners_running + sum(source() for source in self._work_sources)
 
     def turn_finished(self, outcome: str, seconds: float, model_seconds: float | None) -> None:
         """A turn the agent ran (the agent's `TurnObserver`)."""

@@ -8,14 +8,18 @@ one workspace one at a time across processes and reuses a refresh another proces
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from time import time
+from typing import Any
 from urllib.parse import urljoin
 
 from redis.asyncio import Redis
+from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.authorization.async_authorize import AsyncInstallationStoreAuthorize
+from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.oauth.async_callback_options import (
     AsyncCallbackOptions,
     AsyncSuccessArgs,
@@ -28,6 +32,7 @@ from slack_sdk.oauth.installation_store.sqlalchemy import AsyncSQLAlchemyInstall
 from slack_sdk.oauth.state_store.sqlalchemy import AsyncSQLAlchemyOAuthStateStore
 from slack_sdk.oauth.token_rotation.async_rotator import AsyncTokenRotator
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -228,13 +233,71 @@ def oauth_settings(
         state_store=installations.states,
         state_expiration_seconds=credentials.state_expiration_seconds,
     )
-    authorize = settings.authorize
-    if isinstance(authorize, AsyncInstallationStoreAuthorize):
-        authorize.token_rotator = rotator
-        authorize.cache_enabled = True  # one auth.test per bot token, not one per event
+    authorize = SingleFlightAuthorize(
+        logger=log,
+        installation_store=installations.store,
+        token_rotation_expiration_minutes=credentials.token_rotation_minutes,
+        cache_enabled=True,  # one auth.test per bot token, not one per event
+    )
+    authorize.token_rotator = rotator
+    settings.authorize = authorize
     if on_installed is not None:
         settings.callback_options = _calling_back(settings, on_installed)
     return settings
+
+
+class SingleFlightAuthorize(AsyncInstallationStoreAuthorize):
+    """Bolt's authorize, where concurrent first authorisations of one token share one auth.test.
+
+    Bolt caches an authorisation per token only once its `auth.test` has answered, so two events
+    arriving together (a mention is delivered as `message` and `app_mention`) would each call it.
+    Here the second waits for the first one's call instead.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._flights: dict[str, asyncio.Future[AsyncSlackResponse]] = {}
+
+    async def __call__(self, *, context: AsyncBoltContext, **lookup: Any) -> AuthorizeResult | None:
+        shared = AsyncBoltContext(context)
+        shared["client"] = _SharedAuthTest(context.client, self._flights)
+        try:
+            return await super().__call__(context=shared, **lookup)
+        finally:
+            # by now the result is in Bolt's cache; a failed call may be tried again
+            for token, flight in list(self._flights.items()):
+                if flight.done():
+                    del self._flights[token]
+
+
+class _SharedAuthTest(AsyncWebClient):
+    """A copy of Bolt's per-request client whose `auth.test` joins one already in flight."""
+
+    def __init__(
+        self, client: AsyncWebClient, flights: dict[str, asyncio.Future[AsyncSlackResponse]]
+    ) -> None:
+        super().__init__(
+            token=client.token,
+            base_url=client.base_url,
+            timeout=client.timeout,
+            ssl=client.ssl,
+            proxy=client.proxy,
+            session=client.session,
+            trust_env_in_session=client.trust_env_in_session,
+            headers=client.headers,
+            team_id=client.default_params.get("team_id"),
+            logger=client.logger,
+            retry_handlers=client.retry_handlers,
+        )
+        self._flights = flights
+
+    async def auth_test(self, **kwargs: Any) -> AsyncSlackResponse:
+        token = kwargs.get("token") or self.token or ""
+        flight = self._flights.get(token)
+        if flight is None:
+            flight = asyncio.ensure_future(super().auth_test(**kwargs))
+            self._flights[token] = flight
+        return await asyncio.shield(flight)
 
 
 def _calling_back(

@@ -138,6 +138,11 @@ class TurnQueue:
         """Turns queued or running, over every workspace."""
         return sum(len(queue) for queue in self._queues.values())
 
+    @property
+    def unfinished(self) -> int:
+        """Turns queued or running, and askers still being told their turn was handed back."""
+        return self.depth + len(self._hand_backs)
+
     def queued(self, team_id: str) -> int:
         """Turns of one workspace waiting to start (what `max_queued` bounds)."""
         return self._queued[team_id]

@@ -191,8 +191,11 @@ class ControlApi:
         return self.emu.workspace.user(user_id).to_api(self.emu.config.team_id)
 
     async def calls(self, request: web.Request) -> web.Response:
-        """GET every Web API call received so far."""
-        calls = [{"method": method, "args": args} for method, args in self.emu.calls]
+        """GET every Web API call received so far, with when it arrived (monotonic seconds)."""
+        calls = [
+            {"method": method, "args": args, "at": at}
+            for (method, args), at in zip(self.emu.calls, self.emu.call_times, strict=True)
+        ]
         return web.json_response({"ok": True, "calls": calls})
 
     async def ephemerals(self, request: web.Request) -> web.Response:

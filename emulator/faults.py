@@ -21,6 +21,7 @@ class FaultInjector:
 
     def __init__(self) -> None:
         self._faults: dict[str, list[Fault]] = {}
+        self._delays: dict[str, float] = {}
 
     def add(
         self,
@@ -62,6 +63,18 @@ class FaultInjector:
             queue.pop(0)
         return fault
 
+    def slow(self, method: str, seconds: float) -> None:
+        """Answer every later call of `method` only after `seconds` (0 stops the delay)."""
+        if seconds > 0:
+            self._delays[method] = seconds
+        else:
+            self._delays.pop(method, None)
+
+    def delay(self, method: str) -> float:
+        """How long a call of `method` waits before it is answered."""
+        return self._delays.get(method, 0.0)
+
     def clear(self) -> None:
-        """Forget every queued failure."""
+        """Forget every queued failure and delay."""
         self._faults.clear()
+        self._delays.clear()

@@ -60,8 +60,9 @@ class SlackEmulator:
         self.notifier = Notifier(cfg, self.workspace, self.delivery)
         self.faults = FaultInjector()
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.call_times: list[float] = []  # time.monotonic() of each entry of `calls`
         context = ApiContext(cfg, self.workspace, self.notifier, lambda: self.url, self._socket_url)
-        self.web_api = WebApi(context, self.faults, self.calls)
+        self.web_api = WebApi(context, self.faults, self.calls, self.call_times)
         self.limit_refusals = self.web_api.limit_refusals
         """Calls and response_url answers refused for breaking Slack's size limits."""
         self.oauth = OAuthServer(cfg, self.workspace)
@@ -335,6 +336,18 @@ class SlackEmulator:
         """Make the next `times` calls of a Web API method fail (ratelimited → HTTP 429 with
         `Retry-After: retry_after`), once `after` more calls have succeeded."""
         self.faults.add(method, error, times, status=status, after=after, retry_after=retry_after)
+
+    def slow_method(self, method: str, seconds: float) -> None:
+        """Answer every later call of a Web API method only after `seconds` (0: no delay)."""
+        self.faults.slow(method, seconds)
+
+    def timed_calls(self, method: str) -> list[float]:
+        """When (time.monotonic()) each call of `method` arrived, in order."""
+        return [
+            at
+            for (called, _), at in zip(self.calls, self.call_times, strict=True)
+            if called == method
+        ]
 
     async def join_channel(
         self, channel: str, user: str | None = None, inviter: str | None = None

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 from typing import Any
 
 from aiohttp import web
@@ -54,10 +56,12 @@ class WebApi:
         context: ApiContext,
         faults: FaultInjector,
         calls: list[tuple[str, dict[str, Any]]],
+        call_times: list[float] | None = None,
     ) -> None:
         self.context = context
         self.faults = faults
         self.calls = calls
+        self.call_times = call_times if call_times is not None else []
         self.handlers: dict[str, Handler] = dict(METHODS)
         self.oauth: OAuthServer | None = None
         self.limit_refusals: list[dict[str, Any]] = []
@@ -87,7 +91,11 @@ class WebApi:
             return web.json_response({"ok": False, "error": error.error})
         token = _token(request, args)
         self.calls.append((method, args))
+        self.call_times.append(time.monotonic())
         handler = self.handlers.get(method)
+        delay = self.faults.delay(method)
+        if delay:
+            await asyncio.sleep(delay)
         try:
             if method == "oauth.v2.access" and self.oauth is not None:
                 result = await self.oauth.access(request, args)

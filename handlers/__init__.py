@@ -9,6 +9,7 @@ from handlers import (
     app_home,
     backfill,
     channel_events,
+    completion,
     feedback,
     ignored,
     intake,
@@ -34,6 +35,7 @@ def register(app: AsyncApp, services: Services) -> None:
     access = AccessFacts(channel_types, memberships, users, people)
     intake.register(app, services)  # before de-duplication: see handlers.intake
     middleware.register(app, services)
+    completion.register(app, services)
     channel_events.register(app, services, channel_types, memberships)  # before messages
     people_events.register(app, people, channel_types)
     messages.register(app, services, access, users)

@@ -9,16 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from slack_sdk.http_retry.builtin_async_handlers import (
-    AsyncConnectionErrorRetryHandler,
-    AsyncRateLimitErrorRetryHandler,
-    AsyncServerErrorRetryHandler,
-)
 from slack_sdk.web.async_client import AsyncWebClient
 
 from app.backfill import Page
 from handlers.channels import ChannelTypes
 from handlers.permalinks import WorkspaceUrls, permalink
+from handlers.slack_retries import retry_handlers
 from handlers.users import SlackUsers
 
 RATE_LIMIT_RETRIES = 20
@@ -31,11 +27,7 @@ def backfill_client(token: str, base_url: str) -> AsyncWebClient:
     return AsyncWebClient(
         token=token,
         base_url=base_url,
-        retry_handlers=[
-            AsyncConnectionErrorRetryHandler(max_retry_count=2),
-            AsyncRateLimitErrorRetryHandler(max_retry_count=RATE_LIMIT_RETRIES),
-            AsyncServerErrorRetryHandler(max_retry_count=2),
-        ],
+        retry_handlers=retry_handlers(rate_limit_retries=RATE_LIMIT_RETRIES),
     )
 
 

@@ -206,6 +206,8 @@ class SlackReply:
     def _give_up_streaming(self, error: SlackApiError) -> None:
         log.info("streaming failed (%s); posting and updating instead", error.response.get("error"))
         self._streaming = False
+        if self._stream is not None and self._stream.ts and self._posted_ts is None:
+            self._posted_ts = self._stream.ts  # already shown: update it, never post a second
 
     async def _stream_text(self, text: str) -> None:
         """Stream `text` in calls within Slack's limits; a message that is full is finished

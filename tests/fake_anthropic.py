@@ -69,6 +69,7 @@ from aiohttp import web
 
 __all__ = [
     "Delay",
+    "Disconnect",
     "ErrorReply",
     "FakeAnthropic",
     "PromptCache",
@@ -79,6 +80,7 @@ __all__ = [
     "TextSpec",
     "ToolUseSpec",
     "delay",
+    "disconnect",
     "error",
     "estimate_input_tokens",
     "prompt_blocks",
@@ -184,7 +186,14 @@ class StreamError:
     partial: Reply | None = None
 
 
-ScriptItem: TypeAlias = Reply | ErrorReply | Delay | StreamError
+@dataclass(frozen=True)
+class Disconnect:
+    """The connection is cut (no HTTP answer, or a stream cut off after ``partial``'s blocks)."""
+
+    partial: Reply | None = None
+
+
+ScriptItem: TypeAlias = Reply | ErrorReply | Delay | StreamError | Disconnect
 Responder: TypeAlias = Callable[[Json], ScriptItem | Awaitable[ScriptItem]]
 
 
@@ -230,6 +239,11 @@ def stream_error(
 ) -> StreamError:
     """An ``event: error`` in the middle of a stream, after ``partial``'s blocks (if any)."""
     return StreamError(type, message, partial)
+
+
+def disconnect(partial: Reply | None = None) -> Disconnect:
+    """Cut the connection: before any answer, or (streaming) after ``partial``'s blocks."""
+    return Disconnect(partial)
 
 
 # --------------------------------------------------------------------------- validation
@@ -833,6 +847,7 @@ class FakeAnthropic:
         self.api_key = api_key
         self.requests: list[Json] = []
         self.request_headers: list[dict[str, str]] = []
+        self.request_times: list[float] = []  # time.monotonic() of each entry of `requests`
         self.count_tokens_requests: list[Json] = []
         self.prompt_cache = PromptCache()
         self.usages: list[Json] = []  # the usage of each answered message, in serving order
@@ -918,6 +933,7 @@ class FakeAnthropic:
         self._state = _State()
         self.requests.clear()
         self.request_headers.clear()
+        self.request_times.clear()
         self.count_tokens_requests.clear()
         self.prompt_cache.clear()
         self.usages.clear()
@@ -967,6 +983,7 @@ class FakeAnthropic:
             return self._json_error(exc.status, exc.type, exc.message)
         self.requests.append(body)
         self.request_headers.append(headers)
+        self.request_times.append(time.monotonic())
         self._arrived.set()
         try:
             _check_auth(headers, self.api_key)
@@ -1009,7 +1026,9 @@ class FakeAnthropic:
             return self._json_error(item.status, item.type, item.message, **extra)
         if isinstance(item, StreamError) and not streaming:
             return self._json_error(ERROR_STATUS.get(item.type, 500), item.type, item.message)
-        partial = item.partial if isinstance(item, StreamError) else item
+        if isinstance(item, Disconnect) and (item.partial is None or not streaming):
+            return await self._cut(request)
+        partial = item.partial if isinstance(item, (StreamError, Disconnect)) else item
         try:
             message = render_message(partial, body) if partial is not None else None
         except ApiError as exc:
@@ -1028,6 +1047,8 @@ class FakeAnthropic:
             delay_s = partial.chunk_delay if partial is not None else 0.0
         else:
             events, delay_s = [], 0.0
+        if isinstance(item, Disconnect):  # up to the last content_block_stop, then cut
+            events = [e for e in events if e[0] not in ("message_delta", "message_stop")]
         if isinstance(item, StreamError):
             # Up to the last content_block_stop, then the error in place of message_delta.
             if message is None:
@@ -1063,10 +1084,19 @@ class FakeAnthropic:
                 await resp.write(payload.encode())
                 if delay_s:
                     await asyncio.sleep(delay_s)
+            if isinstance(item, Disconnect):
+                return await self._cut(request)
             await resp.write_eof()
         except (ConnectionResetError, ConnectionError):
             pass  # the client went away mid-stream
         return resp
+
+    @staticmethod
+    async def _cut(request: web.Request) -> web.StreamResponse:
+        """Drop the connection under the request (the client sees it closed mid-answer)."""
+        if request.transport is not None:
+            request.transport.abort()
+        return web.Response(status=500)  # never reaches the client
 
     async def _handle_count_tokens(self, request: web.Request) -> web.StreamResponse:
         headers = {k.lower(): v for k, v in request.headers.items()}

@@ -93,7 +93,7 @@ async def wait_ready(url: str, process: asyncio.subprocess.Process) -> None:
     raise TimeoutError(f"{url} never became ready")
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], within: float = 15.0) -> None:
+async def eventually(check: Callable[[], Awaitable[bool]], within: float = 60.0) -> None:
     """Poll an async condition until it holds (TimeoutError after `within` seconds)."""
     async with asyncio.timeout(within):
         while not await check():  # noqa: ASYNC110 - polling a store, not an event
@@ -138,3 +138,44 @@ def user_text(request: dict[str, Any]) -> str:
 
 def system_text(request: dict[str, Any]) -> str:
     return "\n".join(block["text"] for block in request["system"])
+
+
+async def settled(emulator: SlackEmulator, *lores: Lore, within: float = 60.0) -> None:
+    """Wait until nothing is under way: every event delivered, and each Lore idle (every
+    listener finished, no turn queued or running, no background job, nothing being archived),
+    all at once. Work finished then cannot still show an effect later."""
+
+    async def idle() -> bool:
+        await emulator.drain()
+        busy = [lore for lore in lores if lore.services.metrics.work_pending()]
+        return not busy and emulator.delivery.pending == 0
+
+    await eventually(idle, within)
+
+
+async def work_pending_at(url: str, token: str) -> int:
+    """`lore_work_pending` of a Lore subprocess, read from its /metrics."""
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{url}/metrics", headers=headers) as response:
+            assert response.status == 200, await response.text()
+            body = await response.text()
+    for line in body.splitlines():
+        if line.startswith("lore_work_pending "):
+            return int(float(line.split()[1]))
+    raise AssertionError("no lore_work_pending in /metrics")
+
+
+async def settled_processes(
+    emulator: SlackEmulator, urls: list[str], token: str, within: float = 60.0
+) -> None:
+    """`settled` for Lore subprocesses (their LORE_METRICS_TOKEN is `token`)."""
+
+    async def idle() -> bool:
+        await emulator.drain()
+        delivered = len(emulator.deliveries)
+        pending = [await work_pending_at(url, token) for url in urls]
+        # no event began meanwhile: no process could turn busy after its reading
+        return not any(pending) and len(emulator.deliveries) == delivered
+
+    await eventually(idle, within)

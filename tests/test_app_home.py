@@ -24,7 +24,7 @@ from memory.archive import Audience
 from memory.blocks import Block, MemoryScope
 from memory.edits import Insert
 from memory.feedback import Verdict
-from tests.harness import archived_message, eventually, lore_settings, start_lore_on
+from tests.harness import archived_message, eventually, lore_settings, settled, start_lore_on
 
 EVERYTHING = MemoryScope.everything()
 
@@ -260,7 +260,7 @@ async def test_excluding_a_channel_removes_its_messages_and_stops_archiving_it(
     later = await emulator.post_message("U0BOB", "C0RANDOM", "kestrel party moved to Saturday")
     after = await emulator.post_message("U0BOB", "C0GENERAL", "kestrel release notes are out")
     await archived_message(lore, TEAM, "C0GENERAL", after["ts"])
-    await lore.services.background.drain()
+    await settled(emulator, lore)
     assert await archive.get(TEAM, "C0RANDOM", later["ts"]) is None
     assert await archive.count(TEAM) == 2
 

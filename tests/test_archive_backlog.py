@@ -108,7 +108,7 @@ async def test_past_the_bound_a_channel_is_reread_at_once_and_again_when_half_dr
 
     gates[0].set()
     await eventually(lambda: backlog_is(3))
-    await asyncio.sleep(0.05)
+    await queue.rereads_queued()  # whatever this job's end decided has been queued
     assert rereads.channels == skipped  # 3 of 4: not down to half yet
     gates[1].set()
     await eventually(lambda: backlog_is(2))

@@ -68,7 +68,7 @@ async def start(emulator: SlackEmulator, data_dir: Path, **overrides: Any) -> Lo
     return await start_lore_on(emulator, lore_settings(data_dir, None, **{**FAST, **overrides}))
 
 
-async def backfill_done(lore: Lore, channel: str = CHANNEL, within: float = 30.0) -> None:
+async def backfill_done(lore: Lore, channel: str = CHANNEL, within: float = 60.0) -> None:
     async def done() -> bool:
         found = await lore.services.backfill.state.get(TEAM, channel)
         return found is not None and found.status == DONE
@@ -93,8 +93,8 @@ async def test_backfill_of_a_channel_with_threads_through_429s(
     emulator: SlackEmulator, tmp_path: Path
 ) -> None:
     seeded = await seed(emulator)
-    emulator.fail_method("conversations.history", "ratelimited", 1, after=1, retry_after=0)
-    emulator.fail_method("conversations.replies", "ratelimited", 2, after=2, retry_after=0)
+    emulator.fail_method("conversations.history", "ratelimited", 1, after=1, retry_after=2)
+    emulator.fail_method("conversations.replies", "ratelimited", 2, after=2, retry_after=2)
     lore = await start(emulator, tmp_path)
     try:
         await emulator.join_channel(CHANNEL, "U0CAROL")  # someone else joining: nothing to do
@@ -106,6 +106,11 @@ async def test_backfill_of_a_channel_with_threads_through_429s(
         # 7, 4 and 1 replies in pages of 3 (each page repeats the parent), two 429s retried
         assert calls(emulator, "conversations.history") == 4 + 1
         assert calls(emulator, "conversations.replies") == 3 + 2 + 1 + 2
+        # each 429 was waited out: the call after it came Retry-After (2 s) later or more
+        history = emulator.timed_calls("conversations.history")
+        assert history[2] - history[1] >= 2.0
+        replies = emulator.timed_calls("conversations.replies")
+        assert replies[3] - replies[2] >= 2.0 and replies[4] - replies[3] >= 2.0
         parent, replies = next(iter(sorted(seeded.replies.items(), key=lambda i: -len(i[1]))))
         thread = await lore.stores.archive.thread(TEAM, CHANNEL, parent)
         assert [m.ts for m in thread] == [parent, *replies]
@@ -273,8 +278,12 @@ async def test_slack_lowest_pace_and_a_prompt_clean_stop(
             return found is not None and found.pages >= 2  # the first history and replies pages
 
         await eventually(one_page)
-        await asyncio.sleep(0.2)
-        assert calls(emulator, "conversations.history") == 1  # the next one is a minute away
+
+        async def held_by_its_pace() -> bool:  # the next call waits a minute for its turn
+            return lore.services.backfill.pacing(TEAM)
+
+        await eventually(held_by_its_pace)
+        assert calls(emulator, "conversations.history") == 1
     finally:
         began = time.monotonic()
         await lore.stop()

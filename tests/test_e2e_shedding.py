@@ -15,7 +15,7 @@ from app.turns import HandBack
 from emulator import SlackEmulator
 from handlers.messages import HAND_BACK_TEXT
 from tests.fake_anthropic import FakeAnthropic, reply, text
-from tests.harness import eventually, lore_settings, start_lore_on, user_text
+from tests.harness import eventually, lore_settings, settled, start_lore_on, user_text
 
 BOT = "<@U0LORE>"
 BUSY = HAND_BACK_TEXT[HandBack.BUSY]
@@ -88,8 +88,7 @@ async def test_a_full_queue_answers_busy_and_runs_no_turn(
     held_llm.set()
     await emulator.wait_for_reply("C0GENERAL", first["ts"], timeout=20)
     await emulator.wait_for_reply("C0GENERAL", second["ts"], timeout=20)
-    await emulator.drain()
-    await lore.services.turns.drain()
+    await settled(emulator, lore)
     assert texts(emulator, "C0GENERAL", third["ts"]) == [BUSY]
     assert texts(emulator, "C0RANDOM", stranger["ts"]) == []
     asked = [user_text(request) for request in fake_llm.requests]

@@ -19,6 +19,7 @@ from tests.harness import (
     archived,
     archived_message,
     lore_settings,
+    settled,
     start_lore_on,
     user_text,
 )
@@ -52,8 +53,7 @@ async def test_retries_and_double_delivery_give_exactly_one_reply(
         )
         assert status == 200
     await emulator.wait_for_reply("C0GENERAL", posted["ts"], timeout=20)
-    await emulator.drain()
-    await lore.services.turns.drain()
+    await settled(emulator, lore)
     assert len(bot_replies(emulator, "C0GENERAL", posted["ts"])) == 1
     assert len(fake_llm.requests) == 1
 
@@ -102,7 +102,7 @@ async def test_unsigned_forged_and_stale_requests_are_refused(
             url, data=b"{not json", headers=_signed(secret, b"{not json")
         ) as response:
             assert 400 <= response.status < 500
-    await lore.services.background.drain()
+    await settled(emulator, lore)
     assert await lore.stores.archive.count("T0LORE") == 0
     assert fake_llm.requests == []
 
@@ -156,7 +156,7 @@ async def test_model_failure_gives_one_apology_and_no_memory_change(
         "U0ALICE", "C0GENERAL", f"{BOT} remember that Bob owns billing"
     )
     replies = await emulator.wait_for_reply("C0GENERAL", asked["ts"], timeout=30)
-    await lore.services.turns.drain()
+    await settled(emulator, lore)
     assert len(bot_replies(emulator, "C0GENERAL", asked["ts"])) == 1
     assert replies[0]["text"].startswith("Sorry, I couldn't finish that answer")
     assert f"({reason})" in replies[0]["text"]
@@ -172,10 +172,17 @@ async def test_failure_after_a_memory_edit_keeps_the_whole_edit(
         error(500, "api_error", "boom"),
     )
     asked = await emulator.post_message("U0ALICE", "C0GENERAL", f"{BOT} Bob owns billing")
-    replies = await emulator.wait_for_reply("C0GENERAL", asked["ts"], timeout=30)
-    assert "Sorry" in replies[0]["text"]
-    org = await lore.stores.blocks.get("T0LORE", "org", EVERYTHING)
-    assert org is not None and org.version == 2 and org.value == "Bob owns billing."
+    await emulator.wait_for_reply("C0GENERAL", asked["ts"], timeout=30)
+    await settled(emulator, lore)
+    replies = emulator.bot_replies("C0GENERAL", asked["ts"], finished=False)
+    assert len(replies) == 1
+    assert replies[0]["text"].startswith("Sorry, I couldn't finish that answer")
+    assert "(HTTP 500)" in replies[0]["text"]
+    # the edit ran for real (its result went back to the model) and is stored once, whole
+    tool_result = fake_llm.requests[1]["messages"][-1]["content"][0]
+    assert tool_result["type"] == "tool_result" and not tool_result.get("is_error")
+    history = await lore.stores.blocks.history("T0LORE", "org", EVERYTHING)
+    assert [(b.version, b.value) for b in history][1:] == [(2, "Bob owns billing.")]
 
 
 async def test_streaming_failure_falls_back_to_post_and_update(

@@ -10,7 +10,7 @@ from emulator import SlackEmulator
 from memory.audience import Audience
 from memory.blocks import MemoryScope
 from tests.fake_anthropic import FakeAnthropic, reply, text, tool_use
-from tests.harness import archived, eventually, system_text, user_text
+from tests.harness import archived, eventually, settled, system_text, user_text
 
 EVERYTHING = MemoryScope.everything()
 
@@ -112,7 +112,7 @@ async def test_later_messages_in_a_thread_continue_without_a_mention(
     assert "Hello!" in str(fake_llm.requests[1]["messages"])  # the thread so far
     other = await emulator.post_message("U0BOB", "C0GENERAL", "not for Lore")
     await archived(lore, "T0LORE", 5)
-    await emulator.drain()
+    await settled(emulator, lore)
     assert len(fake_llm.requests) == 2
     assert not [m for m in emulator.thread("C0GENERAL", other["ts"]) if m.get("bot_id")]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 from app.main import Lore
@@ -13,7 +12,7 @@ from memory.blocks import MemoryScope
 from memory.edits import Insert
 from memory.feedback import Verdict, Vote
 from tests.conftest import new_team
-from tests.harness import archived, eventually
+from tests.harness import archived, eventually, settled
 
 EVERYTHING = MemoryScope.everything()
 
@@ -148,6 +147,9 @@ async def test_tokens_revoked_for_users_only_deletes_nothing(
     before = await holdings(lore, TEAM)
     assert before == Holdings(3, 2, 1, (1, 0))
     assert await emulator.revoke_tokens(bot=False, users=["U0ALICE"]) == 200
-    await asyncio.sleep(0.3)
-    await lore.services.background.drain()
+    await settled(emulator, lore)  # its listener finished and queued nothing
+    handled = lore.services.metrics.registry.get_sample_value(
+        "lore_events_handled_total", {"type": "tokens_revoked"}
+    )
+    assert handled == 1
     assert await holdings(lore, TEAM) == before

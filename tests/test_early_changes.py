@@ -13,6 +13,7 @@ from app.ingest import Ingest
 from memory.archive import Archive, ArchivedMessage
 from memory.early_changes import Change, MessageId, RedisEarlyChanges
 from tests.conftest import new_team
+from tests.harness import eventually
 
 
 @pytest.fixture
@@ -44,7 +45,11 @@ async def test_changes_received_by_one_process_apply_to_messages_another_stores(
     deleted = message(team, 2, "the acquisition price is 40M, keep it quiet")
     kept = message(team, 3, "the deploy freeze starts Friday")
     adds = [asyncio.create_task(storing.add(m)) for m in (edited, deleted, kept)]
-    await asyncio.sleep(0.05)  # accepted, waiting for their batch
+
+    async def accepted() -> bool:  # waiting for their batch
+        return storing.pending == 3
+
+    await eventually(accepted)
     await changing.update_text(team, "C1", edited.ts, "the offsite is in Porto")
     await changing.delete(team, "C1", deleted.ts)
     await asyncio.gather(*adds)

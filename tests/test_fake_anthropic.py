@@ -15,6 +15,7 @@ from tests.fake_anthropic import (
     FakeAnthropic,
     PromptCache,
     delay,
+    disconnect,
     error,
     estimate_input_tokens,
     reply,
@@ -509,6 +510,28 @@ async def test_parallel_tool_uses_must_all_be_answered(
         model=MODEL, max_tokens=64, tools=[SEARCH_TOOL], messages=[*history, user(both)]
     )
     assert done.content[0].type == "text" and done.content[0].text == "Both answered."
+
+
+async def test_a_cut_connection_is_retried_before_an_answer_but_not_mid_stream(
+    fake: FakeAnthropic,
+) -> None:
+    retrying = fake.client(max_retries=1)
+    fake.script(disconnect(), reply(text("After the cut")))
+    message = await retrying.messages.create(model=MODEL, max_tokens=64, messages=[user("Hi")])
+    assert message.content[0].type == "text" and message.content[0].text == "After the cut"
+    assert len(fake.requests) == 2
+
+    fake.script(disconnect(partial=reply(text("Partial answer"))), reply(text("never asked")))
+    chunks: list[str] = []
+    with pytest.raises(anthropic.APIConnectionError):
+        async with retrying.messages.stream(
+            model=MODEL, max_tokens=64, messages=[user("Hi")]
+        ) as stream:
+            async for chunk in stream.text_stream:
+                chunks.append(chunk)
+    assert "".join(chunks) == "Partial answer"
+    assert len(fake.requests) == 3 and len(fake.request_times) == 3
+    await retrying.close()
 
 
 # ---------------------------------------------------------------- prompt caching in usage

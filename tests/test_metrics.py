@@ -21,7 +21,7 @@ from memory.edits import EditError, Insert, Replace
 from memory.locks import LocalLocks
 from tests.conftest import new_team
 from tests.fake_anthropic import FakeAnthropic, error, reply, text, tool_use
-from tests.harness import eventually, lore_settings
+from tests.harness import eventually, lore_settings, settled
 
 BOT = "<@U0LORE>"
 TEAM = "T0LORE"
@@ -336,3 +336,27 @@ async def test_two_lores_in_one_process_keep_their_own_counts() -> None:
     second_body, _ = await second.exposition("")
     assert value(parse(first_body.decode()), "lore_events_received_total", type="app_mention") == 1
     assert value(parse(second_body.decode()), "lore_events_received_total", type="app_mention") == 0
+
+
+async def test_work_pending_counts_a_turn_under_way_and_is_zero_once_idle(
+    lore: Lore, emulator: SlackEmulator, fake_llm: FakeAnthropic
+) -> None:
+    release = asyncio.Event()
+
+    async def held(_request: dict[str, Any]) -> Any:
+        await release.wait()
+        return reply(text("Answered at last."))
+
+    fake_llm.respond_with(held)
+    asked = await emulator.post_message("U0ALICE", "C0GENERAL", f"{BOT} a slow question")
+    await fake_llm.wait_for_requests(1, timeout=20)
+    busy = await scrape(lore)
+    assert value(busy, "lore_work_pending") >= 1  # the turn is running
+    release.set()
+    await emulator.wait_for_reply("C0GENERAL", asked["ts"], timeout=20)
+    await settled(emulator, lore)
+    idle = await scrape(lore)
+    assert value(idle, "lore_work_pending") == 0
+    assert value(idle, "lore_events_handled_total", type="app_mention") + value(
+        idle, "lore_events_handled_total", type="message"
+    ) == total(idle, "lore_events_received_total") - total(idle, "lore_events_duplicate_total")

@@ -158,6 +158,31 @@ async def test_install_flow_stores_the_installation_and_answers_with_its_token(
     assert await installations(oauth_lore).find(TEAM) is None
 
 
+async def test_events_authorised_at_once_share_one_auth_test(
+    oauth_lore: Lore, emulator: SlackEmulator
+) -> None:
+    await install(oauth_lore)
+    emulator.slow_method("auth.test", 0.5)  # both events are authorised while it is in flight
+    events = [
+        {"type": "message", "user": user, "channel": "C0GENERAL", "text": text, "ts": ts}
+        for user, text, ts in (
+            ("U0ALICE", "first of two at once", "1700000001.000100"),
+            ("U0BOB", "second of two at once", "1700000001.000200"),
+        )
+    ]
+    statuses = await asyncio.gather(*(emulator.deliver_event(event) for event in events))
+    assert statuses == [200, 200]  # Bolt acknowledges after authorising
+    methods = [method for method, _ in emulator.oauth.token_uses]
+    assert methods.count("auth.test") == 2, "one when the install completes, one for both events"
+
+    emulator.slow_method("auth.test", 0)
+    await mention(emulator, "and a later question")
+    stored = await installations(oauth_lore).find(TEAM)
+    assert stored is not None and reply_tokens(emulator) == {stored.bot_token}
+    methods = [method for method, _ in emulator.oauth.token_uses]
+    assert methods.count("auth.test") == 2, "later events use Bolt's cache"
+
+
 async def test_unfinished_backfills_resume_when_lore_starts_again(
     emulator: SlackEmulator, tmp_path: Path
 ) -> None:

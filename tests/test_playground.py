@@ -18,7 +18,7 @@ from app.main import Lore, start_lore
 from emulator import EmulatorConfig, SlackEmulator
 from emulator.playground import ASSETS, demo
 from memory.audience import Audience
-from tests.harness import archived, lore_settings
+from tests.harness import archived, lore_settings, settled
 
 HTML = {"Accept": "text/html,application/xhtml+xml"}
 
@@ -266,7 +266,8 @@ async def test_local_mode_seeds_the_demo_once_and_keeps_what_people_add(data_dir
         assert emulator.message("C0RANDOM", kept["ts"])["text"] == "kept across restarts"
         total = sum(len(store) for store in emulator.workspace.messages.values())
         assert total == seeded + 1  # not seeded again
-        await asyncio.sleep(0.3)
+        await settled(emulator, lore)
+        assert emulator.deliveries == []  # nothing delivered again
         assert await lore.stores.archive.count("T0LORE") == seeded + 1
     finally:
         await lore.stop()

@@ -10,14 +10,30 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from app.turns import HandBack
 from emulator import SlackEmulator
 from handlers.messages import HAND_BACK_TEXT
 from tests.conftest import ROOT
 from tests.fake_anthropic import FakeAnthropic, reply, text
-from tests.harness import serve_env, wait_ready
+from tests.harness import eventually, serve_env, wait_ready
 
 BOT = "<@U0LORE>"
+
+
+async def stopped_listening(url: str) -> None:
+    """Wait until Lore's HTTP server refuses connections (it stops taking events first thing
+    on the first signal, after arming the second signal's handler)."""
+
+    async def refused() -> bool:
+        try:
+            async with aiohttp.ClientSession() as session, session.get(f"{url}/healthz"):
+                return False
+        except aiohttp.ClientError:
+            return True
+
+    await eventually(refused, 30)
 
 
 async def stop_with_turns_held(
@@ -53,7 +69,7 @@ async def stop_with_turns_held(
         await emulator.drain()
         for _ in range(signals):
             process.send_signal(signal.SIGTERM)
-            await asyncio.sleep(0.5)
+            await stopped_listening(url)  # the signal was taken: the next one is a second
         assert await asyncio.wait_for(process.wait(), timeout=30) == 0
     finally:
         release.set()

@@ -23,13 +23,14 @@ from tests.conftest import (
 )
 from tests.event_splitter import EventSplitter
 from tests.fake_anthropic import FakeAnthropic, reply, text, tool_use
-from tests.harness import eventually, serve_env, user_text, wait_ready
+from tests.harness import eventually, serve_env, settled_processes, user_text, wait_ready
 
 EVERYTHING = MemoryScope.everything()
 
 BOT = "<@U0LORE>"
 CHANNEL = "C0GENERAL"
 MENTIONS = 40
+METRICS_TOKEN = "two-processes-metrics"
 
 
 async def start_lore(
@@ -42,6 +43,7 @@ async def start_lore(
         data / f"lore{n}",
         DATABASE_URL=POSTGRES_URL,
         CHROMA_URL=chroma_url,
+        LORE_METRICS_TOKEN=METRICS_TOKEN,
     )
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "app", "serve", cwd=ROOT, env=env
@@ -125,7 +127,8 @@ async def test_two_processes_answer_once_lose_no_edit_and_archive_everything_onc
             return await reader.count(team) == len(expected)
 
         await eventually(archived_all, 60)
-        await asyncio.sleep(1.0)  # room for a duplicate turn or write to show up
+        # both processes idle and no event under way: a duplicate turn or write would show now
+        await settled_processes(emulator, urls, METRICS_TOKEN)
 
         # every mention answered exactly once, and nothing else answered
         for posted in mentions:

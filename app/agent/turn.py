@@ -358,5 +358,14 @@ def _reason(error: anthropic.APIError) -> str:
     if isinstance(error, anthropic.APITimeoutError):
         return "it timed out"
     if isinstance(error, anthropic.APIStatusError):
+        if error.status_code < 400:  # an `error` event in a stream that had begun (HTTP 200)
+            return _error_type(error.body) or "the answer broke off"
         return f"HTTP {error.status_code}"
     return "connection failed"
+
+
+def _error_type(body: object) -> str | None:
+    """The `error.type` of an API error body, e.g. "overloaded_error"."""
+    inner = body.get("error") if isinstance(body, dict) else None
+    kind = inner.get("type") if isinstance(inner, dict) else None
+    return kind if isinstance(kind, str) else None

@@ -148,6 +148,11 @@ class Backfill:
         worker = self._workers.get(team_id)
         return worker is not None and not worker.done()
 
+    def pacing(self, team_id: str) -> bool:
+        """Whether the workspace's backfill is waiting for its pace to allow the next call."""
+        paces = self._paces.get(team_id)
+        return paces is not None and (paces.history.waiting or paces.replies.waiting)
+
     async def run(
         self,
         reader: ChannelReader,
