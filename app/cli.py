@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -184,6 +185,11 @@ async def _serve(settings: Settings) -> int:
         from app.local import start_local_slack
 
         emulator = await start_local_slack(lore)
+    # The libraries loaded at start-up leave a large heap that never becomes garbage; a full
+    # collection scanning it froze the event loop for ~190 ms under load (bench/ack_latency.py).
+    # Frozen here, in the serving process only: a process that starts and stops Lores (the
+    # tests) would never collect a stopped one's cycles.
+    gc.freeze()
     log.info(
         "Lore is listening on %s (events at /slack/events, health at /healthz)%s%s",
         lore.url,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import secrets
 from dataclasses import dataclass
@@ -483,9 +482,6 @@ async def start_lore(
     )
     if credentials is not None:
         await lore.connect_slack(credentials)
-    # The libraries loaded at start-up leave a large heap that never becomes garbage; a full
-    # collection scanning it froze the event loop for ~190 ms under load (bench/ack_latency.py).
-    gc.freeze()
     return lore
 
 
