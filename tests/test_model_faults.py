@@ -19,6 +19,7 @@ import pytest
 from app.main import Lore
 from app.settings import Settings
 from emulator import SlackEmulator
+from memory.blocks import MemoryScope
 from tests.fake_anthropic import (
     FakeAnthropic,
     Reply,
@@ -81,7 +82,7 @@ async def ask(emulator: SlackEmulator, lore: Lore, question: str) -> list[dict[s
 
 
 async def org_versions(lore: Lore, team: str) -> list[tuple[int, str]]:
-    history = await lore.stores.blocks.history(team, "org")
+    history = await lore.stores.blocks.history(team, "org", MemoryScope.everything())
     return [(block.version, block.value) for block in history]
 
 

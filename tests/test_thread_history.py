@@ -105,7 +105,9 @@ async def test_a_message_on_its_way_unsettles_only_later_messages_of_its_thread(
     pool = TaskPool(limit=10)
     queue = ArchiveQueue(pool, Rereads(), max_backlog=10, counts=Counts())
     gate = asyncio.Event()
-    queue.submit("T1", "C1", waits_for(gate), lambda: Reader("T1"), "1700000005.000100", PARENT)
+    queue.submit(
+        "T1", "C1", waits_for(gate), lambda: Reader("T1"), ts="1700000005.000100", thread_ts=PARENT
+    )
     assert queue.unsettled("T1", "C1", PARENT, "1700000006.000100")
     assert not queue.unsettled("T1", "C1", PARENT, "1700000005.000100")  # the message itself
     assert not queue.unsettled("T1", "C1", "1700000001.000100", "1700000006.000100")
@@ -123,7 +125,7 @@ async def test_a_failed_archive_job_leaves_its_channel_unsettled() -> None:
     async def fails() -> None:
         raise RuntimeError("the store is down")
 
-    queue.submit("T1", "C1", fails, lambda: Reader("T1"), "1700000005.000100", PARENT)
+    queue.submit("T1", "C1", fails, lambda: Reader("T1"), ts="1700000005.000100", thread_ts=PARENT)
     await pool.drain(grace=5)
     assert queue.unsettled("T1", "C1", "1700000001.000100", "1700000009.000100")  # any thread
     assert not queue.unsettled("T1", "C2", PARENT, "1700000009.000100")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+import secrets
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ EVERYTHING = MemoryScope.everything()
 BOT = "<@U0LORE>"
 CHANNEL = "C0GENERAL"
 MENTIONS = 40
-METRICS_TOKEN = "two-processes-metrics"
+METRICS_TOKEN = secrets.token_hex(16)  # 32 characters, the least Lore accepts
 
 
 async def start_lore(
