@@ -3,6 +3,7 @@ unique team ids."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -10,7 +11,8 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from app.main import Lore
 from emulator import EmulatorConfig, SlackEmulator
@@ -61,6 +63,28 @@ async def postgres_engine_or_skip() -> AsyncEngine:
         await engine.dispose()
         pytest.skip(f"PostgreSQL does not answer at {POSTGRES_URL}: {error}")
     return engine
+
+
+@contextlib.asynccontextmanager
+async def postgres_schema(prefix: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on a fresh PostgreSQL schema of its own (dropped afterwards), so a test may
+    create tables as an older version did; skips where PostgreSQL does not answer."""
+    schema = prefix + uuid.uuid4().hex[:12]
+    engine = create_async_engine(
+        POSTGRES_URL, connect_args={"server_settings": {"search_path": schema}}
+    )
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(text(f"CREATE SCHEMA {schema}"))
+    except (OSError, Exception) as error:  # asyncpg raises OSError or its own errors
+        await engine.dispose()
+        pytest.skip(f"PostgreSQL does not answer at {POSTGRES_URL}: {error}")
+    try:
+        yield engine
+    finally:
+        async with engine.begin() as connection:
+            await connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        await engine.dispose()
 
 
 @pytest.fixture

@@ -5,17 +5,16 @@ Each test runs in a schema of its own, so the shared database's other rows never
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from memory.audience import Audience
 from memory.lexical import TABLE, TERMS, LexicalIndex
 from memory.messages import ArchivedMessage, SearchFilters
-from tests.conftest import POSTGRES_URL
+from tests.conftest import postgres_schema
 
 KEPT = f"SELECT team_id, lexeme, df FROM {TERMS} WHERE df <> 0"
 COUNTED = (
@@ -26,20 +25,8 @@ COUNTED = (
 
 @pytest.fixture
 async def engine() -> AsyncIterator[AsyncEngine]:
-    schema = "terms_" + uuid.uuid4().hex[:12]
-    engine = create_async_engine(
-        POSTGRES_URL, connect_args={"server_settings": {"search_path": schema}}
-    )
-    try:
-        async with engine.begin() as connection:
-            await connection.execute(text(f"CREATE SCHEMA {schema}"))
-    except (OSError, Exception) as error:  # asyncpg raises OSError or its own errors
-        await engine.dispose()
-        pytest.skip(f"PostgreSQL does not answer at {POSTGRES_URL}: {error}")
-    yield engine
-    async with engine.begin() as connection:
-        await connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    await engine.dispose()
+    async with postgres_schema("terms_") as engine:
+        yield engine
 
 
 def message(team: str, ts: str, words: str, channel: str = "C1") -> ArchivedMessage:

@@ -6,7 +6,7 @@ The old tables are written here as that version created them; opening the index 
 
 from __future__ import annotations
 
-import uuid
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from memory.audience import Audience
 from memory.lexical import LexicalIndex
 from memory.messages import ArchivedMessage, SearchFilters
-from tests.conftest import POSTGRES_URL
+from tests.conftest import postgres_schema
 
 COLUMNS = """
     team_id TEXT NOT NULL, channel_id TEXT NOT NULL, ts TEXT NOT NULL,
@@ -51,30 +51,18 @@ OLD_ROW = (
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def old_engine(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     """An engine on a database holding the old tables and one old row."""
-    if request.param == "sqlite":
-        engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'old.db'}")
-        statements: tuple[str, ...] = OLD_SQLITE
-        schema = None
-    else:
-        schema = "upgrade_" + uuid.uuid4().hex[:12]
-        engine = create_async_engine(
-            POSTGRES_URL, connect_args={"server_settings": {"search_path": schema}}
-        )
-        try:
-            async with engine.begin() as connection:
-                await connection.execute(text(f"CREATE SCHEMA {schema}"))
-        except (OSError, Exception) as error:  # asyncpg raises OSError or its own errors
-            await engine.dispose()
-            pytest.skip(f"PostgreSQL does not answer at {POSTGRES_URL}: {error}")
-        statements = OLD_POSTGRES
-    async with engine.begin() as connection:
-        for statement in (*statements, OLD_ROW):
-            await connection.execute(text(statement))
-    yield engine
-    if schema is not None:
+    async with contextlib.AsyncExitStack() as stack:
+        if request.param == "sqlite":
+            engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path / 'old.db'}")
+            stack.push_async_callback(engine.dispose)
+            statements: tuple[str, ...] = OLD_SQLITE
+        else:
+            engine = await stack.enter_async_context(postgres_schema("upgrade_"))
+            statements = OLD_POSTGRES
         async with engine.begin() as connection:
-            await connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    await engine.dispose()
+            for statement in (*statements, OLD_ROW):
+                await connection.execute(text(statement))
+        yield engine
 
 
 async def test_opening_adds_the_author_and_keeps_old_rows_searchable(
