@@ -172,14 +172,21 @@ class _Home:
                     view = backfill_modal(snapshot.backfill)
                 else:
                     view = excluded_modal(snapshot.excluded)
-            names = {
-                mentioned: await self._access.users.name(client, team_id, mentioned)
-                for mentioned in block_mentions(view)
-            }
-            await client.views_open(trigger_id=body["trigger_id"], view=quiet_blocks(view, names))
+            quiet = await self._quiet(client, team_id, view)
+            await client.views_open(trigger_id=body["trigger_id"], view=quiet)
         except (EditError, SlackApiError, KeyError) as error:
             log.info("could not open the reader: %s", _describe(error))
             self.spawn(client, team_id, user_id, notice=f"Could not show it: {_describe(error)}")
+
+    async def _quiet(
+        self, client: AsyncWebClient, team_id: str, view: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The view with people's mentions turned into their names (see `quiet_text`)."""
+        names = {
+            mentioned: await self._access.users.name(client, team_id, mentioned)
+            for mentioned in block_mentions(view)
+        }
+        return quiet_blocks(view, names)
 
     async def save_edit(
         self, client: AsyncWebClient | None, team_id: str, user_id: str, view: dict[str, Any]
@@ -249,13 +256,11 @@ class _Home:
         snapshot = await self._services.app_home.snapshot(
             access, lambda channel_id: self._kind(client, access, channel_id)
         )
-        view = home_view(snapshot, admin=access.admin, notice=notice)
-        names = {
-            mentioned: await self._access.users.name(client, team_id, mentioned)
-            for mentioned in block_mentions(view)
-        }
+        view = await self._quiet(
+            client, team_id, home_view(snapshot, admin=access.admin, notice=notice)
+        )
         try:
-            await client.views_publish(user_id=user_id, view=quiet_blocks(view, names))
+            await client.views_publish(user_id=user_id, view=view)
         except SlackApiError as error:
             log.warning("views.publish failed: %s", error.response.get("error"))
 
