@@ -28,7 +28,7 @@ lint: $(STAMP)
 bench-ack: $(STAMP)
 	$(BIN)/python bench/ack_latency.py
 
-# The issue-6 benchmark suite at full size; needs Redis and PostgreSQL (memory_contention).
+# Every benchmark at full size; needs Redis and PostgreSQL (memory_contention).
 bench: $(STAMP)
 	$(BIN)/python bench/ack_latency.py --rounds 5 --json-out bench/ack_latency.json
 	$(BIN)/python bench/ingest.py
