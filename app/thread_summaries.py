@@ -36,8 +36,6 @@ CONCURRENT = 2
 """Summaries made at once by one process."""
 CHUNK_SHARE = 4
 """One model request condenses at most this many history budgets of messages."""
-MESSAGE_COST = 32
-"""Characters a message costs beyond its text (as `prompt.fit_thread` counts)."""
 
 INSTRUCTIONS = """\
 You condense the earlier part of a Slack thread into a summary. Lore, the workspace's \
@@ -201,13 +199,13 @@ def older_chunks(
     after = float(summary.upto_ts) if summary is not None else float("-inf")
     uncovered = [m for m in messages if float(m.ts) > after]
     split = len(uncovered)
-    while split > 0 and (cost := len(uncovered[split - 1].text) + MESSAGE_COST) <= keep:
+    while split > 0 and (cost := prompt.message_cost(uncovered[split - 1])) <= keep:
         keep -= cost
         split -= 1
     chunks: list[list[ThreadMessage]] = []
     room = budget * CHUNK_SHARE
     for message in uncovered[:split]:
-        cost = len(message.text) + MESSAGE_COST
+        cost = prompt.message_cost(message)
         if not chunks or (room := room - cost) < 0:
             chunks.append([])
             room = budget * CHUNK_SHARE - cost

@@ -95,6 +95,10 @@ def _marked(message: dict[str, Any]) -> dict[str, Any]:
 
 SUMMARY_SHARE = 4
 """A thread's summary takes at most 1/SUMMARY_SHARE of the history budget."""
+MESSAGE_OVERHEAD = 24
+"""Characters a shown message may add beyond its rendering (a join, "(You said earlier:) ")."""
+NOTE_ROOM = 64
+"""Characters kept for the note of how many messages are not shown."""
 REFRESH_AT = 0.75
 """With a summary, a turn asks for a newer one once the recent messages fill this much of
 their room (so the summary catches up before anything has to be cut)."""
@@ -127,19 +131,19 @@ def fit_thread(
     """Fit the thread to the budget: the asked message always (cut if it alone is too long),
     then the summary of the older part, then the newest messages after the summary; older
     messages not covered by the summary are dropped first."""
-    budget = token_budget * CHARS_PER_TOKEN
+    budget = token_budget * CHARS_PER_TOKEN - NOTE_ROOM
     current = _asked(request, budget)
     budget -= len(current)
     earlier = [m for m in history if m.ts != request.ts and float(m.ts) < float(request.ts)]
     if summary is not None and float(summary.upto_ts) >= float(request.ts):
         summary = None  # made from later messages than this turn sees: not this turn's past
     if summary is not None:
-        budget -= len(summary_text(summary, token_budget))
+        budget -= len(summary_text(summary, token_budget)) + MESSAGE_OVERHEAD
         earlier = [m for m in earlier if float(m.ts) > float(summary.upto_ts)]
     room = max(budget, 0)
     kept: list[ThreadMessage] = []
     for message in reversed(earlier):
-        cost = len(message.text) + 32
+        cost = message_cost(message)
         if cost > budget:
             break
         kept.append(message)
@@ -169,12 +173,19 @@ def render_thread(fit: ThreadFit, token_budget: int) -> list[dict[str, Any]]:
     if fit.omitted:
         turns.append(("user", f"({fit.omitted} earlier messages of this thread are not shown.)"))
     for message in fit.kept:
-        if message.from_bot:
-            turns.append(("assistant", message.text or "(empty)"))
-        else:
-            turns.append(("user", quoted(message)))
+        turns.append(("assistant" if message.from_bot else "user", shown(message)))
     turns.append(("user", fit.asked))
     return _alternate(turns)
+
+
+def shown(message: ThreadMessage) -> str:
+    """An earlier message as the model sees it: Lore's own as it said it, others quoted."""
+    return (message.text or "(empty)") if message.from_bot else quoted(message)
+
+
+def message_cost(message: ThreadMessage) -> int:
+    """The characters an earlier message takes of the history budget."""
+    return len(shown(message)) + MESSAGE_OVERHEAD
 
 
 def summary_text(summary: ThreadSummary, token_budget: int) -> str:
