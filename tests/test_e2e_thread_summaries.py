@@ -286,3 +286,8 @@ async def test_another_thread_never_reads_the_summary(thread: Thread) -> None:
     summaries = thread.lore.stores.summaries
     assert await summaries.get(thread.team, CHANNEL, str(other["ts"])) is None
     assert await summaries.get(thread.team, "C0RANDOM", thread.ts) is None
+
+
+async def test_retrieval_only_mode_makes_no_summaries(lore_retrieval_only: Lore) -> None:
+    assert lore_retrieval_only.services.agent.retrieval_only
+    assert lore_retrieval_only.services.summariser is None

@@ -1,18 +1,24 @@
 """The thread summary store (SQLite and PostgreSQL): one summary per thread, read by its thread
 only; a write replaces only the version it read; a change of a covered message drops exactly
-the summaries that cover it. And how an update splits a thread's older part into requests."""
+the summaries that cover it. How an update splits a thread's older part into requests, and
+that two processes never summarise one thread at once."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 
+from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.agent import prompt
 from app.agent.ports import ThreadMessage
-from app.thread_summaries import condense_request, older_chunks
+from app.thread_history import ArchivedHistory
+from app.thread_summaries import Summariser, SummaryLimits, condense_request, older_chunks
+from memory.archive import Archive, ArchivedMessage
+from memory.locks import RedisLeases
 from memory.summaries import ThreadSummaries, ThreadSummary
 from tests.conftest import new_team
+from tests.fake_anthropic import FakeAnthropic, reply, text
 
 CHANNEL = "C0GENERAL"
 THREAD = "1700000000.000100"
@@ -123,3 +129,71 @@ def test_the_summary_request_quotes_the_thread_as_data() -> None:
     request = condense_request(so_far, [hostile, said])
     assert request.count("</summary>") == 1 and request.count("</message>") == 2
     assert '<message from="Lore (you)">\nI said this.\n</message>' in request
+
+
+class _Settled:
+    def unsettled(self, team_id: str, channel_id: str, thread_ts: str, before_ts: str) -> bool:
+        del team_id, channel_id, thread_ts, before_ts
+        return False
+
+
+async def _no(team_id: str, channel_id: str) -> bool:
+    del team_id, channel_id
+    return False
+
+
+async def test_two_processes_never_summarise_one_thread_at_once(
+    sqlite_archive: Archive,
+    sqlite_engine: AsyncEngine,
+    fake_llm: FakeAnthropic,
+    redis_client: Redis,
+) -> None:
+    team = new_team()
+    said = [
+        ArchivedMessage(
+            team_id=team,
+            channel_id=CHANNEL,
+            channel_type="channel",
+            ts=f"1700000000.{100 + n:06d}",
+            text=f"point-{n:02d}: " + "the migration runs step by step. " * 8,
+            user_id="U0BOB",
+            thread_ts=THREAD if n else None,
+        )
+        for n in range(12)
+    ]
+    await sqlite_archive.add(said)
+    summaries = ThreadSummaries(sqlite_engine)
+    outcomes: list[str] = []
+    history = ArchivedHistory(sqlite_archive, is_excluded=_no, settling=_Settled(), backfilling=_no)
+
+    def process() -> Summariser:
+        return Summariser(
+            fake_llm.client(max_retries=0),
+            SummaryLimits("claude-haiku-4-5", 500),
+            summaries,
+            history,
+            sqlite_archive,
+            RedisLeases(redis_client),
+            outcomes.append,
+        )
+
+    first, second = process(), process()
+    held = await RedisLeases(redis_client).acquire(f"summary:{team}:{CHANNEL}:{THREAD}")
+    assert held is not None  # another process summarises the thread now
+    try:
+        first.request(team, CHANNEL, THREAD, said[-1].ts)
+        await first.drain()
+    finally:
+        await held.release()
+    assert outcomes == ["busy"]
+    assert fake_llm.requests == [] and await summaries.get(team, CHANNEL, THREAD) is None
+
+    fake_llm.script(reply(text("The migration runs step by step.")))
+    second.request(team, CHANNEL, THREAD, said[-1].ts)
+    await second.drain()
+    assert outcomes == ["busy", "made"]
+    (request,) = fake_llm.requests
+    assert request["model"] == "claude-haiku-4-5" and said[0].text in str(request["messages"])
+    made = await summaries.get(team, CHANNEL, THREAD)
+    assert made is not None and made.text == "The migration runs step by step."
+    assert made.covers[0] == THREAD and made.upto_ts in {m.ts for m in said[:-1]}
