@@ -21,6 +21,7 @@ from memory.blocks import SCOPED_PREFIX, Block, EditResult, MemoryBlocks
 from memory.conversations import Conversation, Conversations
 from memory.edits import EditError, Rethink
 from memory.exclusions import Exclusions
+from memory.summaries import ThreadSummaries
 
 EARLIER_VERSIONS = 25  # earlier versions offered for a revert, newest first
 
@@ -64,7 +65,9 @@ class AppHome:
         feedback: ReplyFeedback,
         backfill: Backfill,
         exclusions: Exclusions,
+        summaries: ThreadSummaries | None = None,
     ) -> None:
+        self._summaries = summaries
         self._blocks = blocks
         self._conversations = conversations
         self._archive = archive
@@ -144,10 +147,13 @@ class AppHome:
         )
 
     async def exclude_channel(self, team_id: str, channel_id: str, user_id: str) -> int:
-        """Keep a channel out of the archive from now on and delete what is archived of it;
-        the number of messages deleted."""
+        """Keep a channel out of the archive from now on and delete what is archived of it,
+        its threads' summaries too; the number of messages deleted."""
         await self.exclusions.exclude(team_id, channel_id, user_id)
-        return await self._archive.delete_channel(team_id, channel_id)
+        deleted = await self._archive.delete_channel(team_id, channel_id)
+        if self._summaries is not None:
+            await self._summaries.delete_channel(team_id, channel_id)
+        return deleted
 
     async def include_channel(self, team_id: str, channel_id: str) -> None:
         """Archive a channel's new messages again (deleted ones stay deleted)."""

@@ -12,6 +12,7 @@ from dataclasses import replace
 from memory.archive import Archive, ArchivedMessage
 from memory.early_changes import Change, EarlyChanges, LocalEarlyChanges, MessageId
 from memory.reply_sources import Quote, ReplySources
+from memory.summaries import ThreadSummaries
 
 log = logging.getLogger("lore.ingest")
 
@@ -32,7 +33,7 @@ class Ingest:
 
     Text taken back leaves Lore's copies too: when a message is deleted, Lore's archived replies
     that quoted it (`replies`) are deleted the same way; when it is edited, those whose quoted
-    text it no longer holds are.
+    text it no longer holds are. A thread summary that condensed it (`summaries`) is dropped.
     """
 
     def __init__(
@@ -42,9 +43,11 @@ class Ingest:
         max_pending: int = 1000,
         early: EarlyChanges | None = None,
         replies: ReplySources | None = None,
+        summaries: ThreadSummaries | None = None,
     ) -> None:
         self._archive = archive
         self._replies = replies
+        self._summaries = summaries
         self._early: EarlyChanges = early if early is not None else LocalEarlyChanges()
         self._linger = linger
         self._room = asyncio.Semaphore(max_pending)
@@ -119,6 +122,8 @@ class Ingest:
         """A channel deleted in Slack: its messages go, and Lore's replies elsewhere that
         quoted them. How many of the channel's messages there were."""
         removed = await self._archive.remove_channel(team_id, channel_id)
+        if self._summaries is not None:
+            await self._summaries.delete_channel(team_id, channel_id)
         if self._replies is not None:
             quoting = await self._replies.quoting_channel(team_id, channel_id)
             await self._replies.forget_channel(team_id, channel_id)
@@ -134,6 +139,8 @@ class Ingest:
             return
         await self._stored(key)
         applied = await self._apply(key, change)
+        if self._summaries is not None:
+            await self._summaries.message_changed(*key)
         await self._follow(key, change)
         if applied:
             return

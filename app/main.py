@@ -45,6 +45,7 @@ from app.recall import Recall
 from app.services import Services
 from app.settings import Settings
 from app.thread_history import ArchivedHistory, backfill_under_way
+from app.thread_summaries import Summariser, SummaryLimits
 from app.turns import TurnQueue
 from app.web import make_web_app
 from app.workspace_data import WorkspaceData
@@ -77,6 +78,7 @@ from memory.locks import (
 )
 from memory.redis_keys import RedisTeamKeys
 from memory.reply_sources import ReplySources
+from memory.summaries import ThreadSummaries
 
 log = logging.getLogger("lore")
 
@@ -123,6 +125,7 @@ class Stores:
     installations: Installations | None
     exclusions: Exclusions
     reply_sources: ReplySources
+    summaries: ThreadSummaries
 
     async def close(self) -> None:
         await self.archive.close()
@@ -167,6 +170,7 @@ async def open_stores(settings: Settings) -> Stores:
         installations=await open_installations(settings, engine),
         exclusions=Exclusions(engine),
         reply_sources=ReplySources(engine),
+        summaries=ThreadSummaries(engine),
     )
 
 
@@ -212,12 +216,20 @@ def make_services(settings: Settings, stores: Stores, intake: IntakeLog) -> Serv
         max_pending=settings.lore_max_pending_archive,
         early=RedisEarlyChanges(stores.redis) if stores.redis else None,
         replies=stores.reply_sources,
+        summaries=stores.summaries,
     )
     askers = Askers(stores.conversations)
     feedback = ReplyFeedback(stores.feedback, stores.conversations)
     backfill = make_backfill(settings, stores)
     background = TaskPool(settings.lore_max_concurrent_turns * 4)
     archiving = ArchiveQueue(background, backfill, settings.lore_max_archive_backlog, metrics)
+    archived_history = ArchivedHistory(
+        stores.archive,
+        is_excluded=stores.exclusions.is_excluded,
+        settling=archiving,
+        backfilling=backfill_under_way(backfill),
+    )
+    summariser = make_summariser(settings, stores, llm, archived_history, metrics)
     agent = Agent(
         llm=llm,
         limits=TurnLimits(
@@ -233,12 +245,8 @@ def make_services(settings: Settings, stores: Stores, intake: IntakeLog) -> Serv
         ingest=ingest,
         observer=metrics,
         is_excluded=stores.exclusions.is_excluded,
-        archived_history=ArchivedHistory(
-            stores.archive,
-            is_excluded=stores.exclusions.is_excluded,
-            settling=archiving,
-            backfilling=backfill_under_way(backfill),
-        ),
+        archived_history=archived_history,
+        summariser=summariser,
     )
     turns = TurnQueue(
         settings.lore_max_concurrent_turns,
@@ -263,11 +271,19 @@ def make_services(settings: Settings, stores: Stores, intake: IntakeLog) -> Serv
                 stores.feedback,
                 stores.exclusions,
                 stores.reply_sources,
+                stores.summaries,
                 *([stores.installations] if stores.installations is not None else []),
                 stores.once,
                 *([RedisTeamKeys(stores.redis)] if stores.redis is not None else []),
             ],
-            work=[turns, backfill, ingest, stores.archive, stores.exclusions],
+            work=[
+                turns,
+                backfill,
+                ingest,
+                stores.archive,
+                stores.exclusions,
+                *([summariser] if summariser is not None else []),
+            ],
         ),
         backfill=backfill,
         app_home=AppHome(
@@ -277,10 +293,33 @@ def make_services(settings: Settings, stores: Stores, intake: IntakeLog) -> Serv
             feedback=feedback,
             backfill=backfill,
             exclusions=stores.exclusions,
+            summaries=stores.summaries,
         ),
         askers=askers,
         metrics=metrics,
         intake=Intake(intake, metrics, adopt_every=settings.lore_intake_lease_seconds / 3),
+        summariser=summariser,
+    )
+
+
+def make_summariser(
+    settings: Settings,
+    stores: Stores,
+    llm: anthropic.AsyncAnthropic | None,
+    history: ArchivedHistory,
+    metrics: LoreMetrics,
+) -> Summariser | None:
+    """Thread summaries with LORE_REFLECT_MODEL; none in retrieval-only mode (no model)."""
+    if llm is None:
+        return None
+    return Summariser(
+        llm,
+        SummaryLimits(settings.lore_reflect_model, settings.lore_history_tokens),
+        stores.summaries,
+        history,
+        stores.archive,
+        RedisLeases(stores.redis) if stores.redis else LocalLeases(),
+        metrics.thread_summarised,
     )
 
 
@@ -429,6 +468,8 @@ class Lore:
             await broadcast.close()
         self.services.turns.close()
         await self.services.turns.drain(self.settings.lore_shutdown_grace)
+        if self.services.summariser is not None:
+            await self.services.summariser.drain(self.settings.lore_shutdown_grace)
         await self.services.backfill.close()
         await self.services.background.drain()
         await self.services.archiving.drain()
@@ -500,10 +541,12 @@ def metrics_endpoint(settings: Settings, stores: Stores, services: Services) -> 
         turns=services.turns, ingest=services.ingest, blocks=stores.blocks, archive=stores.archive
     )
     services.metrics.watch_intake(services.intake)
+    summariser = services.summariser
     services.metrics.watch_work(
         lambda: services.turns.unfinished,
         lambda: services.background.pending,
         lambda: services.ingest.pending,
+        lambda: summariser.pending if summariser is not None else 0,
     )
     token = settings.lore_metrics_token
     return MetricsEndpoint(

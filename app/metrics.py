@@ -3,10 +3,10 @@
 Counted where they happen: Slack deliveries and the duplicates dropped (the Bolt middleware),
 turns by outcome with their latency and model time, model tokens by kind and where follow-up
 turns read their thread (the agent, as its `TurnObserver`), turns handed back (busy,
-restarting). Read when Prometheus scrapes: the turn queue's depth, the
-archive's backlog, memory edits and conflicts (`MemoryBlocks.counts`, so `memory/` knows nothing
-of Prometheus), and the archive's size per workspace: one SQL count per workspace this process
-has had events from, refreshed at most every ARCHIVE_REFRESH_SECONDS.
+restarting), thread summary jobs by outcome. Read when Prometheus scrapes: the turn queue's
+depth, the archive's backlog, memory edits and conflicts (`MemoryBlocks.counts`, so `memory/`
+knows nothing of Prometheus), and the archive's size per workspace: one SQL count per workspace
+this process has had events from, refreshed at most every ARCHIVE_REFRESH_SECONDS.
 """
 
 from __future__ import annotations
@@ -176,6 +176,14 @@ class LoreMetrics:
             ["source"],
             registry=registry,
         )
+        self._thread_summaries = Counter(
+            "lore_thread_summaries",
+            "Thread summary jobs by outcome: made, current (nothing to condense), busy (another "
+            "process summarises the thread), unvouched (the archive lacks the thread), raced, "
+            "stale (a condensed message changed meanwhile), failed",
+            ["outcome"],
+            registry=registry,
+        )
         self._archive_retries = Counter(
             "lore_archive_retries",
             "Archive attempts that failed (a store away) and were tried again after a wait",
@@ -257,6 +265,10 @@ class LoreMetrics:
     def thread_read(self, source: str) -> None:
         """Where a follow-up turn read its thread (the agent's `TurnObserver`)."""
         self._thread_reads.labels(source=source).inc()
+
+    def thread_summarised(self, outcome: str) -> None:
+        """A thread summary job ended (`app.thread_summaries.Summariser`'s observer)."""
+        self._thread_summaries.labels(outcome=outcome).inc()
 
     def turn_handed_back(self, reason: str) -> None:
         """A turn that did not run: "busy" (its workspace's queue was full) or "restarting"."""

@@ -15,6 +15,7 @@ from app.ingest import Ingest
 from app.intake import Intake
 from app.metrics import LoreMetrics
 from app.recall import Recall
+from app.thread_summaries import Summariser
 from app.turns import TurnQueue
 from app.workspace_data import WorkspaceData
 from memory.dedupe import OnceKeys
@@ -36,3 +37,4 @@ class Services:
     askers: Askers
     metrics: LoreMetrics
     intake: Intake
+    summariser: Summariser | None = None

@@ -41,6 +41,7 @@ class Settings(BaseSettings):
     anthropic_api_key: SecretStr | None = None
     anthropic_base_url: str | None = None
     lore_model: str = "claude-sonnet-4-6"
+    lore_reflect_model: str = "claude-haiku-4-5"
     lore_data_dir: Path = Path("./data")
     database_url: str | None = None
     redis_url: str | None = None

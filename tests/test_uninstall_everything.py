@@ -33,6 +33,7 @@ from memory.early_changes import RedisEarlyChanges
 from memory.edits import Insert
 from memory.feedback import Verdict, Vote
 from memory.redis_keys import KEY_PREFIXES, RedisTeamKeys
+from memory.summaries import ThreadSummary
 from tests.conftest import REDIS_URL, new_team
 from tests.fake_anthropic import FakeAnthropic, delay, reply, text, tool_use
 from tests.harness import archived, eventually, lore_settings, start_lore_on
@@ -151,6 +152,7 @@ async def fill_other_workspace(lore: Lore, redis: Redis) -> str:
         )
     )
     await stores.exclusions.exclude(team_id, "C0SECRET", "U0OTHER")
+    await stores.summaries.store(thread_summary(team_id, "C0OTHER"), based_on=None)
     await lore.services.backfill.state.request(team_id, "C0OTHER")
     if stores.installations is not None:
         await stores.installations.store.async_save(
@@ -169,9 +171,9 @@ async def fill_other_workspace(lore: Lore, redis: Redis) -> str:
 
 
 async def fill_workspace(lore: Lore, emulator: SlackEmulator, fake_llm: FakeAnthropic) -> str:
-    """The workspace learns a fact, archives, votes, excludes a channel, queues a backfill,
-    keeps an early deletion in Redis and has a turn in flight (the model holds its answer);
-    the ts of that turn's question."""
+    """The workspace learns a fact, archives, votes, excludes a channel, keeps a thread's
+    summary, queues a backfill, keeps an early deletion in Redis and has a turn in flight (the
+    model holds its answer); the ts of that turn's question."""
     team = emulator.config.team_id
     await emulator.post_message("U0CAROL", "C0GENERAL", "Falcon owns the payments on-call.")
     fake_llm.script(
@@ -186,6 +188,7 @@ async def fill_workspace(lore: Lore, emulator: SlackEmulator, fake_llm: FakeAnth
     await archived(lore, team, 3)
     await eventually(lambda: _voted(lore, team))
     await lore.stores.exclusions.exclude(team, "C0RANDOM", "U0ALICE")
+    await lore.stores.summaries.store(thread_summary(team, "C0GENERAL"), based_on=None)
     await lore.services.backfill.state.request(team, "C0LEADS")
     deleted = {"type": "message", "subtype": "message_deleted", "channel": "C0GENERAL"}
     assert await emulator.deliver_event({**deleted, "deleted_ts": EARLY_TS}) == 200
@@ -199,6 +202,18 @@ async def fill_workspace(lore: Lore, emulator: SlackEmulator, fake_llm: FakeAnth
     pending = await emulator.post_message("U0ALICE", "C0GENERAL", f"{BOT} what do we freeze?")
     await eventually(lambda: _more_requests(fake_llm, requests))
     return str(pending["ts"])
+
+
+def thread_summary(team_id: str, channel_id: str) -> ThreadSummary:
+    """A long thread's stored summary (what the summariser writes)."""
+    return ThreadSummary(
+        team_id=team_id,
+        channel_id=channel_id,
+        thread_ts="1700000000.000100",
+        text="The payments on-call rotates weekly.",
+        upto_ts="1700000000.000300",
+        covers=("1700000000.000100", "1700000000.000300"),
+    )
 
 
 async def _voted(lore: Lore, team: str) -> bool:
@@ -251,6 +266,7 @@ async def test_uninstall_in_one_token_mode_forgets_everything_in_every_process(
             "reply_feedback",
             "excluded_channels",
             "backfill_channels",
+            "thread_summaries",
         }
         assert any(name.startswith("chroma:") for name in held)
         assert any(name.startswith("redis:lore:early-change:") for name in held)
@@ -326,7 +342,7 @@ async def test_uninstall_in_oauth_mode_forgets_grid_installations_too(
         before = await footprint(lore, redis, other)
         thread_ts = await fill_workspace(lore, emulator, fake_llm)
         held = await footprint(lore, redis, team)
-        assert {"sql:slack_installations", "sql:slack_bots"} <= set(held)
+        assert {"sql:slack_installations", "sql:slack_bots", "sql:thread_summaries"} <= set(held)
         assert any(grid.enterprise_id in row for row in held["sql:slack_installations"])
 
         assert team in cached_teams(lore)  # Bolt's authorize cache, one auth.test per token

@@ -19,10 +19,12 @@ from app.agent.tools import TOOLS, ToolRunner
 from app.askers import Askers
 from app.ingest import Ingest
 from app.thread_history import ArchivedHistory
+from app.thread_summaries import Summariser
 from memory.archive import Archive, ArchivedMessage
 from memory.blocks import MemoryBlocks
 from memory.conversations import Conversations
 from memory.reply_sources import Quote
+from memory.summaries import ThreadSummary
 
 log = logging.getLogger("lore.turn")
 
@@ -101,8 +103,10 @@ class Agent:
         observer: TurnObserver | None = None,
         is_excluded: Callable[[str, str], Awaitable[bool]] | None = None,
         archived_history: ArchivedHistory | None = None,
+        summariser: Summariser | None = None,
     ) -> None:
         self._llm = llm
+        self._summariser = summariser
         self._archived_history = archived_history
         self._is_excluded = is_excluded or _never_excluded
         self._observer: TurnObserver = observer or _Unobserved()
@@ -208,9 +212,11 @@ class Agent:
         clock: ModelClock,
     ) -> PostedReply | None:
         history = await self._history(request, thread)
+        summary = await self._summary(request) if history else None
+        fit = prompt.fit_thread(history, request, self._limits.history_tokens, summary)
         blocks = await self._blocks.current(request.team_id, access.memory)
         system = prompt.system_blocks(blocks, channel_only=access.channel_only)
-        messages = prompt.thread_messages(history, request, self._limits.history_tokens)
+        messages = prompt.render_thread(fit, self._limits.history_tokens)
         tools = self._tools.for_turn(request, access, conversation_id)
         offered: dict[str, Source] = {}
         cited: dict[str, Source] = {}
@@ -257,7 +263,24 @@ class Agent:
             await reply.append("\n\n_(I stopped after the maximum number of steps.)_")
         if access.suggests_dm and tools.searches and tools.found < THIN_RESULTS:
             await reply.append(f"\n\n{ASK_IN_A_DM}")
-        return await reply.finish(list(cited.values()))
+        posted = await reply.finish(list(cited.values()))
+        if fit.wants_summary and self._summariser is not None:
+            self._summariser.request(
+                request.team_id, request.channel_id, request.thread_ts, request.ts
+            )
+        return posted
+
+    async def _summary(self, request: TurnRequest) -> ThreadSummary | None:
+        """This thread's summary of its older part, if one was made (`app.thread_summaries`)."""
+        if self._summariser is None:
+            return None
+        try:
+            return await self._summariser.current(
+                request.team_id, request.channel_id, request.thread_ts
+            )
+        except Exception:
+            log.warning("could not read the thread's summary; the thread is cut to the budget")
+            return None
 
     async def _history(self, request: TurnRequest, thread: Thread) -> list[ThreadMessage]:
         """The thread before the asked message: from the archive where it holds all of it
