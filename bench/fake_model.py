@@ -1,13 +1,16 @@
-"""The model for bench/turn_overhead.py: tests/fake_anthropic.py's server in its own process.
+"""The model for bench/turn_overhead.py and bench/soak.py: tests/fake_anthropic.py's server in
+its own process.
 
 It answers every request at once and times each one at the server, from the request's arrival
 to the end of its response (the whole SSE stream), so the benchmark can subtract model time
 from a turn. With `--steps 2` a turn's first request is answered with a `search_conversations`
 tool_use and its second with text; with `--steps 1` the text comes at once. The text is
-"Answer to TAG.", TAG being the tag word of the question, so each reply can be checked.
-A question that asks to "remember" (bench/soak.py's teaching, tag `t-R-N`) is answered first
-with a `memory_insert` of the line "fact TAG" into the `org` block, then with "Answer to TAG."
-once the edit's tool result came back, or "Not saved TAG." when that result is an error.
+"Answer to TAG.", TAG being the tag word of the question (what follows the prompt's last
+"... asks you]" header; the thread's earlier messages come before it), so each reply can be
+checked; a request without tools (/recall's summary) gets that text at once. A question that
+asks to "remember" (bench/soak.py's teaching, tag `t-R-N`) is answered first with a
+`memory_insert` of the line "fact TAG" into the `org` block, then with "Answer to TAG." once the
+edit's tool result came back, or "Not saved TAG." when that result is an error.
 
 GET /_bench/timings answers [{"tag": TAG or null, "ms": server time, "step": 0 for a turn's
 first request and one more per tool round, "usage": the usage it reported (input, output,

@@ -91,8 +91,13 @@ FAULTS = ("redis restart", "chroma restart", "SIGKILL", "model 529", "slack 429"
 STORE_DOWN = 5.0  # seconds a restarted store stays down
 BURST = 10.0  # seconds of a 529 or 429 burst
 GRACE = 10.0  # seconds a fault window lasts after recovery
-SLACK_LIMITED = ("chat.postMessage", "chat.startStream", "chat.appendStream", "chat.stopStream")
-SLACK_LIMITED += ("chat.update",)
+SLACK_LIMITED = (
+    "chat.postMessage",
+    "chat.startStream",
+    "chat.appendStream",
+    "chat.stopStream",
+    "chat.update",
+)
 APOLOGY = "Sorry"
 ADOPTION_WAIT = 45.0  # intake lease (30 s) + a round of adoption (10 s) + margin
 METRICS_TOKEN = secrets.token_hex(16)
@@ -482,7 +487,7 @@ def percentiles(values: list[float]) -> dict[str, float | int]:
 def turn_outcomes(soak: Soak) -> dict[str, Any]:
     """Each turn: answered, apology, not answered; and threads answered more than once."""
     outcome: Counter[str] = Counter()
-    twice: list[str] = []
+    twice: list[dict[str, Any]] = []
     for turn in soak.traffic.turns:
         replies = soak.emulator.bot_replies(turn.channel, turn.root)
         mine = [r for r in replies if _answers(r, turn.tag)]
