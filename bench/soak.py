@@ -77,6 +77,7 @@ from bench.soak_checks import (
 )
 from bench.turn_overhead import ASKERS, TOPICS, TimedEmulator, fetch_timings, model_times
 from emulator import EmulatorConfig
+from emulator.workspace import EmulatorError
 from memory.archive import collection_name, message_key
 from memory.blocks import MemoryBlocks, MemoryScope
 from memory.chroma_client import open_http
@@ -620,10 +621,12 @@ def archive_outcome(
         ((record.body.get("event") or {}, record.delivered) for record in emulator.deliveries),
         emulator.config.bot_user_id,
     )
-    current: dict[Key, str] = {}
-    for key in acked.edited:
-        with contextlib.suppress(Exception):
+    current: dict[Key, str | None] = {}
+    for key in acked.posted:
+        try:
             current[key] = _text(emulator.message(*key))
+        except EmulatorError:  # deleted in Slack
+            current[key] = None
     return check_archive(acked, records, vectors, current), acked.unacknowledged
 
 
@@ -631,8 +634,8 @@ def explain(soak: Soak, key: Key, records: dict[Key, str]) -> dict[str, Any]:
     """One message the archive check found wrong: what Slack shows, what the archive holds,
     and what became of each event about it."""
     try:
-        now = _text(soak.emulator.message(*key))
-    except Exception:  # deleted in Slack
+        now: str | None = _text(soak.emulator.message(*key))
+    except EmulatorError:  # deleted in Slack
         now = None
     return {
         "message": list(key),

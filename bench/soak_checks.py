@@ -78,11 +78,12 @@ def check_archive(
     acked: Acknowledged,
     records: Mapping[Key, str],
     vector_keys: set[Key],
-    current_text: Mapping[Key, str],
+    current_text: Mapping[Key, str | None],
 ) -> ArchiveCheck:
     """`records`: archived text by message; `vector_keys`: messages with a vector;
-    `current_text`: the text each message has in Slack now (edits whose event was acknowledged
-    must show in the archive)."""
+    `current_text`: the text each message has in Slack now, None once deleted there (edits whose
+    event was acknowledged must show in the archive; a message deleted in Slack is not missing
+    even if its deletion was never acknowledged)."""
     kept = sorted(acked.posted - acked.deleted)
     stale = [
         key
@@ -94,7 +95,7 @@ def check_archive(
     ]
     return ArchiveCheck(
         expected=len(kept),
-        missing=[key for key in kept if key not in records],
+        missing=[key for key in kept if key not in records and current_text.get(key) is not None],
         stale=stale,
         deleted_but_kept=sorted(key for key in acked.deleted if key in records),
         vectors_missing=[key for key in kept if key in records and key not in vector_keys],

@@ -264,19 +264,22 @@ def test_soak_accounting_sorts_acknowledged_messages_and_taught_lines() -> None:
             (changed("5", "five, edited"), True),
             (changed("5", "five, edited again"), False),
             (new("6", user="U0LORE"), True),  # the bot's own message: left out
+            (new("7"), True),
+            (deleted("7"), False),  # deleted in Slack, Lore never told: not missing either way
             ({"type": "app_mention", "channel": "C1", "ts": "1"}, True),
         ],
         bot_user="U0LORE",
     )
-    assert acked.posted == {("C1", t) for t in ("1", "2", "3", "5")}
+    assert acked.posted == {("C1", t) for t in ("1", "2", "3", "5", "7")}
     assert acked.deleted == {("C1", "3")}
     assert acked.edited == {("C1", "2"): "two, edited", ("C1", "5"): "five, edited"}
-    assert acked.unacknowledged == 2
+    assert acked.unacknowledged == 3
 
     records = {("C1", "2"): "2", ("C1", "3"): "3", ("C1", "5"): "five, edited"}
-    now = {("C1", "2"): "two, edited", ("C1", "5"): "five, edited again"}
+    now = {("C1", "1"): "1", ("C1", "2"): "two, edited", ("C1", "5"): "five, edited again"}
+    now |= {("C1", "3"): None, ("C1", "7"): None}
     check = check_archive(acked, records, {("C1", "2")}, now)
-    assert check.expected == 3
+    assert check.expected == 4
     assert check.missing == [("C1", "1")]
     assert check.stale == [("C1", "2")]  # its acknowledged edit is the text Slack shows
     assert check.deleted_but_kept == [("C1", "3")]
