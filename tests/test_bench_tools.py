@@ -8,8 +8,10 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import aiohttp
+import anthropic
 import pytest
 
 from app.agent.tools import TOOLS
@@ -163,3 +165,138 @@ def test_turn_costs_sum_a_turns_steps_and_share_the_cache_reads() -> None:
     assert row["tokens_per_step"]["1"]["cache_read"] == 1000.0
     assert row["web_api_calls_per_turn"]["conversations.replies"] == 1.0
     assert row["cpu_ms_per_turn"] == {"Lore": 50.0}
+
+
+async def test_fake_model_teaches_in_two_steps_and_answers_529_while_overloaded() -> None:
+    fake = TimedFake(port=0, steps=2)
+    await fake.start()
+    try:
+        client = fake.client(max_retries=0)
+        history = '<message from="<@U0BOB>">\n<@U0LORE> t-1-1 please remember the old fact\n'
+        question = f"{history}</message>\n\n[2026-12-05 10:00 UTC, <@U0ALICE> asks you]\n"
+        question += "<@U0LORE> t-2-5 please remember this for the team: the freeze is settled"
+        messages: list[Any] = [{"role": "user", "content": question}]
+        first = await client.messages.create(
+            model="m",
+            max_tokens=64,
+            messages=messages,
+            tools=TOOLS,  # type: ignore[arg-type]
+        )
+        use = first.content[0]
+        assert use.type == "tool_use"
+        assert (use.name, use.input) == ("memory_insert", {"label": "org", "text": "fact t-2-5"})
+        messages.append(
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "tool_use", "id": use.id, "name": use.name, "input": use.input}
+                ],
+            }
+        )
+        results = {"type": "tool_result", "tool_use_id": use.id, "content": "over the limit"}
+        failed: list[Any] = [
+            *messages,
+            {"role": "user", "content": [{**results, "is_error": True}]},
+        ]
+        saved: list[Any] = [*messages, {"role": "user", "content": [results]}]
+        refused = await client.messages.create(
+            model="m",
+            max_tokens=64,
+            messages=failed,
+            tools=TOOLS,  # type: ignore[arg-type]
+        )
+        assert refused.content[0].type == "text"
+        assert refused.content[0].text == "Not saved t-2-5."
+
+        async with aiohttp.ClientSession() as session:
+            async with session.post(
+                f"{fake.base_url}/_bench/overload", json={"seconds": 60}
+            ) as response:
+                assert response.status == 200
+            with pytest.raises(anthropic.OverloadedError):
+                await client.messages.create(
+                    model="m",
+                    max_tokens=64,
+                    messages=saved,
+                    tools=TOOLS,  # type: ignore[arg-type]
+                )
+            async with session.get(f"{fake.base_url}/_bench/timings") as response:
+                timings = await response.json()
+        assert [(t["tag"], t["tool"], t["status"]) for t in timings] == [
+            ("t-2-5", "memory_insert", 200),
+            ("t-2-5", None, 200),
+            ("t-2-5", None, 529),
+        ]
+        await client.close()
+    finally:
+        await fake.stop()
+
+
+def test_soak_accounting_sorts_acknowledged_messages_and_taught_lines() -> None:
+    from bench.soak_checks import acknowledged, check_archive, check_memory
+
+    def new(ts: str, user: str = "U0ALICE") -> dict[str, object]:
+        return {"type": "message", "channel": "C1", "ts": ts, "user": user, "text": ts}
+
+    def changed(ts: str, text: str) -> dict[str, object]:
+        message = {"ts": ts, "user": "U0ALICE", "text": text}
+        return {
+            "type": "message",
+            "subtype": "message_changed",
+            "channel": "C1",
+            "message": message,
+        }
+
+    def deleted(ts: str) -> dict[str, object]:
+        old = {"ts": ts, "user": "U0ALICE"}
+        event = {"type": "message", "subtype": "message_deleted", "channel": "C1"}
+        return {**event, "deleted_ts": ts, "previous_message": old}
+
+    acked = acknowledged(
+        [
+            (new("1"), True),
+            (new("2"), True),
+            (changed("2", "two, edited"), True),
+            (new("3"), True),
+            (deleted("3"), True),
+            (new("4"), False),  # never acknowledged: Lore owes nothing for it
+            (new("5"), True),
+            (changed("5", "five, edited"), True),
+            (changed("5", "five, edited again"), False),
+            (new("6", user="U0LORE"), True),  # the bot's own message: left out
+            (new("7"), True),
+            (deleted("7"), False),  # deleted in Slack, Lore never told: not missing either way
+            ({"type": "app_mention", "channel": "C1", "ts": "1"}, True),
+        ],
+        bot_user="U0LORE",
+    )
+    assert acked.posted == {("C1", t) for t in ("1", "2", "3", "5", "7")}
+    assert acked.deleted == {("C1", "3")}
+    assert acked.edited == {("C1", "2"): "two, edited", ("C1", "5"): "five, edited"}
+    assert acked.unacknowledged == 3
+
+    records = {("C1", "2"): "2", ("C1", "3"): "3", ("C1", "5"): "five, edited"}
+    now = {("C1", "1"): "1", ("C1", "2"): "two, edited", ("C1", "5"): "five, edited again"}
+    now |= {("C1", "3"): None, ("C1", "7"): None}
+    check = check_archive(acked, records, {("C1", "2")}, now)
+    assert check.expected == 4
+    assert check.missing == [("C1", "1")]
+    assert check.stale == [("C1", "2")]  # its acknowledged edit is the text Slack shows
+    assert check.deleted_but_kept == [("C1", "3")]
+    assert check.vectors_missing == [("C1", "5")]
+
+    block = "persona line\nfact t-1-1\nfact t-1-2\nfact t-1-2\nfact t-9-9\nfact t-1-5"
+    tags = ("t-1-1", "t-1-2", "t-1-3", "t-1-4", "t-1-5", "t-1-6")
+    memory = check_memory(
+        block,
+        served=set(tags),
+        confirmed={"t-1-1", "t-1-2", "t-1-3"},
+        refused={"t-1-4"},
+        line_of={tag: f"fact {tag}" for tag in tags},
+    )
+    assert memory.applied_once == 2  # t-1-1, and t-1-5 kept though its turn failed later
+    assert memory.doubled == ["t-1-2"]
+    assert memory.lost == ["t-1-3"]
+    assert memory.not_applied == ["t-1-6"]  # its turn failed before the edit: no promise
+    assert memory.refused == ["t-1-4"]
+    assert memory.strays == ["fact t-9-9"]
