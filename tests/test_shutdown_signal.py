@@ -27,9 +27,17 @@ async def stopped_listening(url: str) -> None:
     on the first signal, after arming the second signal's handler)."""
 
     async def refused() -> bool:
+        # a connection the dying server accepted but no longer serves times out: ask again,
+        # since only a refused connection shows that the listening socket is closed
+        probe = aiohttp.ClientTimeout(total=2)
         try:
-            async with aiohttp.ClientSession() as session, session.get(f"{url}/healthz"):
+            async with (
+                aiohttp.ClientSession(timeout=probe) as session,
+                session.get(f"{url}/healthz"),
+            ):
                 return False
+        except TimeoutError:
+            return False
         except aiohttp.ClientError:
             return True
 
