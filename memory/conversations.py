@@ -33,7 +33,7 @@ class Conversations:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
 
     async def find(self, team_id: str, channel_id: str, thread_ts: str) -> Conversation | None:
-        """Read on every turn: a Core statement on a bare connection (no ORM session)."""
+        """Read on every turn: a Core statement, not through the ORM."""
         async with self._engine.connect() as connection:
             row = (
                 await connection.execute(
