@@ -16,7 +16,8 @@ the Slack emulator at the same moment, each a new thread, as many rounds as it t
   this process).
 A reply counts only if it is the fake's answer for that thread. Before each round Lore is let
 go idle (its process tree's CPU). CPU per turn counts each process's CPU from a round's posts
-until Lore is idle again, so it includes the archiving a turn leaves behind. Prints
+until Lore is idle again, so it includes the archiving a turn leaves behind (`--profile`: where
+that CPU goes, per thread and per function, see bench/lore_profile.py). Prints
 p50/p95/p99 of the overhead per load (goal at 200: p95 <= 150 ms) and writes them, with
 latency and model time, to `--out` for bench/chart.py.
 
@@ -33,7 +34,7 @@ none). For both kinds of turn it also reports what a turn costs:
   until Lore is idle again), divided by the questions posted.
 
     .venv/bin/python bench/turn_overhead.py [--loads 1,50,100,200] [--samples 100] [--steps 2]
-        [--no-follow-ups] [--out bench/turn_overhead.json]
+        [--no-follow-ups] [--out bench/turn_overhead.json] [--profile PROFILE.json]
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -121,12 +123,18 @@ class Turn:
 
 
 class CpuUse:
-    """CPU seconds spent while rounds run: by Lore (with its child processes), by this process
-    (the emulator and the driver) and by the fake model."""
+    """CPU seconds spent while rounds run: by Lore (with its child processes, e.g. Chroma's
+    worker), by its serving process alone, by this process (the emulator and the driver) and by
+    the fake model."""
 
     def __init__(self, lore: int, fake: int) -> None:
         self.lore_pid = lore
-        self._pids = {"Lore": (lore, True), "emulator": (os.getpid(), False), "model": (fake, True)}
+        self._pids = {
+            "Lore": (lore, True),
+            "Lore serving process": (lore, False),
+            "emulator": (os.getpid(), False),
+            "model": (fake, True),
+        }
         self.seconds: dict[int, dict[str, float]] = {}
 
     def _now(self) -> dict[str, float]:
@@ -416,7 +424,10 @@ async def measure(args: argparse.Namespace) -> None:
         ANTHROPIC_BASE_URL=fake_url,
         PORT=str(port),
     )
-    lore = subprocess.Popen([sys.executable, "-m", "app", "serve"], cwd=ROOT, env=env)
+    command = ["-m", "app", "serve"]
+    if args.profile is not None:  # the same, profiled over the measured rounds
+        command = [str(ROOT / "bench" / "lore_profile.py"), str(args.profile.resolve()), "serve"]
+    lore = subprocess.Popen([sys.executable, *command], cwd=ROOT, env=env)
     results: list[dict[str, Any]] = []
     try:
         await wait_healthy(f"http://127.0.0.1:{port}/readyz", lore)
@@ -425,6 +436,8 @@ async def measure(args: argparse.Namespace) -> None:
             warm = await measure_load(emulator, session, fake_url, cpu, 5, _warm_up(args), 0)
             for phase in warm.values():
                 cpu.take(phase)
+            if args.profile is not None:
+                lore.send_signal(signal.SIGUSR1)
             first_round = 1
             for load in loads:
                 phases = await measure_load(
@@ -444,6 +457,8 @@ async def measure(args: argparse.Namespace) -> None:
                     if figures:
                         print_row(load, kind, figures)
     finally:
+        if args.profile is not None:
+            await stop_profile(lore, args.profile)
         lore.terminate()
         lore.wait(timeout=120)
         fake.terminate()
@@ -451,6 +466,17 @@ async def measure(args: argparse.Namespace) -> None:
         await emulator.stop()
         shutil.rmtree(work, ignore_errors=True)
     report(args, results)
+
+
+async def stop_profile(lore: subprocess.Popen[bytes], out: Path) -> None:
+    """Have the profiled Lore write its profile (bench/lore_profile.py), and wait for it."""
+    await asyncio.to_thread(out.unlink, missing_ok=True)
+    lore.send_signal(signal.SIGUSR2)
+    for _ in range(100):
+        if await asyncio.to_thread(out.exists):
+            return
+        await asyncio.sleep(0.1)
+    print(f"warning: no profile written to {out}", flush=True)
 
 
 def print_row(load: int, kind: str, row: dict[str, Any]) -> None:
@@ -554,6 +580,12 @@ def main() -> None:
         help="after each round, ask a follow-up in every answered thread",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "turn_overhead.json")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="run Lore under bench/lore_profile.py and write its CPU profile of the measured "
+        "rounds here (JSON, and the folded stacks beside it)",
+    )
     asyncio.run(measure(parser.parse_args()))
 
 

@@ -65,6 +65,7 @@ from memory.messages import (
     message_key,
 )
 from memory.query_dates import dated_filters
+from memory.query_embeddings import QueryEmbeddings
 from memory.ranking import Key, Ranking
 
 __all__ = [
@@ -244,6 +245,7 @@ class Archive:
         self._write_embedder = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="lore-embed", initializer=_lower_priority
         )
+        self._queries = QueryEmbeddings(embedder)
 
     @classmethod
     async def open_embedded(
@@ -317,7 +319,7 @@ class Archive:
         return await loop.run_in_executor(self._write_embedder, self._embedder.embed, texts)
 
     async def _embed_query(self, text: str) -> list[float]:
-        return (await asyncio.to_thread(self._embedder.embed, [text]))[0]
+        return await self._queries.embed(text)
 
     async def _upsert(
         self, team_id: str, messages: list[ArchivedMessage], vectors: Sequence[list[float]]
@@ -721,6 +723,7 @@ class Archive:
         await asyncio.gather(*self._reloading.values(), return_exceptions=True)
         await self._store.close()
         await asyncio.to_thread(self._write_embedder.shutdown, wait=True)
+        await self._queries.close()
 
 
 def _once(make: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:

@@ -16,10 +16,11 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Row, delete, func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
 from memory.db import BlockVersion
 from memory.edits import Edit, EditError, apply_edit, short_diff
@@ -129,6 +130,7 @@ class MemoryBlocks:
     """The workspace memory blocks store."""
 
     def __init__(self, engine: AsyncEngine, locks: WorkspaceLocks, char_limit: int = 5000):
+        self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._locks = locks
         self._char_limit = char_limit
@@ -141,14 +143,14 @@ class MemoryBlocks:
         written.
         """
         wanted = [label for label in _ordered(scope.readable) if scope.reads(label)]
-        async with self._sessions() as session:
-            blocks = await self._heads(session, team_id)
+        async with self._engine.connect() as connection:
+            blocks = await self._heads(connection, team_id)
         missing = [label for label in wanted if label not in {b.label for b in blocks}]
         for label in missing:
             await self._create_default(team_id, label)
         if missing:
-            async with self._sessions() as session:
-                blocks = await self._heads(session, team_id)
+            async with self._engine.connect() as connection:
+                blocks = await self._heads(connection, team_id)
         shown = (b for b in blocks if scope.every_block or b.label in wanted)
         return sorted(shown, key=_display_order)
 
@@ -334,20 +336,21 @@ class MemoryBlocks:
         )
         return _block(row) if row else None
 
-    async def _heads(self, session: AsyncSession, team_id: str) -> list[Block]:
+    async def _heads(self, db: AsyncSession | AsyncConnection, team_id: str) -> list[Block]:
+        """The newest version of each block: a Core statement (read on every turn)."""
         newest = (
-            select(BlockVersion.label, func.max(BlockVersion.version).label("version"))
-            .where(BlockVersion.team_id == team_id)
-            .group_by(BlockVersion.label)
+            select(VERSIONS.c.label, func.max(VERSIONS.c.version).label("version"))
+            .where(VERSIONS.c.team_id == team_id)
+            .group_by(VERSIONS.c.label)
             .subquery()
         )
-        rows = await session.scalars(
-            select(BlockVersion)
+        rows = await db.execute(
+            select(VERSIONS)
             .join(
                 newest,
-                (BlockVersion.label == newest.c.label) & (BlockVersion.version == newest.c.version),
+                (VERSIONS.c.label == newest.c.label) & (VERSIONS.c.version == newest.c.version),
             )
-            .where(BlockVersion.team_id == team_id)
+            .where(VERSIONS.c.team_id == team_id)
         )
         return [_block(row) for row in rows]
 
@@ -377,7 +380,10 @@ def _display_order(block: Block) -> tuple[int, str]:
     return _label_order(block.label)
 
 
-def _block(row: BlockVersion) -> Block:
+VERSIONS = BlockVersion.metadata.tables[BlockVersion.__tablename__]
+
+
+def _block(row: BlockVersion | Row[Any]) -> Block:
     return Block(
         label=row.label,
         value=row.value,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Row, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 
@@ -28,18 +29,22 @@ class Conversations:
     """Maps (team, channel, thread_ts) to a stable conversation id."""
 
     def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
 
     async def find(self, team_id: str, channel_id: str, thread_ts: str) -> Conversation | None:
-        async with self._sessions() as session:
-            row = await session.scalar(
-                select(ConversationRow).where(
-                    ConversationRow.team_id == team_id,
-                    ConversationRow.channel_id == channel_id,
-                    ConversationRow.thread_ts == thread_ts,
+        """Read on every turn: a Core statement, not through the ORM."""
+        async with self._engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    select(CONVERSATIONS).where(
+                        CONVERSATIONS.c.team_id == team_id,
+                        CONVERSATIONS.c.channel_id == channel_id,
+                        CONVERSATIONS.c.thread_ts == thread_ts,
+                    )
                 )
-            )
-            return _conversation(row) if row else None
+            ).first()
+        return _conversation(row) if row else None
 
     async def get(self, team_id: str, conversation_id: str) -> Conversation | None:
         """A conversation by its id (a memory version's origin, say)."""
@@ -57,28 +62,29 @@ class Conversations:
         if found:
             return found
         async with self._sessions() as session:
-            session.add(
-                ConversationRow(
-                    id=f"conv-{uuid.uuid4().hex[:16]}",
-                    team_id=team_id,
-                    channel_id=channel_id,
-                    thread_ts=thread_ts,
-                )
+            row = ConversationRow(
+                id=f"conv-{uuid.uuid4().hex[:16]}",
+                team_id=team_id,
+                channel_id=channel_id,
+                thread_ts=thread_ts,
             )
+            session.add(row)
             try:
                 await session.commit()
-            except IntegrityError:
+            except IntegrityError:  # opened meanwhile by another turn or process: theirs
                 await session.rollback()
+            else:
+                return _conversation(row)
         created = await self.find(team_id, channel_id, thread_ts)
         assert created is not None
         return created
 
     async def record_reply(self, conversation_id: str) -> None:
         """Lore answered here: later messages in the thread continue without a mention."""
-        async with self._sessions() as session, session.begin():
-            await session.execute(
-                update(ConversationRow)
-                .where(ConversationRow.id == conversation_id)
+        async with self._engine.begin() as connection:
+            await connection.execute(
+                update(CONVERSATIONS)
+                .where(CONVERSATIONS.c.id == conversation_id)
                 .values(bot_replied=True, last_activity_at=utcnow())
             )
 
@@ -133,7 +139,10 @@ class Conversations:
             await session.execute(delete(ConversationRow).where(ConversationRow.team_id == team_id))
 
 
-def _conversation(row: ConversationRow) -> Conversation:
+CONVERSATIONS = ConversationRow.metadata.tables[ConversationRow.__tablename__]
+
+
+def _conversation(row: ConversationRow | Row[Any]) -> Conversation:
     return Conversation(
         id=row.id,
         team_id=row.team_id,

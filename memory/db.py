@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import Boolean, DateTime, Integer, String, Text, UniqueConstraint, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -58,10 +58,18 @@ def _sqlite_pragmas(dbapi_connection: object, _record: ConnectionPoolEntry) -> N
     cursor.close()
 
 
+SQLITE_POOL = 20
+"""SQLite connections kept open: more than the turns running at once (LORE_MAX_CONCURRENT_TURNS,
+16 by default) with their archiving, so a busy moment opens none (each is a thread and a
+file handle, set up anew; the pool's default of 5 opened one per turn at 50 threads at once)."""
+
+
 def make_engine(url: str) -> AsyncEngine:
     """Create the async engine; SQLite gets WAL and a busy timeout so writers wait, not fail."""
     if url.startswith("sqlite"):
-        engine = create_async_engine(url)
+        in_memory = make_url(url).database in (None, "", ":memory:")  # one shared connection
+        pool = {} if in_memory else {"pool_size": SQLITE_POOL, "max_overflow": SQLITE_POOL}
+        engine = create_async_engine(url, **pool)
         sync_engine: Engine = engine.sync_engine
         event.listen(sync_engine, "connect", _sqlite_pragmas)
         return engine
