@@ -98,7 +98,8 @@ class RedisEarlyChanges:
     one script, so concurrent processes keep the newest whatever order they run in.
 
     A failed `newest` is logged and answers no changes, so Redis trouble never stops a batch
-    from being archived (the change is applied by the process that received it)."""
+    from being archived (the change stays kept for a later look, or expires). A failed `keep`
+    raises: the change is tried again (`app.retry`) rather than applied out of order."""
 
     def __init__(
         self, redis: Redis, ttl: int = TTL_SECONDS, prefix: str = "lore:early-change:"
