@@ -27,9 +27,10 @@ class Ingest:
     (backpressure on the background task that archives), so nothing is dropped.
 
     An edit or deletion may overtake its message (Slack sends them seconds apart; the message
-    waits for its batch, for its author's name, or in another process). It waits for a message
-    being stored here; for one not archived yet it is kept in `early` (Redis when several
-    processes share the archive), which each batch consults before and after it is stored.
+    waits for its batch, for its author's name, or in another process), and a message's changes
+    may arrive in any order. Every change is first kept in `early` (Redis when several processes
+    share the archive), which keeps the newest by Slack's order; what is applied is always that
+    newest change, and each batch consults `early` before and after it is stored.
 
     Text taken back leaves Lore's copies too: when a message is deleted, Lore's archived replies
     that quoted it (`replies`) are deleted the same way; when it is edited, those whose quoted
@@ -108,11 +109,14 @@ class Ingest:
         await self._stored((team_id, channel_id, ts))
         return await self._archive.get(team_id, channel_id, ts) is not None
 
-    async def update_text(self, team_id: str, channel_id: str, ts: str, text: str) -> None:
-        await self._change((team_id, channel_id, ts), text)
+    async def update_text(
+        self, team_id: str, channel_id: str, ts: str, text: str, version: str = ""
+    ) -> None:
+        """An edit; `version`: its event's `event_ts` (a newer edit already kept wins)."""
+        await self._change((team_id, channel_id, ts), text, version)
 
-    async def delete(self, team_id: str, channel_id: str, ts: str) -> None:
-        await self._change((team_id, channel_id, ts), None)
+    async def delete(self, team_id: str, channel_id: str, ts: str, version: str = "") -> None:
+        await self._change((team_id, channel_id, ts), None, version)
 
     async def set_channel_type(self, team_id: str, channel_id: str, channel_type: str) -> int:
         """A channel made private or public: its archived messages take the new kind now."""
@@ -131,23 +135,28 @@ class Ingest:
                 await self._change((team_id, *reply), None)
         return removed
 
-    async def _change(self, key: MessageId, change: Change) -> None:
-        """Apply a change, or keep it for the message's batch. A batch takes kept changes after
-        it is stored, and the change here looks for its message after keeping it: so one of
-        the two sees the other even when they run in different processes."""
+    async def _change(self, key: MessageId, change: Change, version: str = "") -> None:
+        """Keep a change, then apply the newest one kept for its message. A batch looks at the
+        kept changes after it is stored, and the change here looks for its message after it is
+        kept: so one of the two sees the other even when they run in different processes."""
         if key[0] in self._halted:
             return
+        newest = await self._early.keep(key, change, version)
         await self._stored(key)
-        applied = await self._apply(key, change)
+        await self._settle(key, newest)
         if self._summaries is not None:
             await self._summaries.message_changed(*key)
-        await self._follow(key, change)
-        if applied:
-            return
-        await self._early.keep(key, change)
-        if await self._archive.get(*key) is not None:
-            for taken in (await self._early.take([key])).values():
-                await self._apply(key, taken)
+        await self._follow(key, newest)
+
+    async def _settle(self, key: MessageId, change: Change) -> None:
+        """Apply `change`, then again the newest kept change while a newer one was kept
+        meanwhile: whichever process writes last, it writes the newest (or a newer change's
+        process applies it after). Nothing to do while the message is not archived."""
+        while await self._apply(key, change):
+            newest = (await self._early.newest([key])).get(key, change)
+            if newest == change:
+                return
+            change = newest
 
     async def _apply(self, key: MessageId, change: Change) -> bool:
         """Edit or delete an archived message; False if it is not archived."""
@@ -186,16 +195,17 @@ class Ingest:
         if not messages:
             return {}
         keys = [(m.team_id, m.channel_id, m.ts) for m in messages]
-        early = await self._early.take(keys)
+        early = await self._early.newest(keys)
         kept = [
             m if key not in early else replace(m, text=early[key] or "")
             for m, key in zip(messages, keys, strict=True)
             if key not in early or early[key] is not None  # else deleted before it was stored
         ]
         await self._archive.add(kept)
-        late = await self._early.take(keys)
+        late = await self._early.newest(keys)
         for key, change in late.items():
-            await self._apply(key, change)
+            if key not in early or early[key] != change:
+                await self._settle(key, change)
         return {**early, **late}
 
     async def _flush(self) -> None:

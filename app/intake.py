@@ -1,9 +1,11 @@
 """Nothing acknowledged is lost: message events are kept in the intake log before Slack's 200
 and removed once archived; what a dead process left is archived by the next one to look.
 
-Entries about one message (its arrival, edits, deletion) are removed in arrival order: an edit
-archived early (kept until its message is stored) stays in the log while its message does, so
-a restart archives both, in order. Adopted entries are archived in order per message too, many
+Entries about one message (its arrival, edits, deletion) are removed together, once none of
+them is pending: an edit archived early (kept until its message is stored) stays in the log
+while its message does, and an edit applied before an older one of the same message (Slack's
+deliveries arrive in any order) stays while that one does, so a restart replays both and the
+newer still wins (`app.ingest`). Adopted entries are archived in order per message too, many
 messages at once, each tried again with backoff (`app.retry`); one still not stored after that
 stays in the log for the next process to look.
 """
@@ -70,19 +72,15 @@ class Intake:
         return kept
 
     async def done(self, kept: Kept) -> None:
-        """The work of `kept` is finished (or was never needed): remove it, once every earlier
-        entry about the same message is finished too."""
+        """The work of `kept` is finished (or was never needed): remove it, once every entry
+        kept about the same message is finished too."""
         kept.finished = True
         slot = (kept.entry.team_id, kept.entry.key)
         queue = self._open.get(slot)
-        if queue is None:
+        if queue is None or not all(other.finished for other in queue):
             return
-        finished: list[Entry] = []
-        while queue and queue[0].finished:
-            finished.append(queue.popleft().entry)
-        if not queue:
-            del self._open[slot]
-        await self._remove([*self._unremoved, *finished])
+        del self._open[slot]
+        await self._remove([*self._unremoved, *(other.entry for other in queue)])
 
     async def _remove(self, entries: list[Entry]) -> None:
         """Remove entries; those the log cannot remove now (Redis away) are tried again later."""

@@ -84,17 +84,20 @@ def register(app: AsyncApp, services: Services, access: AccessFacts, users: Slac
 
 
 async def _apply_change(services: Services, team_id: str, event: dict[str, Any]) -> None:
-    """An edit updates the archived text; a deletion (or a parent turned tombstone) removes it."""
+    """An edit updates the archived text; a deletion (or a parent turned tombstone) removes it.
+    Slack's order of the changes is their `event_ts`: a change older than one already kept
+    for the message applies that newer one instead."""
     channel_id = event["channel"]
+    version = str(event.get("event_ts") or event.get("ts") or "")
     if event["subtype"] == "message_deleted":
-        await services.ingest.delete(team_id, channel_id, event["deleted_ts"])
+        await services.ingest.delete(team_id, channel_id, event["deleted_ts"], version)
         return
     changed = event["message"]
     if changed.get("subtype") == "tombstone":
-        await services.ingest.delete(team_id, channel_id, changed["ts"])
+        await services.ingest.delete(team_id, channel_id, changed["ts"], version)
     else:
         await services.ingest.update_text(
-            team_id, channel_id, changed["ts"], changed.get("text") or ""
+            team_id, channel_id, changed["ts"], changed.get("text") or "", version
         )
 
 

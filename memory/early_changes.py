@@ -1,8 +1,12 @@
-"""Edits and deletions that arrive before their message is archived, kept until it is.
+"""The newest change of each message, by Slack's order, so changes apply in that order whatever
+order they arrive or are replayed in, and an edit or deletion that arrives before its message is
+stored is found by the message's batch.
 
-Slack may deliver a `message_changed` or `message_deleted` event before the message itself is
-stored: its batch is still waiting, or another Lore process received the message. The change
-is kept here, by message, and taken when the message is stored. `LocalEarlyChanges` keeps them
+Slack may deliver a message's edits and deletion in any order (each event is its own request,
+retried on its own), and a process that dies leaves them to be replayed by another in the order
+they arrived. Every change is kept here first, ranked by its event's `event_ts` (a deletion ranks
+above every edit: nothing follows it in Slack); the change that is applied is always the newest
+kept, so an older one arriving late applies the newer one again. `LocalEarlyChanges` keeps them
 in this process; `RedisEarlyChanges` in Redis, shared by every process, each for a day.
 """
 
@@ -26,15 +30,25 @@ Change = str | None
 
 MAX_LOCAL = 10_000
 TTL_SECONDS = 24 * 3600
+RANK_CHARS = 20
+
+
+def rank(change: Change, version: str) -> str:
+    """A fixed-width key that sorts as Slack orders changes: deletions last, then by the
+    event's `event_ts` ("seconds.micros"; "" for a change with no event, the oldest edit)."""
+    seconds, _, fraction = version.partition(".")
+    if not (seconds.isdigit() and (fraction.isdigit() or not fraction)):
+        seconds, fraction = "0", ""
+    return f"{int(change is None)}{int(seconds):012d}.{fraction[:6].ljust(6, '0')}"
 
 
 class EarlyChanges(Protocol):
-    async def keep(self, message: MessageId, change: Change) -> None:
-        """Remember the newest change of a message not archived yet."""
+    async def keep(self, message: MessageId, change: Change, version: str = "") -> Change:
+        """Remember a change of a message unless a newer one is kept; the newest kept."""
         ...  # pragma: no cover - protocol
 
-    async def take(self, messages: Sequence[MessageId]) -> dict[MessageId, Change]:
-        """The changes kept for these messages, forgotten as they are returned."""
+    async def newest(self, messages: Sequence[MessageId]) -> dict[MessageId, Change]:
+        """The newest change kept for each of these messages that has one."""
         ...  # pragma: no cover - protocol
 
     def forget_team(self, team_id: str) -> None:
@@ -43,20 +57,25 @@ class EarlyChanges(Protocol):
 
 
 class LocalEarlyChanges:
-    """In this process: the newest `MAX_LOCAL` changes."""
+    """In this process: the changes of the `MAX_LOCAL` messages changed last."""
 
     def __init__(self, limit: int = MAX_LOCAL) -> None:
         self._limit = limit
-        self._changes: OrderedDict[MessageId, Change] = OrderedDict()
+        self._changes: OrderedDict[MessageId, tuple[str, Change]] = OrderedDict()
 
-    async def keep(self, message: MessageId, change: Change) -> None:
-        self._changes[message] = change
+    async def keep(self, message: MessageId, change: Change, version: str = "") -> Change:
+        ranked = rank(change, version)
+        kept = self._changes.get(message)
+        if kept is None or kept[0] <= ranked:
+            kept = (ranked, change)
+        self._changes[message] = kept
         self._changes.move_to_end(message)
         while len(self._changes) > self._limit:
             self._changes.popitem(last=False)
+        return kept[1]
 
-    async def take(self, messages: Sequence[MessageId]) -> dict[MessageId, Change]:
-        return {m: self._changes.pop(m) for m in messages if m in self._changes}
+    async def newest(self, messages: Sequence[MessageId]) -> dict[MessageId, Change]:
+        return {m: self._changes[m][1] for m in messages if m in self._changes}
 
     def forget_team(self, team_id: str) -> None:
         """Drop every change kept for the workspace (it is being forgotten)."""
@@ -64,11 +83,23 @@ class LocalEarlyChanges:
             del self._changes[message]
 
 
-class RedisEarlyChanges:
-    """In Redis, one key per message (`GETDEL` takes it once, whichever process asks first).
+KEEP_NEWEST = """
+local kept = redis.call('GET', KEYS[1])
+if kept and string.sub(kept, 1, ARGV[3]) > string.sub(ARGV[1], 1, ARGV[3]) then
+  return kept
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return ARGV[1]
+"""
 
-    A failed `take` is logged and answers no changes, so Redis trouble never stops a batch from
-    being archived (the change stays for a later look, or expires)."""
+
+class RedisEarlyChanges:
+    """In Redis, one key per message: its newest change after its rank, compared and set in
+    one script, so concurrent processes keep the newest whatever order they run in.
+
+    A failed `newest` is logged and answers no changes, so Redis trouble never stops a batch
+    from being archived (the change stays kept for a later look, or expires). A failed `keep`
+    raises: the change is tried again (`app.retry`) rather than applied out of order."""
 
     def __init__(
         self, redis: Redis, ttl: int = TTL_SECONDS, prefix: str = "lore:early-change:"
@@ -76,6 +107,7 @@ class RedisEarlyChanges:
         self._redis = redis
         self._ttl = ttl
         self._prefix = prefix
+        self._keep_newest = redis.register_script(KEEP_NEWEST)
 
     def _key(self, message: MessageId) -> str:
         return self._prefix + ":".join(message)
@@ -84,23 +116,32 @@ class RedisEarlyChanges:
         """Nothing kept in this process: the keys (which name the team) are deleted with the
         workspace's other Redis keys (`memory.redis_keys`)."""
 
-    async def keep(self, message: MessageId, change: Change) -> None:
-        value = b"D" if change is None else b"T" + change.encode()
-        await self._redis.set(self._key(message), value, ex=self._ttl)
+    async def keep(self, message: MessageId, change: Change, version: str = "") -> Change:
+        value = rank(change, version) + ("D" if change is None else "T" + change)
+        kept = await self._keep_newest(
+            keys=[self._key(message)], args=[value.encode(), self._ttl, RANK_CHARS]
+        )
+        return _change(kept)
 
-    async def take(self, messages: Sequence[MessageId]) -> dict[MessageId, Change]:
+    async def newest(self, messages: Sequence[MessageId]) -> dict[MessageId, Change]:
         if not messages:
             return {}
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for message in messages:
-                    pipe.getdel(self._key(message))
+                    pipe.get(self._key(message))
                 values: list[bytes | None] = await pipe.execute()
         except RedisError as error:
             log.warning("could not look for early edits of %d messages: %s", len(messages), error)
             return {}
         return {
-            message: None if value == b"D" else value[1:].decode()
+            message: _change(value)
             for message, value in zip(messages, values, strict=True)
             if value is not None
         }
+
+
+def _change(value: bytes) -> Change:
+    """The change a kept value holds (its rank, then "D", or "T" and the text)."""
+    body = value[RANK_CHARS:]
+    return None if body == b"D" else body[1:].decode()

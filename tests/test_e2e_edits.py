@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from app.main import Lore
 from emulator import SlackEmulator
-from tests.harness import archived_message, eventually
+from tests.harness import archived_message, eventually, settled
 
 
 async def test_edit_replaces_the_archived_text(lore: Lore, emulator: SlackEmulator) -> None:
@@ -69,3 +71,53 @@ async def test_a_parent_turned_into_a_tombstone_is_removed(
         return await lore.stores.archive.get("T0LORE", "C0GENERAL", parent["ts"]) is None
 
     await eventually(gone)
+
+
+def edited_event(ts: str, text: str, event_ts: str) -> dict[str, Any]:
+    """Slack's `message_changed` for an edit of message `ts` made at `event_ts`."""
+    return {
+        "type": "message",
+        "subtype": "message_changed",
+        "hidden": True,
+        "channel": "C0GENERAL",
+        "channel_type": "channel",
+        "ts": event_ts,
+        "event_ts": event_ts,
+        "message": {"type": "message", "user": "U0BOB", "text": text, "ts": ts},
+    }
+
+
+async def test_changes_delivered_out_of_order_leave_slacks_latest(
+    lore: Lore, emulator: SlackEmulator
+) -> None:
+    edited = await emulator.post_message("U0BOB", "C0GENERAL", "The beta ships on day 0.")
+    deleted = await emulator.post_message("U0BOB", "C0GENERAL", "The beta ships on day 1.")
+    untouched = await emulator.post_message("U0BOB", "C0GENERAL", "The beta ships on day 2.")
+    for posted in (edited, deleted, untouched):
+        await archived_message(lore, "T0LORE", "C0GENERAL", posted["ts"])
+    # Slack's deliveries arrive in any order: here each change after a later one
+    later, earlier = "1795700000.000002", "1795700000.000001"
+    newer_edit = edited_event(edited["ts"], "The beta ships on day 10.", later)
+    assert await emulator.deliver_event(newer_edit) == 200
+    older_edit = edited_event(edited["ts"], "The beta ships on day 9.", earlier)
+    assert await emulator.deliver_event(older_edit) == 200
+    deletion = {
+        "type": "message",
+        "subtype": "message_deleted",
+        "hidden": True,
+        "channel": "C0GENERAL",
+        "channel_type": "channel",
+        "deleted_ts": deleted["ts"],
+        "ts": later,
+        "event_ts": later,
+    }
+    assert await emulator.deliver_event(deletion) == 200
+    older = edited_event(deleted["ts"], "The beta ships on day 11.", earlier)
+    assert await emulator.deliver_event(older) == 200
+    await settled(emulator, lore)
+
+    archived = await lore.stores.archive.get("T0LORE", "C0GENERAL", edited["ts"])
+    assert archived is not None and archived.text == "The beta ships on day 10."
+    assert await lore.stores.archive.get("T0LORE", "C0GENERAL", deleted["ts"]) is None
+    control = await lore.stores.archive.get("T0LORE", "C0GENERAL", untouched["ts"])
+    assert control is not None and control.text == "The beta ships on day 2."

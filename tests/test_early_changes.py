@@ -1,5 +1,6 @@
 """An edit or deletion that reaches one Lore process before another process has stored its
-message still applies: the early change waits in Redis for the message's batch."""
+message still applies: the early change waits in Redis for the message's batch. Changes apply
+in Slack's order (their `event_ts`) whatever order they arrive in, in one process or several."""
 
 from __future__ import annotations
 
@@ -11,7 +12,13 @@ from redis.asyncio import Redis
 
 from app.ingest import Ingest
 from memory.archive import Archive, ArchivedMessage
-from memory.early_changes import Change, MessageId, RedisEarlyChanges
+from memory.early_changes import (
+    Change,
+    EarlyChanges,
+    LocalEarlyChanges,
+    MessageId,
+    RedisEarlyChanges,
+)
 from tests.conftest import new_team
 from tests.harness import eventually
 
@@ -58,8 +65,6 @@ async def test_changes_received_by_one_process_apply_to_messages_another_stores(
     assert stored is not None and stored.text == "the offsite is in Porto"
     assert await archive.get(team, "C1", deleted.ts) is None
     assert await archive.count(team) == 2
-    early = RedisEarlyChanges(redis_client)
-    assert await early.take([(team, "C1", m.ts) for m in (edited, deleted, kept)]) == {}
 
 
 class ChangeAfterFirstLook(RedisEarlyChanges):
@@ -70,12 +75,12 @@ class ChangeAfterFirstLook(RedisEarlyChanges):
         super().__init__(redis)
         self._change: Callable[[], Awaitable[None]] | None = change
 
-    async def take(self, messages: Sequence[MessageId]) -> dict[MessageId, Change]:
-        taken = await super().take(messages)
+    async def newest(self, messages: Sequence[MessageId]) -> dict[MessageId, Change]:
+        found = await super().newest(messages)
         if self._change is not None:
             change, self._change = self._change, None
             await change()
-        return taken
+        return found
 
 
 async def test_a_change_between_a_batchs_first_look_and_its_store_still_applies(
@@ -97,53 +102,96 @@ async def test_a_change_between_a_batchs_first_look_and_its_store_still_applies(
     assert await archive.count(team) == 1
 
 
-class StoreBeforeKeep(RedisEarlyChanges):
-    """The changing process's view of Redis: just before it keeps its change, the other
-    process stores the message's batch to the end (and finds no change to apply)."""
+class StoreAfterKeep(RedisEarlyChanges):
+    """The changing process's view of Redis: right after it keeps its change, the other
+    process stores the message's batch to the end."""
 
     def __init__(self, redis: Redis, store: Callable[[], Awaitable[None]]) -> None:
         super().__init__(redis)
         self._store: Callable[[], Awaitable[None]] | None = store
 
-    async def keep(self, message: MessageId, change: Change) -> None:
+    async def keep(self, message: MessageId, change: Change, version: str = "") -> Change:
+        newest = await super().keep(message, change, version)
         if self._store is not None:
             store, self._store = self._store, None
             await store()
-        await super().keep(message, change)
+        return newest
 
 
-async def test_a_batch_stored_between_a_changes_first_try_and_its_keeping_gets_it(
+async def test_a_batch_stored_between_a_changes_keeping_and_its_first_try_gets_it(
     archive: Archive, redis_client: Redis
 ) -> None:
     team = new_team()
     storing = Ingest(archive, linger=0.0, early=RedisEarlyChanges(redis_client))
     edited = message(team, 1, "standup moves to 9:30")
     changing = Ingest(
-        archive, linger=0.0, early=StoreBeforeKeep(redis_client, lambda: storing.add(edited))
+        archive, linger=0.0, early=StoreAfterKeep(redis_client, lambda: storing.add(edited))
     )
     await changing.update_text(team, "C1", edited.ts, "standup moves to 10:00")
     stored = await archive.get(team, "C1", edited.ts)
     assert stored is not None and stored.text == "standup moves to 10:00"
 
 
-async def test_an_early_change_is_taken_once(redis_client: Redis) -> None:
-    first, second = RedisEarlyChanges(redis_client), RedisEarlyChanges(redis_client)
+@pytest.mark.parametrize("kind", ["redis", "local"])
+async def test_the_newest_change_by_slacks_order_is_kept_whatever_order_it_comes_in(
+    redis_client: Redis, kind: str
+) -> None:
+    first: EarlyChanges
+    second: EarlyChanges
+    if kind == "redis":  # two processes
+        first, second = RedisEarlyChanges(redis_client), RedisEarlyChanges(redis_client)
+    else:
+        first = second = LocalEarlyChanges()
     team = new_team()
-    await first.keep((team, "C1", "1.000001"), "new text")
-    await first.keep((team, "C1", "1.000002"), None)
-    await first.keep((team, "C1", "1.000002"), "a newer change wins")
-    taken = await asyncio.gather(
-        first.take([(team, "C1", "1.000001"), (team, "C1", "1.000002")]),
-        second.take([(team, "C1", "1.000001"), (team, "C1", "1.000002")]),
+    edited, deleted, untouched = (
+        (team, "C1", "1.000001"),
+        (team, "C1", "1.000002"),
+        (team, "C1", "1.000009"),
     )
-    merged = {**taken[0], **taken[1]}
-    assert merged == {
-        (team, "C1", "1.000001"): "new text",
-        (team, "C1", "1.000002"): "a newer change wins",
-    }
-    assert len(taken[0]) + len(taken[1]) == 2
-    await first.keep((team, "C1", "1.000003"), None)
-    assert await second.take([(team, "C1", "1.000003")]) == {(team, "C1", "1.000003"): None}
+    assert await first.keep(edited, "day 10", "1700000100.000002") == "day 10"
+    assert await second.keep(edited, "day 9", "1700000100.000001") == "day 10"  # older: loses
+    assert await second.keep(edited, "day 11", "1700000101.000000") == "day 11"
+    assert await first.keep(deleted, None, "1700000100.000001") is None
+    assert await second.keep(deleted, "edited before", "1700000100.000002") is None
+    assert await first.newest([edited, deleted, untouched]) == {edited: "day 11", deleted: None}
+    assert await second.newest([edited, deleted, untouched]) == {edited: "day 11", deleted: None}
+
+
+async def test_an_edit_older_than_one_applied_leaves_the_newer_text(
+    archive: Archive, redis_client: Redis
+) -> None:
+    team = new_team()
+    posted = message(team, 1, "decision 0: ship the beta on day 0")
+    first = Ingest(archive, linger=0.0, early=RedisEarlyChanges(redis_client))
+    second = Ingest(archive, linger=0.0, early=RedisEarlyChanges(redis_client))
+    await first.add(posted)
+    await first.update_text(team, "C1", posted.ts, "ship the beta on day 10", "1700000200.000002")
+    await second.update_text(team, "C1", posted.ts, "ship the beta on day 9", "1700000200.000001")
+    stored = await archive.get(team, "C1", posted.ts)
+    assert stored is not None and stored.text == "ship the beta on day 10"
+
+
+async def test_changes_replayed_newest_first_before_their_message_leave_the_newest(
+    archive: Archive, redis_client: Redis
+) -> None:
+    """A dead process's log replayed as it arrived: the message, its later edit, its earlier
+    edit; and another message's deletion, then an edit older than it."""
+    team = new_team()
+    edited, deleted = message(team, 1, "ship on day 0"), message(team, 2, "ship on day 1")
+    dead = Ingest(archive, linger=0.0, early=RedisEarlyChanges(redis_client))
+    # the dead process kept its changes before it died, with the messages not stored
+    await dead.update_text(team, "C1", edited.ts, "ship on day 10", "1700000300.000002")
+    await dead.delete(team, "C1", deleted.ts, "1700000300.000003")
+    survivor = Ingest(archive, linger=0.0, early=RedisEarlyChanges(redis_client))
+    await asyncio.gather(survivor.add(edited), survivor.add(deleted))
+    await survivor.update_text(team, "C1", edited.ts, "ship on day 10", "1700000300.000002")
+    await survivor.update_text(team, "C1", edited.ts, "ship on day 9", "1700000300.000001")
+    await survivor.delete(team, "C1", deleted.ts, "1700000300.000003")
+    await survivor.update_text(team, "C1", deleted.ts, "ship on day 2", "1700000300.000002")
+    stored = await archive.get(team, "C1", edited.ts)
+    assert stored is not None and stored.text == "ship on day 10"
+    assert await archive.get(team, "C1", deleted.ts) is None
+    assert await archive.count(team) == 1
 
 
 async def test_without_redis_a_batch_finds_no_changes_and_is_still_stored(

@@ -1,5 +1,5 @@
 """The intake log and the service over it: kept entries survive the process, removed ones do
-not come back, entries about one message are removed and replayed in order, and a live
+not come back, entries about one message are removed together and replayed in order, and a live
 process adopts the entries of a dead one (Redis) but never those of a live one."""
 
 from __future__ import annotations
@@ -147,6 +147,28 @@ async def test_an_entry_finished_before_an_earlier_one_of_its_message_stays_unti
         {"event": "edited"},
     ]
     await intake.done(message)
+    assert intake.pending == 0
+    assert await left_in(tmp_path) == []
+
+
+async def test_a_change_finished_stays_while_an_older_change_of_its_message_is_pending(
+    tmp_path: Path,
+) -> None:
+    """Slack delivered a message's later edit first: once applied, it stays in the log with the
+    earlier one, so a restart replays both (and the later still wins) rather than the earlier
+    alone."""
+    intake = Intake(FileIntake.open(tmp_path), Counts())
+    posted = await intake.keep("T1", "C1:100", {"event": "posted"})
+    await intake.done(posted)
+    later = await intake.keep("T1", "C1:100", {"event": "edited at 2"})
+    earlier = await intake.keep("T1", "C1:100", {"event": "edited at 1"})
+    await intake.done(later)
+    assert intake.pending == 2
+    assert [payload for _, _, payload in await left_in(tmp_path)] == [
+        {"event": "edited at 2"},
+        {"event": "edited at 1"},
+    ]
+    await intake.done(earlier)
     assert intake.pending == 0
     assert await left_in(tmp_path) == []
 
