@@ -75,6 +75,7 @@ from memory.locks import (
     RedisLocks,
     WorkspaceLocks,
 )
+from memory.notes import Notes
 from memory.redis_keys import RedisTeamKeys
 from memory.reply_sources import ReplySources
 
@@ -123,6 +124,7 @@ class Stores:
     installations: Installations | None
     exclusions: Exclusions
     reply_sources: ReplySources
+    notes: Notes
 
     async def close(self) -> None:
         await self.archive.close()
@@ -167,6 +169,7 @@ async def open_stores(settings: Settings) -> Stores:
         installations=await open_installations(settings, engine),
         exclusions=Exclusions(engine),
         reply_sources=ReplySources(engine),
+        notes=Notes(engine),
     )
 
 
@@ -263,6 +266,7 @@ def make_services(settings: Settings, stores: Stores, intake: IntakeLog) -> Serv
                 stores.feedback,
                 stores.exclusions,
                 stores.reply_sources,
+                stores.notes,
                 *([stores.installations] if stores.installations is not None else []),
                 stores.once,
                 *([RedisTeamKeys(stores.redis)] if stores.redis is not None else []),

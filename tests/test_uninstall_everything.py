@@ -32,6 +32,7 @@ from memory.dedupe import RedisOnceKeys
 from memory.early_changes import RedisEarlyChanges
 from memory.edits import Insert
 from memory.feedback import Verdict, Vote
+from memory.notes import NoteSource
 from memory.redis_keys import KEY_PREFIXES, RedisTeamKeys
 from tests.conftest import REDIS_URL, new_team
 from tests.fake_anthropic import FakeAnthropic, delay, reply, text, tool_use
@@ -151,6 +152,13 @@ async def fill_other_workspace(lore: Lore, redis: Redis) -> str:
         )
     )
     await stores.exclusions.exclude(team_id, "C0SECRET", "U0OTHER")
+    await stores.notes.add(
+        team_id,
+        text="Falcon owns the payments on-call.",
+        sources=[NoteSource("C0OTHER", "1700000000.000100")],
+        channel_type="channel",
+        written_by="admin:U0OTHER",
+    )
     await lore.services.backfill.state.request(team_id, "C0OTHER")
     if stores.installations is not None:
         await stores.installations.store.async_save(
@@ -186,6 +194,13 @@ async def fill_workspace(lore: Lore, emulator: SlackEmulator, fake_llm: FakeAnth
     await archived(lore, team, 3)
     await eventually(lambda: _voted(lore, team))
     await lore.stores.exclusions.exclude(team, "C0RANDOM", "U0ALICE")
+    await lore.stores.notes.add(
+        team,
+        text="Deploys freeze on Fridays.",
+        sources=[NoteSource("C0GENERAL", asked["ts"])],
+        channel_type="channel",
+        written_by="admin:U0ALICE",
+    )
     await lore.services.backfill.state.request(team, "C0LEADS")
     deleted = {"type": "message", "subtype": "message_deleted", "channel": "C0GENERAL"}
     assert await emulator.deliver_event({**deleted, "deleted_ts": EARLY_TS}) == 200
@@ -251,6 +266,8 @@ async def test_uninstall_in_one_token_mode_forgets_everything_in_every_process(
             "reply_feedback",
             "excluded_channels",
             "backfill_channels",
+            "notes",
+            "note_sources",
         }
         assert any(name.startswith("chroma:") for name in held)
         assert any(name.startswith("redis:lore:early-change:") for name in held)
