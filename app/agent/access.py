@@ -30,9 +30,9 @@ conversation's own `private:<channel>` block.
 members of another organisation (a Slack Connect channel, `is_ext_shared`, or a member whose team
 is not the workspace's); the channel's own block replaces `org`, and a thin answer says that
 asking Lore in a DM may find more. (4) private channels, group DMs and DMs the asker and Lore are
-both in. (5) admins: every row, private channels, DMs and group DMs too. (6) the background reflection
-over quiet threads: of public channels together, or of one private conversation alone; it is
-never an admin (no `persona` edit, no rewrite of a block, no cut of most of it).
+both in. (5) admins: every row, private channels, DMs and group DMs too. (6) the background
+reflection over quiet threads: of public channels together, or of one private conversation
+alone; it is never an admin (no `persona` edit, no rewrite of a block, no cut of most of it).
 
 Every memory edit also follows these rules:
 - naming another conversation's `private:` block is refused, and its text is never shown;
