@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from app.agent.access import Access
 from app.backfill import Backfill, ChannelBackfill
 from app.feedback import ReplyFeedback
+from app.reflection import Reflection
 from memory.archive import Archive
 from memory.blocks import SCOPED_PREFIX, Block, EditResult, MemoryBlocks
 from memory.conversations import Conversation, Conversations
@@ -50,6 +51,8 @@ class HomeSnapshot:
     not_helpful: int
     backfill: list[ChannelBackfill]
     excluded: list[str]
+    reflection: str | None = None
+    """How reflection stands today (its token budget), when it runs."""
 
 
 class AppHome:
@@ -64,7 +67,9 @@ class AppHome:
         feedback: ReplyFeedback,
         backfill: Backfill,
         exclusions: Exclusions,
+        reflection: Reflection | None = None,
     ) -> None:
+        self._reflection = reflection
         self._blocks = blocks
         self._conversations = conversations
         self._archive = archive
@@ -101,7 +106,19 @@ class AppHome:
             not_helpful=not_helpful,
             backfill=[row for row in backfill if await _row_shown(access, kind_of, row.channel_id)],
             excluded=sorted([c for c in excluded if await _row_shown(access, kind_of, c)]),
+            reflection=await self._reflection_line(team_id),
         )
+
+    async def _reflection_line(self, team_id: str) -> str | None:
+        if self._reflection is None:
+            return None
+        status = await self._reflection.budget.status(team_id)
+        if status.over:
+            return (
+                f"Reflection has spent today's {status.limit:,} tokens and has stopped for the "
+                "day: quiet threads are read again from 00:00 UTC."
+            )
+        return f"Reflection today: {status.spent:,} of {status.limit:,} tokens."
 
     async def block(self, access: Access, label: str) -> Block:
         """The newest version of a workspace-wide block (EditError for others)."""

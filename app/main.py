@@ -42,6 +42,7 @@ from app.oauth import (
     parse_scopes,
 )
 from app.recall import Recall
+from app.reflection import Reflection, ReflectionLimits
 from app.services import Services
 from app.settings import Settings
 from app.thread_history import ArchivedHistory, backfill_under_way
@@ -77,6 +78,7 @@ from memory.locks import (
 )
 from memory.notes import Notes
 from memory.redis_keys import RedisTeamKeys
+from memory.reflection_state import ReflectionState
 from memory.reply_sources import ReplySources
 
 log = logging.getLogger("lore")
@@ -219,6 +221,7 @@ def make_services(settings: Settings, stores: Stores, intake: IntakeLog) -> Serv
     askers = Askers(stores.conversations)
     feedback = ReplyFeedback(stores.feedback, stores.conversations)
     backfill = make_backfill(settings, stores)
+    reflection = make_reflection(settings, stores, llm, backfill, metrics)
     background = TaskPool(settings.lore_max_concurrent_turns * 4)
     archiving = ArchiveQueue(background, backfill, settings.lore_max_archive_backlog, metrics)
     agent = Agent(
@@ -267,11 +270,19 @@ def make_services(settings: Settings, stores: Stores, intake: IntakeLog) -> Serv
                 stores.exclusions,
                 stores.reply_sources,
                 stores.notes,
+                ReflectionState(stores.engine),
                 *([stores.installations] if stores.installations is not None else []),
                 stores.once,
                 *([RedisTeamKeys(stores.redis)] if stores.redis is not None else []),
             ],
-            work=[turns, backfill, ingest, stores.archive, stores.exclusions],
+            work=[
+                turns,
+                backfill,
+                ingest,
+                stores.archive,
+                stores.exclusions,
+                *([reflection] if reflection is not None else []),
+            ],
         ),
         backfill=backfill,
         app_home=AppHome(
@@ -281,10 +292,44 @@ def make_services(settings: Settings, stores: Stores, intake: IntakeLog) -> Serv
             feedback=feedback,
             backfill=backfill,
             exclusions=stores.exclusions,
+            reflection=reflection,
         ),
         askers=askers,
         metrics=metrics,
         intake=Intake(intake, metrics, adopt_every=settings.lore_intake_lease_seconds / 3),
+        reflection=reflection,
+    )
+
+
+def make_reflection(
+    settings: Settings,
+    stores: Stores,
+    llm: anthropic.AsyncAnthropic | None,
+    backfill: Backfill,
+    metrics: LoreMetrics,
+) -> Reflection | None:
+    """The background reflection, on the turns' model client; None in retrieval-only mode or
+    with a budget of 0 tokens a day. Channels still being backfilled wait."""
+    if llm is None or settings.lore_reflect_tokens_per_day == 0:
+        return None
+
+    async def backfilling(team_id: str) -> frozenset[str]:
+        return frozenset(await backfill.state.unfinished(team_id))
+
+    return Reflection(
+        llm=llm,
+        limits=ReflectionLimits(
+            model=settings.lore_reflect_model,
+            after=settings.lore_reflect_after,
+            tokens_per_day=settings.lore_reflect_tokens_per_day,
+        ),
+        state=ReflectionState(stores.engine),
+        archive=stores.archive,
+        blocks=stores.blocks,
+        notes=stores.notes,
+        leases=RedisLeases(stores.redis) if stores.redis else LocalLeases(),
+        busy=backfilling,
+        observer=metrics,
     )
 
 
@@ -431,6 +476,8 @@ class Lore:
         await self.runner.cleanup()
         if (broadcast := self.services.workspace_data.broadcast) is not None:
             await broadcast.close()
+        if self.services.reflection is not None:
+            await self.services.reflection.close()
         self.services.turns.close()
         await self.services.turns.drain(self.settings.lore_shutdown_grace)
         await self.services.backfill.close()
@@ -463,6 +510,8 @@ async def start_lore(
         raise
     services = make_services(settings, stores, intake)
     await hear_forgetting(stores, services)
+    if services.reflection is not None:
+        services.reflection.start()
     metrics = metrics_endpoint(settings, stores, services)
     lore: Lore | None = None
     application = make_web_app(
@@ -504,7 +553,9 @@ def metrics_endpoint(settings: Settings, stores: Stores, services: Services) -> 
         turns=services.turns, ingest=services.ingest, blocks=stores.blocks, archive=stores.archive
     )
     services.metrics.watch_intake(services.intake)
+    reflection = services.reflection
     services.metrics.watch_work(
+        lambda: reflection.pending if reflection is not None else 0,
         lambda: services.turns.unfinished,
         lambda: services.background.pending,
         lambda: services.ingest.pending,

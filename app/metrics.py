@@ -27,6 +27,7 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 
+from app.reflection.budget import BudgetStatus, tokens_of
 from memory.blocks import EditCounts
 
 disable_created_metrics()  # no `*_created` timestamp series beside each counter and histogram
@@ -197,6 +198,24 @@ class LoreMetrics:
             ["type"],
             registry=registry,
         )
+        self._reflection_calls = Counter(
+            "lore_reflection_calls",
+            "Reflection model calls by outcome: ok, or failed (retried at a later pass)",
+            ["outcome"],
+            registry=registry,
+        )
+        self._reflection_tokens = Counter(
+            "lore_reflection_tokens",
+            "Model tokens reflection spent (input, cache read and written, and output)",
+            registry=registry,
+        )
+        self._reflection_over_budget = Gauge(
+            "lore_reflection_over_budget",
+            "1 while a workspace's reflection has spent its LORE_REFLECT_TOKENS_PER_DAY for "
+            "today (it has stopped until the next UTC day), else 0",
+            ["team"],
+            registry=registry,
+        )
         self._archive_sizes: ArchiveSizes | None = None
         self._listeners_started = 0
         self._handled_total = 0
@@ -253,6 +272,16 @@ class LoreMetrics:
         self._model_tokens.labels(kind="cache_read").inc(usage.cache_read_input_tokens or 0)
         written = usage.cache_creation_input_tokens or 0
         self._model_tokens.labels(kind="cache_creation").inc(written)
+
+    def reflection_call(self, outcome: str, usage: anthropic.types.Usage | None) -> None:
+        """One reflection model call (the reflection's `ReflectionObserver`)."""
+        self._reflection_calls.labels(outcome=outcome).inc()
+        if usage is not None:
+            self._reflection_tokens.inc(tokens_of(usage))
+
+    def reflection_budget(self, team_id: str, status: BudgetStatus) -> None:
+        """A workspace's reflection spend today, after a call or when found over budget."""
+        self._reflection_over_budget.labels(team=team_id).set(1 if status.over else 0)
 
     def thread_read(self, source: str) -> None:
         """Where a follow-up turn read its thread (the agent's `TurnObserver`)."""

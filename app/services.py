@@ -15,6 +15,7 @@ from app.ingest import Ingest
 from app.intake import Intake
 from app.metrics import LoreMetrics
 from app.recall import Recall
+from app.reflection import Reflection
 from app.turns import TurnQueue
 from app.workspace_data import WorkspaceData
 from memory.dedupe import OnceKeys
@@ -36,3 +37,5 @@ class Services:
     askers: Askers
     metrics: LoreMetrics
     intake: Intake
+    reflection: Reflection | None = None
+    """None in retrieval-only mode, or with no reflection budget."""

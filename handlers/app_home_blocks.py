@@ -45,6 +45,8 @@ def home_view(snapshot: HomeSnapshot, *, admin: bool, notice: str | None = None)
     if notice:
         blocks.append(_mrkdwn(notice))
     blocks += _counts(snapshot)
+    if snapshot.reflection:
+        blocks.append(_context(snapshot.reflection))
     blocks.append(_header("Memory"))
     if not admin:
         blocks.append(_context("Workspace admins and owners can edit these blocks."))

@@ -113,6 +113,7 @@ class Reflection:
         self._finished = 0
         self._running = False
         self._halted: set[str] = set()
+        self._current: str | None = None
 
     # Lifecycle
 
@@ -146,7 +147,10 @@ class Reflection:
         await self.state.reopen(team_id, channel_id, thread_ts)
 
     async def halt_team(self, team_id: str) -> None:
+        """Take no more of the workspace's reflection; return once its current one ended."""
         self._halted.add(team_id)
+        async with self._passes:
+            await self._passes.wait_for(lambda: self._current != team_id)
 
     def resume_team(self, team_id: str) -> None:
         self._halted.discard(team_id)
@@ -185,12 +189,16 @@ class Reflection:
             lease = await self._leases.acquire(f"reflect:{team_id}")
             if lease is None:
                 continue  # another process reflects this workspace now
+            self._current = team_id
             try:
                 await self.reflect_team(team_id, lease.lost)
             except Exception:
                 log.exception("reflection of %s failed", team_id)
             finally:
                 await asyncio.shield(lease.release())
+                async with self._passes:
+                    self._current = None
+                    self._passes.notify_all()
 
     async def reflect_team(self, team_id: str, lost: asyncio.Event | None = None) -> None:
         """Finish runs left half applied, then reflect the workspace's due threads."""
@@ -207,7 +215,11 @@ class Reflection:
         )
         done: set[str] = {c.channel_id for c in channels if not c.threads}
         for batch in self._batches(channels):
-            if self._stop.is_set() or (lost is not None and lost.is_set()):
+            if (
+                self._stop.is_set()
+                or team_id in self._halted
+                or (lost is not None and lost.is_set())
+            ):
                 break
             status = await self.budget.status(team_id)
             if status.over:
