@@ -12,9 +12,8 @@ import pytest
 
 from app.main import Lore
 from emulator import SlackEmulator
-from memory.audience import Audience
 from tests.fake_anthropic import FakeAnthropic, reply, text, tool_use
-from tests.harness import archived, eventually, lore_settings, start_lore_on, user_text
+from tests.harness import eventually, lore_settings, start_lore_on, user_text
 
 BOT = "<@U0LORE>"
 REFLECT = "claude-haiku-4-5"
