@@ -11,17 +11,20 @@ does not allow is refused, as is retracting or superseding such a note.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import numpy as np
 from sqlalchemy import (
     Boolean,
     DateTime,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     delete,
@@ -35,6 +38,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from memory.audience import Audience
 from memory.db import Base, utcnow
 from memory.edits import EditError
+from memory.embeddings import Embedder
 
 CHANNEL_TYPES = frozenset({"channel", "group", "im", "mpim"})
 NOTE_CHAR_LIMIT = 2000
@@ -63,6 +67,17 @@ class NoteRow(Base):
     retracted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     retracted_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     retracted_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
+class NoteVectorRow(Base):
+    """The embedding of one note's text (float32), in the vector space named `space`."""
+
+    __tablename__ = "note_vectors"
+
+    note_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    team_id: Mapped[str] = mapped_column(String(32), index=True)
+    space: Mapped[str] = mapped_column(String(128))
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class NoteSourceRow(Base):
@@ -124,10 +139,15 @@ class NoteCounts:
 
 
 class Notes:
-    """The `notes` and `note_sources` tables (SQLite or PostgreSQL)."""
+    """The `notes`, `note_sources` and `note_vectors` tables (SQLite or PostgreSQL).
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    With an `embedder`, each note's embedding is stored with it, for `NoteSearch`.
+    """
+
+    def __init__(self, engine: AsyncEngine, embedder: Embedder | None = None) -> None:
+        self.engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        self._embedder = embedder
         self.counts = NoteCounts()
 
     async def add(
@@ -196,6 +216,7 @@ class Notes:
             )
             for position, s in enumerate(unique)
         ]
+        vector = await self._vector(row)
         async with self._sessions.begin() as session:
             if supersedes is not None:
                 old = await session.get(NoteRow, supersedes)
@@ -209,11 +230,19 @@ class Notes:
                     )
             session.add(row)
             await session.flush()
-            session.add_all(source_rows)
+            session.add_all([*source_rows, *vector])
         self.counts.added += 1
         if supersedes is not None:
             self.counts.retracted["supersede"] += 1
         return _note(row, source_rows)
+
+    async def _vector(self, row: NoteRow) -> list[NoteVectorRow]:
+        if self._embedder is None:
+            return []
+        embedded = (await asyncio.to_thread(self._embedder.embed, [row.text]))[0]
+        vector = np.asarray(embedded, dtype=np.float32).tobytes()
+        space = self._embedder.name
+        return [NoteVectorRow(note_id=row.id, team_id=row.team_id, space=space, vector=vector)]
 
     async def retract(
         self,
@@ -392,6 +421,7 @@ class Notes:
         """Forget every note of the workspace, retracted ones too."""
         async with self._sessions.begin() as session:
             await session.execute(delete(NoteSourceRow).where(NoteSourceRow.team_id == team_id))
+            await session.execute(delete(NoteVectorRow).where(NoteVectorRow.team_id == team_id))
             await session.execute(delete(NoteRow).where(NoteRow.team_id == team_id))
 
 
