@@ -1,39 +1,63 @@
 """Reflection end to end: threads nobody asked Lore in go quiet, reflection (a model scripted
-apart from the turns) writes notes from them, and later questions anywhere find those notes
-under the same access rule as the messages they came from."""
+apart from the turns) writes notes from them, and later questions find those notes under the
+same access rule as the messages they came from. Each test has a workspace of its own."""
 
 from __future__ import annotations
 
+import asyncio
+import re
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
 from app.main import Lore
+from app.reflection import Reflection
 from emulator import SlackEmulator
-from tests.fake_anthropic import FakeAnthropic, reply, text, tool_use
-from tests.harness import eventually, lore_settings, start_lore_on, user_text
+from memory.audience import Audience
+from memory.blocks import MemoryScope
+from memory.locks import RedisLeases
+from memory.reflection_state import ReflectionState
+from tests.conftest import REDIS_URL
+from tests.fake_anthropic import FakeAnthropic, delay, error, reply, text, tool_use
+from tests.harness import (
+    archived,
+    eventually,
+    lore_settings,
+    start_lore_on,
+    system_text,
+    user_text,
+)
+from tests.test_app_home import home_of
 
 BOT = "<@U0LORE>"
 REFLECT = "claude-haiku-4-5"
-TEAM = "T0LORE"
 QUIET = 0.4  # LORE_REFLECT_AFTER in these tests, seconds
+EVERYTHING = MemoryScope.everything()
+FALCON = "Falcon is funded with EUR 2M (Carol, in #plans)."
 
 
 def reflecting(tmp_path: Path, fake: FakeAnthropic, **overrides: Any) -> Any:
-    return lore_settings(
-        tmp_path,
-        fake,
-        lore_reflect_after=QUIET,
-        lore_reflect_tokens_per_day=2_000_000,
-        lore_reflect_model=REFLECT,
+    values: dict[str, Any] = {
+        "lore_reflect_after": QUIET,
+        "lore_reflect_tokens_per_day": 2_000_000,
+        "lore_reflect_model": REFLECT,
         **overrides,
-    )
+    }
+    return lore_settings(tmp_path, fake, **values)
 
 
 @pytest.fixture
-async def lore_reflecting(
+def emulator(team_emulator: SlackEmulator) -> SlackEmulator:
+    """A workspace of its own (reflection's lease is per workspace, on shared Redis)."""
+    return team_emulator
+
+
+@pytest.fixture
+async def lore(
     emulator: SlackEmulator, fake_llm: FakeAnthropic, tmp_path: Path
 ) -> AsyncIterator[Lore]:
     running = await start_lore_on(emulator, reflecting(tmp_path, fake_llm))
@@ -41,11 +65,8 @@ async def lore_reflecting(
     await running.stop()
 
 
-def note_add(text_: str, channel: str, *ts: str, supersedes: str | None = None) -> Any:
-    given: dict[str, Any] = {
-        "text": text_,
-        "sources": [{"channel": channel, "ts": t} for t in ts],
-    }
+def note_add(said: str, channel: str, *ts: str, supersedes: str | None = None) -> Any:
+    given: dict[str, Any] = {"text": said, "sources": [{"channel": channel, "ts": t} for t in ts]}
     if supersedes:
         given["supersedes"] = supersedes
     return tool_use("note_add", given)
@@ -63,44 +84,58 @@ async def thread(
     return posted
 
 
-async def notes_of(lore: Lore, team: str = TEAM) -> list[Any]:
+def reflection_of(lore: Lore) -> Reflection:
+    assert lore.services.reflection is not None
+    return lore.services.reflection
+
+
+async def wait_notes(lore: Lore, team: str, count: int) -> list[Any]:
+    async def enough() -> bool:
+        return len(await lore.stores.notes.active(team)) >= count
+
+    await eventually(enough, within=30)
     return await lore.stores.notes.active(team)
 
 
-async def wait_notes(lore: Lore, count: int, team: str = TEAM) -> list[Any]:
-    async def enough() -> bool:
-        return len(await notes_of(lore, team)) >= count
-
-    await eventually(enough, within=30)
-    return await notes_of(lore, team)
-
-
-def reflected_text(fake: FakeAnthropic) -> str:
-    return "\n".join(user_text(r) for r in fake.requests_for(REFLECT))
+def tool_results(request: dict[str, Any]) -> str:
+    """Every tool result the model was sent in one request, as text."""
+    found = []
+    for message in request["messages"]:
+        if isinstance(message["content"], list):
+            found += [str(p["content"]) for p in message["content"] if p["type"] == "tool_result"]
+    return "\n".join(found)
 
 
-async def test_a_quiet_public_thread_becomes_a_note_found_from_another_channel(
-    lore_reflecting: Lore, emulator: SlackEmulator, fake_llm: FakeAnthropic
+async def ask(
+    emulator: SlackEmulator, fake: FakeAnthropic, user: str, channel: str, question: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Ask Lore (the turn searches once, then answers citing the first result); the reply and
+    the turn's last model request."""
+    fake.script(
+        reply(tool_use("search_conversations", {"query": question})),
+        reply(text("Here is what I found.", citations=[0])),
+    )
+    asked = await emulator.post_message(user, channel, f"{BOT} {question}")
+    replies = await emulator.wait_for_reply(channel, asked["ts"], timeout=20)
+    turns = [r for r in fake.requests if r.get("model") != REFLECT]
+    return replies[0], turns[-1]
+
+
+async def test_a_quiet_public_thread_becomes_a_note_that_another_channel_finds_and_cites(
+    lore: Lore, emulator: SlackEmulator, fake_llm: FakeAnthropic
 ) -> None:
-    lore = lore_reflecting
+    team = emulator.config.team_id
     posted = await thread(
         emulator,
         "C0GENERAL",
         ("U0BOB", "Who looks after billing now that Eve moved to sales?"),
         ("U0CAROL", "Dana owns billing from this week on."),
     )
+    fact = "Dana owns billing (since Eve moved to sales)."
     fake_llm.script_model(
-        REFLECT,
-        reply(
-            note_add(
-                "Dana owns billing (since Eve moved to sales).",
-                "C0GENERAL",
-                posted[0]["ts"],
-                posted[1]["ts"],
-            )
-        ),
+        REFLECT, reply(note_add(fact, "C0GENERAL", posted[0]["ts"], posted[1]["ts"]))
     )
-    [note] = await wait_notes(lore, 1)
+    [note] = await wait_notes(lore, team, 1)
     assert note.channel_id == "C0GENERAL" and note.channel_type == "channel"
     assert {s.ts for s in note.sources} == {posted[0]["ts"], posted[1]["ts"]}
     assert note.written_by.startswith("reflection:")
@@ -109,24 +144,244 @@ async def test_a_quiet_public_thread_becomes_a_note_found_from_another_channel(
     assert "Dana owns billing from this week on." in seen and BOT not in seen
     assert call["system"][0]["cache_control"] == {"type": "ephemeral"}
     assert call["tools"][-1]["cache_control"] == {"type": "ephemeral"}
-    assert "<org" in "\n".join(b["text"] for b in call["system"])
+    assert "<org" in system_text(call)
 
-    fake_llm.script(
-        reply(tool_use("search_conversations", {"query": "who owns billing"})),
-        reply(text("Dana owns billing.", citations=[0])),
+    answer, request = await ask(emulator, fake_llm, "U0ALICE", "C0RANDOM", "who owns billing?")
+    assert fact in tool_results(request)
+    links = str(answer)
+    assert any(ts.replace(".", "") in links for ts in (posted[0]["ts"], posted[1]["ts"]))
+
+
+async def test_a_private_channel_is_reflected_alone_and_its_note_stays_there(
+    lore: Lore, emulator: SlackEmulator, fake_llm: FakeAnthropic
+) -> None:
+    team = emulator.config.team_id
+    emulator.add_channel("C0PLANS", "plans", is_private=True, members=["U0ALICE", "U0CAROL"])
+    secret = await thread(
+        emulator,
+        "C0PLANS",
+        ("U0ALICE", "Falcon budget?"),
+        ("U0CAROL", "Project Falcon's budget is two million euros."),
     )
-    asked = await emulator.post_message("U0ALICE", "C0RANDOM", f"{BOT} who owns billing?")
-    replies = await emulator.wait_for_reply("C0RANDOM", asked["ts"], timeout=20)
-    turn = [r for r in fake_llm.requests if r.get("model") != REFLECT][-1]
-    results = [
-        block
-        for message in turn["messages"]
-        if isinstance(message["content"], list)
-        for part in message["content"]
-        if part.get("type") == "tool_result"
-        for block in part["content"]
-        if isinstance(part["content"], list)
-    ]
-    assert any("Dana owns billing (since Eve moved to sales)." in str(b) for b in results)
-    cited = str(replies[0])
-    assert posted[0]["ts"].replace(".", "") in cited or posted[1]["ts"].replace(".", "") in cited
+    public = await thread(
+        emulator,
+        "C0GENERAL",
+        ("U0BOB", "Where is the offsite?"),
+        ("U0CAROL", "The offsite is in Lisbon in June."),
+    )
+
+    def script(request: dict[str, Any]) -> Any:
+        if "Falcon" in user_text(request):
+            return reply(
+                note_add(FALCON, "C0PLANS", secret[1]["ts"]),
+                tool_use("memory_insert", {"label": "org", "text": "Falcon is funded."}),
+                note_add("Leak attempt.", "C0GENERAL", public[1]["ts"]),
+            )
+        return reply(note_add("The offsite is in Lisbon in June.", "C0GENERAL", public[1]["ts"]))
+
+    fake_llm.respond_to_model(REFLECT, script)
+    notes = await wait_notes(lore, team, 2)
+    calls = fake_llm.requests_for(REFLECT)
+    private_calls = [c for c in calls if "Falcon" in user_text(c)]
+    assert private_calls and all("Lisbon" not in user_text(c) for c in private_calls)
+    assert "private:C0PLANS" in system_text(private_calls[0])
+    falcon = next(n for n in notes if n.text == FALCON)
+    assert falcon.channel_id == "C0PLANS" and falcon.channel_type == "group"
+    assert not [n for n in notes if n.text == "Leak attempt."]
+    members = await lore.stores.notes.active(team, audience=Audience(frozenset({"C0PLANS"})))
+    outsiders = await lore.stores.notes.active(team, audience=Audience(frozenset()))
+    assert falcon.id in {n.id for n in members}
+    assert falcon.id not in {n.id for n in outsiders}
+    own = await lore.stores.blocks.get(team, "private:C0PLANS", EVERYTHING)
+    org = await lore.stores.blocks.get(team, "org", EVERYTHING)
+    assert own is not None and "Falcon is funded." in own.value
+    assert org is not None and "Falcon" not in org.value
+
+    _, in_public = await ask(emulator, fake_llm, "U0ALICE", "C0RANDOM", "Falcon budget")
+    assert "EUR 2M" not in tool_results(in_public) + user_text(in_public)
+    _, in_plans = await ask(emulator, fake_llm, "U0ALICE", "C0PLANS", "Falcon budget")
+    assert FALCON in tool_results(in_plans)
+
+
+async def test_no_message_is_read_twice_and_a_reopened_thread_is_read_again(
+    lore: Lore, emulator: SlackEmulator, fake_llm: FakeAnthropic
+) -> None:
+    team = emulator.config.team_id
+    fake_llm.respond_to_model(REFLECT, lambda request: reply(text("Nothing durable here.")))
+    posted = await thread(
+        emulator, "C0GENERAL", ("U0BOB", "Standup moves to 9:30."), ("U0CAROL", "Noted, 9:30.")
+    )
+    await eventually(lambda: _calls(fake_llm, 1), within=30)
+    one_more = await emulator.post_message(
+        "U0ALICE", "C0GENERAL", "Fine by me.", thread_ts=posted[0]["ts"]
+    )
+    await archived(lore, team, 3)
+    await _quiet_pass(lore)
+    await _quiet_pass(lore)
+    assert len(fake_llm.requests_for(REFLECT)) == 1  # one new message: not yet
+    second = await emulator.post_message(
+        "U0BOB", "C0GENERAL", "Same for me.", thread_ts=posted[0]["ts"]
+    )
+    await eventually(lambda: _calls(fake_llm, 2), within=30)
+    again = user_text(fake_llm.requests_for(REFLECT)[1])
+    assert "Fine by me." in again and "Same for me." in again
+    assert "Standup moves to 9:30." not in again
+    assert {one_more["ts"], second["ts"]} <= set(_read_ts(again))
+
+    await reflection_of(lore).reopen(team, "C0GENERAL", posted[0]["ts"])
+    await eventually(lambda: _calls(fake_llm, 3), within=30)
+    whole = user_text(fake_llm.requests_for(REFLECT)[2])
+    assert "Standup moves to 9:30." in whole and "Same for me." in whole
+    await _quiet_pass(lore)
+    assert len(fake_llm.requests_for(REFLECT)) == 3
+
+
+async def test_a_failed_reflection_stores_nothing_and_is_retried(
+    lore: Lore, emulator: SlackEmulator, fake_llm: FakeAnthropic
+) -> None:
+    team = emulator.config.team_id
+    posted = await thread(
+        emulator, "C0GENERAL", ("U0BOB", "Which region for the new DB?"), ("U0CAROL", "eu-west-1.")
+    )
+    fake_llm.script_model(
+        REFLECT,
+        error(500, "api_error", "Internal server error"),
+        reply(note_add("The new database runs in eu-west-1.", "C0GENERAL", posted[1]["ts"])),
+    )
+    await eventually(lambda: _calls(fake_llm, 1), within=30)
+    assert await lore.stores.notes.active(team) == []
+    [note] = await wait_notes(lore, team, 1)
+    assert note.text == "The new database runs in eu-west-1."
+    first, second = fake_llm.requests_for(REFLECT)
+    assert "eu-west-1." in user_text(first) and "eu-west-1." in user_text(second)
+    await _quiet_pass(lore)
+    assert len(fake_llm.requests_for(REFLECT)) == 2
+    assert len(await lore.stores.notes.active(team)) == 1
+    assert _sample(lore, "lore_reflection_calls_total", outcome="failed") == 1
+
+
+async def test_a_restart_mid_reflection_neither_loses_nor_repeats_a_thread(
+    emulator: SlackEmulator, fake_llm: FakeAnthropic, tmp_path: Path
+) -> None:
+    team = emulator.config.team_id
+    first = await start_lore_on(emulator, reflecting(tmp_path, fake_llm))
+    try:
+        posted = await thread(
+            emulator, "C0GENERAL", ("U0BOB", "Who signs NDAs?"), ("U0CAROL", "Legal: Priya.")
+        )
+        fake_llm.script_model(REFLECT, delay(60, reply(text("never sent"))))
+        await eventually(lambda: _calls(fake_llm, 1), within=30)
+    finally:
+        await first.stop()
+    fake_llm.script_model(
+        REFLECT, reply(note_add("Priya in Legal signs NDAs.", "C0GENERAL", posted[1]["ts"]))
+    )
+    second = await start_lore_on(emulator, reflecting(tmp_path, fake_llm))
+    try:
+        [note] = await wait_notes(second, team, 1)
+        assert note.text == "Priya in Legal signs NDAs."
+        await _quiet_pass(second)
+        await _quiet_pass(second)
+        calls = fake_llm.requests_for(REFLECT)
+        assert len(calls) == 2 and all("Legal: Priya." in user_text(c) for c in calls)
+        assert len(await second.stores.notes.active(team)) == 1
+    finally:
+        await second.stop()
+
+
+async def test_the_token_budget_stops_reflection_for_the_day_and_app_home_says_so(
+    emulator: SlackEmulator, fake_llm: FakeAnthropic, tmp_path: Path
+) -> None:
+    team = emulator.config.team_id
+    lore = await start_lore_on(
+        emulator, reflecting(tmp_path, fake_llm, lore_reflect_tokens_per_day=50)
+    )
+    try:
+        view = await home_of(emulator, "U0ALICE", "Reflection today")
+        assert "Reflection today: 0 of 50 tokens." in str(view)
+        fake_llm.respond_to_model(REFLECT, lambda request: reply(text("Nothing durable.")))
+        await thread(emulator, "C0GENERAL", ("U0BOB", "Lunch?"), ("U0CAROL", "Pizza at noon."))
+        await eventually(lambda: _calls(fake_llm, 1), within=30)
+        await _quiet_pass(lore)
+        assert _sample(lore, "lore_reflection_over_budget", team=team) == 1
+        await thread(emulator, "C0GENERAL", ("U0BOB", "Release date?"), ("U0CAROL", "The 14th."))
+        await archived(lore, team, 4)
+        await _quiet_pass(lore)
+        assert len(fake_llm.requests_for(REFLECT)) == 1
+        view = await home_of(emulator, "U0ALICE", "stopped for the day")
+        assert "spent today's 50 tokens" in str(view)
+    finally:
+        await lore.stop()
+
+
+async def test_two_processes_never_reflect_one_workspace_at_once(
+    lore: Lore, emulator: SlackEmulator, fake_llm: FakeAnthropic
+) -> None:
+    team = emulator.config.team_id
+    running = {"now": 0, "most": 0}
+
+    async def slow(request: dict[str, Any]) -> Any:
+        running["now"] += 1
+        running["most"] = max(running["most"], running["now"])
+        await asyncio.sleep(0.3)  # the fake model's own latency, not a wait in the test
+        running["now"] -= 1
+        return reply(text("Nothing durable."))
+
+    await reflection_of(lore).close()  # this process's own worker is out of the way
+    fake_llm.respond_to_model(REFLECT, slow)
+    for n in range(3):
+        await thread(emulator, "C0GENERAL", ("U0BOB", f"Topic {n}?"), ("U0CAROL", f"Answer {n}."))
+    await archived(lore, team, 6)
+    clients = [Redis.from_url(REDIS_URL) for _ in range(2)]
+    workers = [_another_process(lore, fake_llm, client) for client in clients]
+    try:
+        await _until_quiet(lore)
+        await asyncio.gather(*(w.reflect_all() for w in workers))
+        await asyncio.gather(*(w.reflect_all() for w in workers))
+    finally:
+        for worker, client in zip(workers, clients, strict=True):
+            await worker.close()
+            await client.aclose()
+    assert running["most"] == 1
+    assert len(fake_llm.requests_for(REFLECT)) == 1  # the three threads in one call, once
+
+
+def _another_process(lore: Lore, fake: FakeAnthropic, redis: Redis) -> Reflection:
+    """A reflection worker like another process's: its own Redis client and model client."""
+    own = reflection_of(lore)
+    return Reflection(
+        llm=fake.client(max_retries=0),
+        limits=own.limits,
+        state=ReflectionState(lore.stores.engine),
+        archive=lore.stores.archive,
+        blocks=lore.stores.blocks,
+        notes=lore.stores.notes,
+        leases=RedisLeases(redis),
+    )
+
+
+async def _calls(fake: FakeAnthropic, count: int) -> bool:
+    return len(fake.requests_for(REFLECT)) >= count
+
+
+async def _quiet_pass(lore: Lore, quiet_for: float = QUIET) -> None:
+    """Wait until everything archived so far is quiet, then for a whole reflection pass."""
+    await _until_quiet(lore, quiet_for)
+    await reflection_of(lore).next_pass()
+
+
+async def _until_quiet(lore: Lore, quiet_for: float = QUIET) -> None:
+    newest = time.time()
+    await eventually(lambda: _after(newest + quiet_for), within=30)
+
+
+async def _after(moment: float) -> bool:
+    return time.time() > moment
+
+
+def _read_ts(said: str) -> list[str]:
+    return re.findall(r'ts="([0-9.]+)"', said)
+
+
+def _sample(lore: Lore, name: str, **labels: str) -> float | None:
+    return lore.services.metrics.registry.get_sample_value(name, labels)
