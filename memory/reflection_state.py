@@ -4,7 +4,9 @@
   before it has been looked at (reflected, or left for a second new message). A thread with a
   message after it is looked at again.
 - `reflection_threads`: per thread, the newest message reflection has read (`read_upto`), so
-  no message is read twice; a thread sent back (`reopened`) is read again whole.
+  no message is read twice; a thread sent back is read again whole: `reopens` counts the times
+  it was sent back, `reopens_read` the count a reflection that read it whole had seen, so a
+  thread sent back while a reflection of it is under way is read once more after it.
 - `reflection_runs`: a reflection's operations, stored in the same transaction that moves the
   positions past its threads, then applied one by one (`applied` counts them), so a restart
   finishes a run instead of losing or repeating it.
@@ -23,7 +25,6 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
-    Boolean,
     DateTime,
     Float,
     Integer,
@@ -62,7 +63,8 @@ class ReflectionThreadRow(Base):
     channel_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     thread_ts: Mapped[str] = mapped_column(String(32), primary_key=True)
     read_upto: Mapped[float] = mapped_column(Float, default=0.0)
-    reopened: Mapped[bool] = mapped_column(Boolean, default=False)
+    reopens: Mapped[int] = mapped_column(Integer, default=0)
+    reopens_read: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -77,6 +79,9 @@ class ReflectionRunRow(Base):
     applied: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+_REOPENED = ReflectionThreadRow.reopens > ReflectionThreadRow.reopens_read
 
 
 class ReflectionUsageRow(Base):
@@ -104,7 +109,13 @@ class ThreadMark:
     thread_ts: str
     newest: float
     read_upto: float
-    reopened: bool
+    reopens: int
+    """Times the thread was sent back; more than a reflection has read: `reopened`."""
+    reopens_read: int
+
+    @property
+    def reopened(self) -> bool:
+        return self.reopens > self.reopens_read
 
 
 @dataclass(frozen=True)
@@ -114,6 +125,8 @@ class ThreadRead:
     channel_id: str
     thread_ts: str
     read_upto: float
+    reopens: int = 0
+    """The times it had been sent back when it was read (see `ThreadMark`)."""
 
 
 @dataclass(frozen=True)
@@ -166,6 +179,19 @@ class ReflectionState:
             )
             return {channel_id: float(position) for channel_id, position in rows}
 
+    async def reopened_channels(self, team_id: str) -> set[str]:
+        """Channels with a thread sent back to reflection."""
+        async with self._sessions() as session:
+            rows = await session.scalars(
+                select(ReflectionThreadRow.channel_id)
+                .where(
+                    ReflectionThreadRow.team_id == team_id,
+                    _REOPENED,
+                )
+                .distinct()
+            )
+            return set(rows)
+
     async def threads_after(self, team_id: str, channel_id: str, after: float) -> list[ThreadMark]:
         """The channel's threads with a message after `after`, plus those sent back."""
         moved = (
@@ -180,7 +206,7 @@ class ReflectionState:
         reopened = select(ReflectionThreadRow.thread_ts).where(
             ReflectionThreadRow.team_id == team_id,
             ReflectionThreadRow.channel_id == channel_id,
-            ReflectionThreadRow.reopened.is_(True),
+            _REOPENED,
         )
         newest = (
             select(messages.c.thread_key, func.max(messages.c.ts_num))
@@ -195,28 +221,29 @@ class ReflectionState:
             found = {key: float(ts) for key, ts in await connection.execute(newest)}
         marks = await self._marks(team_id, channel_id, list(found))
         return [
-            ThreadMark(channel_id, key, ts, *marks.get(key, (0.0, False)))
+            ThreadMark(channel_id, key, ts, *marks.get(key, (0.0, 0, 0)))
             for key, ts in sorted(found.items(), key=lambda item: item[1])
         ]
 
     async def _marks(
         self, team_id: str, channel_id: str, thread_keys: Sequence[str]
-    ) -> dict[str, tuple[float, bool]]:
-        found: dict[str, tuple[float, bool]] = {}
+    ) -> dict[str, tuple[float, int, int]]:
+        found: dict[str, tuple[float, int, int]] = {}
         async with self._sessions() as session:
             for start in range(0, len(thread_keys), 400):
                 rows = await session.execute(
                     select(
                         ReflectionThreadRow.thread_ts,
                         ReflectionThreadRow.read_upto,
-                        ReflectionThreadRow.reopened,
+                        ReflectionThreadRow.reopens,
+                        ReflectionThreadRow.reopens_read,
                     ).where(
                         ReflectionThreadRow.team_id == team_id,
                         ReflectionThreadRow.channel_id == channel_id,
                         ReflectionThreadRow.thread_ts.in_(thread_keys[start : start + 400]),
                     )
                 )
-                found.update({key: (float(upto), bool(again)) for key, upto, again in rows})
+                found.update({key: (float(upto), n, read) for key, upto, n, read in rows})
         return found
 
     # Moving on
@@ -246,16 +273,23 @@ class ReflectionState:
                 )
             )
             for thread in threads:
-                await session.execute(
-                    self._thread(
-                        run.team_id, thread.channel_id, thread.thread_ts, thread.read_upto, False
-                    )
-                )
+                await session.execute(self._read(run.team_id, thread))
 
     async def reopen(self, team_id: str, channel_id: str, thread_ts: str) -> None:
         """Send a thread back: its next reflection reads it whole."""
+        values = {
+            "team_id": team_id,
+            "channel_id": channel_id,
+            "thread_ts": thread_ts,
+            "reopens": 1,
+            "updated_at": utcnow(),
+        }
+        statement = self._insert(ReflectionThreadRow, values).on_conflict_do_update(
+            index_elements=["team_id", "channel_id", "thread_ts"],
+            set_={"reopens": ReflectionThreadRow.reopens + 1, "updated_at": utcnow()},
+        )
         async with self._sessions() as session, session.begin():
-            await session.execute(self._thread(team_id, channel_id, thread_ts, 0.0, True))
+            await session.execute(statement)
 
     async def unfinished_runs(self, team_id: str) -> list[Run]:
         async with self._sessions() as session:
@@ -346,20 +380,18 @@ class ReflectionState:
             },
         )
 
-    def _thread(
-        self, team_id: str, channel_id: str, thread_ts: str, read_upto: float, reopened: bool
-    ) -> Insert:
+    def _read(self, team_id: str, thread: ThreadRead) -> Insert:
         values = {
             "team_id": team_id,
-            "channel_id": channel_id,
-            "thread_ts": thread_ts,
-            "read_upto": read_upto,
-            "reopened": reopened,
+            "channel_id": thread.channel_id,
+            "thread_ts": thread.thread_ts,
+            "read_upto": thread.read_upto,
+            "reopens_read": thread.reopens,
             "updated_at": utcnow(),
         }
         return self._insert(ReflectionThreadRow, values).on_conflict_do_update(
             index_elements=["team_id", "channel_id", "thread_ts"],
-            set_={k: values[k] for k in ("read_upto", "reopened", "updated_at")},
+            set_={k: values[k] for k in ("read_upto", "reopens_read", "updated_at")},
         )
 
     @property

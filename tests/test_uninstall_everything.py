@@ -34,6 +34,7 @@ from memory.edits import Insert
 from memory.feedback import Verdict, Vote
 from memory.notes import NoteSource
 from memory.redis_keys import KEY_PREFIXES, RedisTeamKeys
+from memory.reflection_state import ReflectionState, Run
 from tests.conftest import REDIS_URL, new_team
 from tests.fake_anthropic import FakeAnthropic, delay, reply, text, tool_use
 from tests.harness import archived, eventually, lore_settings, start_lore_on
@@ -160,6 +161,8 @@ async def fill_other_workspace(lore: Lore, redis: Redis) -> str:
         written_by="admin:U0OTHER",
     )
     await lore.services.backfill.state.request(team_id, "C0OTHER")
+    await ReflectionState(stores.engine).reopen(team_id, "C0OTHER", "1700000000.000100")
+    await ReflectionState(stores.engine).spend(team_id, "2026-01-01", 1200)
     if stores.installations is not None:
         await stores.installations.store.async_save(
             Installation(
@@ -202,6 +205,11 @@ async def fill_workspace(lore: Lore, emulator: SlackEmulator, fake_llm: FakeAnth
         written_by="admin:U0ALICE",
     )
     await lore.services.backfill.state.request(team, "C0LEADS")
+    reflection = ReflectionState(lore.stores.engine)
+    await reflection.reopen(team, "C0GENERAL", asked["ts"])
+    await reflection.advance(team, {"C0GENERAL": float(asked["ts"])})
+    await reflection.spend(team, "2026-01-01", 1200)
+    await reflection.record_run(Run(f"run-{team}", team, {}, [], 0), [])
     deleted = {"type": "message", "subtype": "message_deleted", "channel": "C0GENERAL"}
     assert await emulator.deliver_event({**deleted, "deleted_ts": EARLY_TS}) == 200
     early = f"lore:early-change:{team}:C0GENERAL:{EARLY_TS}"
@@ -268,6 +276,10 @@ async def test_uninstall_in_one_token_mode_forgets_everything_in_every_process(
             "backfill_channels",
             "notes",
             "note_sources",
+            "reflection_channels",
+            "reflection_runs",
+            "reflection_threads",
+            "reflection_usage",
         }
         assert any(name.startswith("chroma:") for name in held)
         assert any(name.startswith("redis:lore:early-change:") for name in held)

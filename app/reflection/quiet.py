@@ -20,6 +20,7 @@ class DueThread:
     channel_type: str
     thread_ts: str
     messages: tuple[ArchivedMessage, ...]
+    reopens: int = 0
 
     @property
     def read_upto(self) -> float:
@@ -57,11 +58,12 @@ async def due_channels(
     """Every channel of the workspace with a thread due now, or whose position may move."""
     cutoff = now - after
     positions = await state.positions(team_id)
+    reopened = await state.reopened_channels(team_id)
     found: list[DueChannel] = []
     for top in await state.channels(team_id):
-        if top.channel_id in busy:
-            continue
         position = positions.get(top.channel_id, 0.0)
+        if top.channel_id in busy or (top.newest <= position and top.channel_id not in reopened):
+            continue
         marks = await state.threads_after(team_id, top.channel_id, position)
         if not marks:
             continue
@@ -88,4 +90,4 @@ async def _due(
     wanted = 1 if mark.reopened else MIN_NEW_MESSAGES
     if len(unread) < wanted:
         return None
-    return DueThread(mark.channel_id, channel_type, mark.thread_ts, tuple(unread))
+    return DueThread(mark.channel_id, channel_type, mark.thread_ts, tuple(unread), mark.reopens)

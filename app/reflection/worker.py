@@ -290,7 +290,7 @@ class Reflection:
         ]
         run = Run(uuid.uuid4().hex, team_id, run_scope(private, read), operations, 0)
         await self.state.record_run(
-            run, [ThreadRead(t.channel_id, t.thread_ts, t.read_upto) for t in batch]
+            run, [ThreadRead(t.channel_id, t.thread_ts, t.read_upto, t.reopens) for t in batch]
         )
         await self.operations.apply(run)
         return True
