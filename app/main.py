@@ -75,6 +75,7 @@ from memory.locks import (
     RedisLocks,
     WorkspaceLocks,
 )
+from memory.note_search import NoteSearch
 from memory.notes import Notes
 from memory.redis_keys import RedisTeamKeys
 from memory.reply_sources import ReplySources
@@ -158,6 +159,8 @@ async def open_stores(settings: Settings) -> Stores:
         archive = await Archive.open_embedded(
             settings.lore_data_dir / "chroma", embedder, engine, settings.ranking
         )
+    notes = Notes(engine, embedder)
+    archive.find_notes(NoteSearch(notes, embedder, settings.ranking))
     return Stores(
         engine=engine,
         redis=redis,
@@ -169,7 +172,7 @@ async def open_stores(settings: Settings) -> Stores:
         installations=await open_installations(settings, engine),
         exclusions=Exclusions(engine),
         reply_sources=ReplySources(engine),
-        notes=Notes(engine),
+        notes=notes,
     )
 
 
@@ -215,6 +218,7 @@ def make_services(settings: Settings, stores: Stores, intake: IntakeLog) -> Serv
         max_pending=settings.lore_max_pending_archive,
         early=RedisEarlyChanges(stores.redis) if stores.redis else None,
         replies=stores.reply_sources,
+        notes=stores.notes,
     )
     askers = Askers(stores.conversations)
     feedback = ReplyFeedback(stores.feedback, stores.conversations)
@@ -242,6 +246,7 @@ def make_services(settings: Settings, stores: Stores, intake: IntakeLog) -> Serv
             settling=archiving,
             backfilling=backfill_under_way(backfill),
         ),
+        notes=stores.notes,
     )
     turns = TurnQueue(
         settings.lore_max_concurrent_turns,
