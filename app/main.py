@@ -286,6 +286,7 @@ def make_services(settings: Settings, stores: Stores, intake: IntakeLog) -> Serv
             feedback=feedback,
             backfill=backfill,
             exclusions=stores.exclusions,
+            notes=stores.notes,
         ),
         askers=askers,
         metrics=metrics,

@@ -2,18 +2,26 @@
 is found in another conversation as a search result on its source message, which the answer
 cites; a private channel's note is found only by the channel's members (a public channel and a
 non-member are the controls); deleting every source retracts a note, a partial deletion does
-not; an edited source sends its thread back to be read again."""
+not; an edited source sends its thread back to be read again. The App Home shows admins every
+note with its sources and a Retract button, others only public channels' notes and no button
+(a forged press is refused); the JSON API lists notes with their sources."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+import aiohttp
+
+from app.api import enable_api
 from app.main import Lore
 from emulator import SlackEmulator
-from memory.notes import Note
+from handlers.app_home import ADMINS_ONLY
+from handlers.app_home_blocks import RETRACT_NOTE_ACTION
+from memory.notes import Note, NoteSource
 from tests.fake_anthropic import FakeAnthropic, reply, text, tool_use
 from tests.harness import archived_message, eventually, settled
+from tests.test_app_home import elements, home_of, published, view_text
 
 BOT = "<@U0LORE>"
 TEAM = "T0LORE"
@@ -214,3 +222,81 @@ async def test_an_edited_source_sends_its_thread_back_to_be_read_again(
     await emulator.edit_message("C0GENERAL", answer["ts"], "Sam runs the on-call rota now.")
     await settled(emulator, lore)
     assert reopened == [(TEAM, "C0GENERAL", parent["ts"])]
+
+
+async def two_notes(lore: Lore, emulator: SlackEmulator) -> tuple[Note, Note]:
+    """A note learned in #general and one learned in the private #leadership."""
+    public = await said(lore, emulator, "U0BOB", "C0GENERAL", "The kestrel release ships Friday.")
+    private = await said(lore, emulator, "U0CAROL", "C0LEADS", "Kestrel budget is 40k.")
+    notes = lore.stores.notes
+    shipped = await notes.add(
+        TEAM,
+        text="Kestrel ships on Friday.",
+        sources=[NoteSource("C0GENERAL", public["ts"], public["permalink"])],
+        channel_type="channel",
+        written_by="conversation:c1",
+    )
+    budget = await notes.add(
+        TEAM,
+        text="The kestrel budget is 40k.",
+        sources=[NoteSource("C0LEADS", private["ts"], private["permalink"])],
+        channel_type="group",
+        written_by="conversation:c2",
+    )
+    return shipped, budget
+
+
+async def test_app_home_lists_notes_with_sources_and_only_admins_retract_them(
+    lore: Lore, emulator: SlackEmulator
+) -> None:
+    shipped, budget = await two_notes(lore, emulator)
+    view = await home_of(emulator, "U0CAROL", "The kestrel budget is 40k.")  # an admin
+    assert "Kestrel ships on Friday." in view_text(view)
+    assert shipped.sources[0].permalink in view_text(view)  # learned from: its message
+    assert {e["value"] for e in elements(view, RETRACT_NOTE_ACTION)} == {shipped.id, budget.id}
+
+    member = await home_of(emulator, "U0BOB", "Kestrel ships on Friday.")  # not an admin
+    assert "40k" not in view_text(member)  # never a private channel's note
+    assert not elements(member, RETRACT_NOTE_ACTION)
+    await emulator.view_interactions.home_action(
+        "U0BOB", RETRACT_NOTE_ACTION, value=shipped.id, forge=True
+    )
+    await published(emulator, "U0BOB", ADMINS_ONLY)
+    assert [n.id for n in await active(lore)] == [budget.id, shipped.id]
+
+    await emulator.view_interactions.home_action("U0CAROL", RETRACT_NOTE_ACTION, value=shipped.id)
+    view = await published(emulator, "U0CAROL", "Retracted the note")
+    assert {e["value"] for e in elements(view, RETRACT_NOTE_ACTION)} == {budget.id}
+    retracted = await lore.stores.notes.get(TEAM, shipped.id)
+    assert retracted is not None and retracted.retracted_by == "admin:U0CAROL"
+    assert [n.id for n in await active(lore)] == [budget.id]
+
+
+async def test_the_json_api_lists_notes_with_their_sources(
+    lore: Lore, emulator: SlackEmulator
+) -> None:
+    shipped, budget = await two_notes(lore, emulator)
+    await lore.stores.notes.retract(TEAM, shipped.id, reason="moved", by="admin:U0ALICE")
+    enable_api(lore)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{lore.url}/api/teams/{TEAM}/notes") as response:
+            body = await response.json()
+        async with session.get(f"{lore.url}/api/teams/{TEAM}/notes?retracted=1") as response:
+            history = await response.json()
+        async with session.get(f"{lore.url}/api/teams/{TEAM}/search?q=kestrel+budget") as response:
+            found = await response.json()
+    [listed] = body["notes"]
+    assert listed["id"] == budget.id and listed["channel_type"] == "group"
+    assert listed["sources"] == [
+        {
+            "channel_id": "C0LEADS",
+            "ts": budget.sources[0].ts,
+            "permalink": budget.sources[0].permalink,
+        }
+    ]
+    assert listed["retracted_at"] is None
+    assert {n["id"]: n["retracted_reason"] for n in history["notes"]} == {
+        budget.id: None,
+        shipped.id: "moved",
+    }
+    assert found["results"][0]["note"]["id"] == budget.id
