@@ -510,6 +510,7 @@ def metrics_endpoint(settings: Settings, stores: Stores, services: Services) -> 
         turns=services.turns, ingest=services.ingest, blocks=stores.blocks, archive=stores.archive
     )
     services.metrics.watch_intake(services.intake)
+    services.metrics.watch_notes(stores.notes)
     services.metrics.watch_work(
         lambda: services.turns.unfinished,
         lambda: services.background.pending,

@@ -187,6 +187,8 @@ async def test_deleting_every_source_retracts_a_note_and_a_partial_deletion_does
     taken_back = await lore.stores.notes.get(TEAM, note.id)
     assert taken_back is not None and taken_back.retracted_at is not None
     assert taken_back.retracted_reason == "every source message was deleted"
+    scraped, _ = await lore.services.metrics.exposition("text/plain")
+    assert 'lore_notes_retracted_total{why="deletion"} 1.0' in scraped.decode()
     request, _ = await ask_searching(
         emulator, fake_llm, "U0CAROL", "C0RANDOM", "staging database", cite=False
     )
