@@ -76,6 +76,7 @@ from memory.locks import (
     RedisLocks,
     WorkspaceLocks,
 )
+from memory.note_search import NoteSearch
 from memory.notes import Notes
 from memory.redis_keys import RedisTeamKeys
 from memory.reflection_state import ReflectionState
@@ -160,6 +161,8 @@ async def open_stores(settings: Settings) -> Stores:
         archive = await Archive.open_embedded(
             settings.lore_data_dir / "chroma", embedder, engine, settings.ranking
         )
+    notes = Notes(engine, embedder)
+    archive.find_notes(NoteSearch(notes, embedder, settings.ranking))
     return Stores(
         engine=engine,
         redis=redis,
@@ -171,7 +174,7 @@ async def open_stores(settings: Settings) -> Stores:
         installations=await open_installations(settings, engine),
         exclusions=Exclusions(engine),
         reply_sources=ReplySources(engine),
-        notes=Notes(engine),
+        notes=notes,
     )
 
 
@@ -211,17 +214,19 @@ def make_llm(settings: Settings) -> anthropic.AsyncAnthropic | None:
 def make_services(settings: Settings, stores: Stores, intake: IntakeLog) -> Services:
     llm = make_llm(settings)
     metrics = LoreMetrics()
+    backfill = make_backfill(settings, stores)
+    reflection = make_reflection(settings, stores, llm, backfill, metrics)
     ingest = Ingest(
         stores.archive,
         linger=settings.lore_ingest_linger,
         max_pending=settings.lore_max_pending_archive,
         early=RedisEarlyChanges(stores.redis) if stores.redis else None,
         replies=stores.reply_sources,
+        notes=stores.notes,
+        reopen_thread=reflection.reopen if reflection is not None else None,
     )
     askers = Askers(stores.conversations)
     feedback = ReplyFeedback(stores.feedback, stores.conversations)
-    backfill = make_backfill(settings, stores)
-    reflection = make_reflection(settings, stores, llm, backfill, metrics)
     background = TaskPool(settings.lore_max_concurrent_turns * 4)
     archiving = ArchiveQueue(background, backfill, settings.lore_max_archive_backlog, metrics)
     agent = Agent(
@@ -245,6 +250,7 @@ def make_services(settings: Settings, stores: Stores, intake: IntakeLog) -> Serv
             settling=archiving,
             backfilling=backfill_under_way(backfill),
         ),
+        notes=stores.notes,
     )
     turns = TurnQueue(
         settings.lore_max_concurrent_turns,
@@ -293,6 +299,7 @@ def make_services(settings: Settings, stores: Stores, intake: IntakeLog) -> Serv
             backfill=backfill,
             exclusions=stores.exclusions,
             reflection=reflection,
+            notes=stores.notes,
         ),
         askers=askers,
         metrics=metrics,
@@ -554,6 +561,7 @@ def metrics_endpoint(settings: Settings, stores: Stores, services: Services) -> 
     )
     services.metrics.watch_intake(services.intake)
     reflection = services.reflection
+    services.metrics.watch_notes(stores.notes)
     services.metrics.watch_work(
         lambda: reflection.pending if reflection is not None else 0,
         lambda: services.turns.unfinished,

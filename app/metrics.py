@@ -29,6 +29,7 @@ from prometheus_client.metrics_core import Metric
 
 from app.reflection.budget import BudgetStatus, tokens_of
 from memory.blocks import EditCounts
+from memory.notes import NoteCounts
 
 disable_created_metrics()  # no `*_created` timestamp series beside each counter and histogram
 
@@ -48,6 +49,10 @@ class HasPending(Protocol):
 
 class HasEditCounts(Protocol):
     counts: EditCounts
+
+
+class HasNoteCounts(Protocol):
+    counts: NoteCounts
 
 
 class CountsMessages(Protocol):
@@ -84,6 +89,36 @@ class MemoryEditCollector:
         yield CounterMetricFamily(
             "lore_memory_edits_rejected",
             "Edits refused (text not found, ambiguous, over the limit, stale version)",
+            value=counts.rejected,
+        )
+
+
+class NoteCollector:
+    """Notes added, retracted (by why) and refused, read from the notes store at scrape time."""
+
+    def __init__(self, notes: HasNoteCounts) -> None:
+        self._notes = notes
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self._families(NoteCounts()))
+
+    def collect(self) -> Iterable[Metric]:
+        return list(self._families(self._notes.counts))
+
+    @staticmethod
+    def _families(counts: NoteCounts) -> Iterator[Metric]:
+        yield CounterMetricFamily("lore_notes_added", "Notes stored", value=counts.added)
+        retracted = CounterMetricFamily(
+            "lore_notes_retracted",
+            "Notes retracted, by why (retract, supersede, deletion of every source)",
+            labels=["why"],
+        )
+        for why, count in sorted(counts.retracted.items()):
+            retracted.add_metric([why], count)
+        yield retracted
+        yield CounterMetricFamily(
+            "lore_notes_rejected",
+            "Note writes refused (sources in several channels or not readable, no such note)",
             value=counts.rejected,
         )
 
@@ -327,6 +362,10 @@ class LoreMetrics:
         ).set_function(lambda: ingest.pending)
         self.registry.register(MemoryEditCollector(blocks))
         self._archive_sizes = ArchiveSizes(archive, self._archive_messages, self._archive_refresh)
+
+    def watch_notes(self, notes: HasNoteCounts) -> None:
+        """Read the notes store's counts at every scrape (call once)."""
+        self.registry.register(NoteCollector(notes))
 
     def watch_intake(self, intake: HasPending) -> None:
         """Read the intake's unfinished entries at every scrape (call once)."""

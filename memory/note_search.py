@@ -33,10 +33,10 @@ about 0 to 0.15 with all-MiniLM-L6-v2)."""
 
 
 _SQLITE_DDL = (
-    "CREATE VIRTUAL TABLE IF NOT EXISTS notes_fts USING fts5(note_id UNINDEXED, text, "
-    "tokenize='porter unicode61 remove_diacritics 2')",
+    "CREATE VIRTUAL TABLE IF NOT EXISTS notes_fts USING fts5(note_id UNINDEXED, "
+    "team_id UNINDEXED, text, tokenize='porter unicode61 remove_diacritics 2')",
     "CREATE TRIGGER IF NOT EXISTS notes_fts_insert AFTER INSERT ON notes BEGIN "
-    "INSERT INTO notes_fts(note_id, text) VALUES (new.id, new.text); END",
+    "INSERT INTO notes_fts(note_id, team_id, text) VALUES (new.id, new.team_id, new.text); END",
     "CREATE TRIGGER IF NOT EXISTS notes_fts_delete AFTER DELETE ON notes BEGIN "
     "DELETE FROM notes_fts WHERE note_id = old.id; END",
 )

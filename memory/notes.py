@@ -360,7 +360,9 @@ class Notes:
             retracted = await self._retract_sourceless(session, team_id, channel_id, by)
         return await self.many(team_id, retracted)
 
-    async def channel_deleted(self, team_id: str, channel_id: str, *, by: str) -> list[Note]:
+    async def channel_deleted(
+        self, team_id: str, channel_id: str, *, by: str, reason: str = RETRACTED_BY_DELETION
+    ) -> list[Note]:
         """Every message of the channel is gone: its notes are retracted (and returned)."""
         async with self._sessions.begin() as session:
             await session.execute(
@@ -368,11 +370,16 @@ class Notes:
                 .where(NoteSourceRow.team_id == team_id, NoteSourceRow.channel_id == channel_id)
                 .values(gone=True)
             )
-            retracted = await self._retract_sourceless(session, team_id, channel_id, by)
+            retracted = await self._retract_sourceless(session, team_id, channel_id, by, reason)
         return await self.many(team_id, retracted)
 
     async def _retract_sourceless(
-        self, session: AsyncSession, team_id: str, channel_id: str, by: str
+        self,
+        session: AsyncSession,
+        team_id: str,
+        channel_id: str,
+        by: str,
+        reason: str = RETRACTED_BY_DELETION,
     ) -> list[str]:
         kept = select(NoteSourceRow.note_id).where(
             NoteSourceRow.team_id == team_id, NoteSourceRow.gone.is_(False)
@@ -391,7 +398,7 @@ class Notes:
         retracted = [
             note_id
             for note_id in candidates
-            if await _retract_row(session, note_id, now, RETRACTED_BY_DELETION, by)
+            if await _retract_row(session, note_id, now, reason, by)
         ]
         self.counts.retracted["deletion"] += len(retracted)
         return retracted

@@ -385,3 +385,46 @@ def _read_ts(said: str) -> list[str]:
 
 def _sample(lore: Lore, name: str, **labels: str) -> float | None:
     return lore.services.metrics.registry.get_sample_value(name, labels)
+
+
+async def test_reflection_sees_the_notes_a_thread_concerns_and_supersedes_one(
+    lore: Lore, emulator: SlackEmulator, fake_llm: FakeAnthropic
+) -> None:
+    team = emulator.config.team_id
+    first = await thread(
+        emulator,
+        "C0GENERAL",
+        ("U0BOB", "Who is on call for payments this quarter?"),
+        ("U0CAROL", "Payments on-call is Falcon team this quarter."),
+    )
+    fake_llm.script_model(
+        REFLECT,
+        reply(note_add("The Falcon team is on call for payments.", "C0GENERAL", first[1]["ts"])),
+    )
+    [old] = await wait_notes(lore, team, 1)
+    later = await thread(
+        emulator,
+        "C0RANDOM",
+        ("U0ALICE", "Change of plan for the payments on-call."),
+        ("U0CAROL", "Payments on-call moves from Falcon to the Heron team."),
+    )
+    fake_llm.script_model(
+        REFLECT,
+        reply(
+            note_add(
+                "The Heron team is on call for payments (was Falcon).",
+                "C0RANDOM",
+                later[1]["ts"],
+                supersedes=old.id,
+            )
+        ),
+    )
+
+    async def replaced() -> bool:
+        return (await lore.stores.notes.get(team, old.id)).retracted_at is not None  # type: ignore[union-attr]
+
+    await eventually(replaced, within=30)
+    second = fake_llm.requests_for(REFLECT)[1]
+    assert f'<note id="{old.id}"' in user_text(second)
+    [now] = await lore.stores.notes.active(team)
+    assert now.supersedes == old.id and now.channel_id == "C0RANDOM"

@@ -42,6 +42,7 @@ from tests.test_oauth import install, start_oauth_lore
 
 BOT = "<@U0LORE>"
 FTS_INDEX = "archive_fts"  # SQLite's full-text index of archive_messages, kept by its triggers
+NOTES_FTS = "notes_fts"  # SQLite's full-text index of notes (a copy of their text), by triggers
 NO_TEAM_TABLES = {"slack_oauth_states": "install links in flight, before any workspace is known"}
 EARLY_TS = "1700000000.000999"
 
@@ -90,9 +91,16 @@ async def footprint(lore: Lore, redis: Redis, team_id: str) -> dict[str, Any]:
     present = await database_tables(lore.stores.engine)
     missing = {t.name for t in tables} - present
     assert not missing - {"slack_oauth_states"}, f"tables not created: {missing}"
-    unlisted = {n for n in present - {t.name for t in tables} if not n.startswith(FTS_INDEX)}
+    unlisted = {
+        n for n in present - {t.name for t in tables} if not n.startswith((FTS_INDEX, NOTES_FTS))
+    }
     assert not unlisted, f"tables this test does not know: {unlisted}"
     async with lore.stores.engine.connect() as connection:
+        if NOTES_FTS in present:
+            query = sql(f"SELECT note_id, text FROM {NOTES_FTS} WHERE team_id = :team")
+            rows = (await connection.execute(query, {"team": team_id})).all()
+            if rows:
+                held[f"sql:{NOTES_FTS}"] = sorted(repr(tuple(row)) for row in rows)
         for table in tables:
             if "team_id" not in table.c:
                 assert table.name in NO_TEAM_TABLES, f"{table.name} has no team_id column"
@@ -276,6 +284,8 @@ async def test_uninstall_in_one_token_mode_forgets_everything_in_every_process(
             "backfill_channels",
             "notes",
             "note_sources",
+            "note_vectors",
+            "notes_fts",
             "reflection_channels",
             "reflection_runs",
             "reflection_threads",

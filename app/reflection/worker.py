@@ -40,6 +40,8 @@ log = logging.getLogger("lore.reflection")
 
 MAX_POLL = 60.0  # seconds between passes at most
 RELATED_NOTES = 20  # known notes shown with a batch at most
+NOTES_PER_THREAD = 5  # found by search for each thread at most
+QUERY_CHARS = 1000  # of a thread's text searched for its notes
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,7 @@ class Reflection:
         self._blocks = blocks
         self._notes = notes
         self._leases = leases
-        self._find_notes = find_notes or _notes_of_threads(notes)
+        self._find_notes = find_notes or _notes_of_threads(notes, archive)
         self._busy = busy
         self._observer: ReflectionObserver = observer or _Unobserved()
         self._clock = clock
@@ -296,30 +298,25 @@ class Reflection:
         return True
 
 
-def _notes_of_threads(notes: Notes) -> FindNotes:
-    """Known notes for a batch: those citing its threads' messages, then the newest others
-    the access may read whose words overlap the threads'."""
+def _notes_of_threads(notes: Notes, archive: Archive) -> FindNotes:
+    """Known notes for a batch: those citing its threads' messages, then those the search
+    finds for each thread (the archive finds notes with messages), all of them notes the access
+    may read."""
 
     async def find(team_id: str, access: Access, batch: list[DueThread]) -> list[Note]:
-        words = {w for t in batch for m in t.messages for w in _words(m.text)}
-        citing: dict[str, Note] = {}
+        found: dict[str, Note] = {}
         for thread in batch:
             for message in thread.messages:
                 for note in await notes.citing(team_id, message.channel_id, message.ts):
                     if access.audience.allows(note.channel_id, note.channel_type):
-                        citing[note.id] = note
-        others = [
-            n
-            for n in await notes.active(team_id, audience=access.audience)
-            if n.id not in citing and words & _words(n.text)
-        ]
-        others.sort(key=lambda n: len(words & _words(n.text)), reverse=True)
-        return (list(citing.values()) + others)[:RELATED_NOTES]
+                        found[note.id] = note
+        for thread in batch:
+            query = " ".join(m.text for m in thread.messages)[:QUERY_CHARS]
+            hits = await archive.search(
+                team_id, query, audience=access.audience, limit=NOTES_PER_THREAD * 3
+            )
+            noted = [hit.note for hit in hits if hit.note is not None]
+            found.update({note.id: note for note in noted[:NOTES_PER_THREAD]})
+        return list(found.values())[:RELATED_NOTES]
 
     return find
-
-
-def _words(text: str) -> set[str]:
-    return {
-        w for w in "".join(c.lower() if c.isalnum() else " " for c in text).split() if len(w) > 3
-    }
