@@ -428,3 +428,42 @@ async def test_reflection_sees_the_notes_a_thread_concerns_and_supersedes_one(
     assert f'<note id="{old.id}"' in user_text(second)
     [now] = await lore.stores.notes.active(team)
     assert now.supersedes == old.id and now.channel_id == "C0RANDOM"
+
+
+async def test_an_edited_source_sends_its_thread_back_to_reflection(
+    lore: Lore, emulator: SlackEmulator, fake_llm: FakeAnthropic
+) -> None:
+    team = emulator.config.team_id
+    posted = await thread(
+        emulator,
+        "C0GENERAL",
+        ("U0BOB", "Where do we deploy from?"),
+        ("U0CAROL", "We deploy from the main branch."),
+    )
+    fake_llm.script_model(
+        REFLECT,
+        reply(note_add("Deploys go out from the main branch.", "C0GENERAL", posted[1]["ts"])),
+    )
+    [old] = await wait_notes(lore, team, 1)
+    fake_llm.script_model(
+        REFLECT,
+        reply(
+            note_add(
+                "Deploys go out from the release branch.",
+                "C0GENERAL",
+                posted[1]["ts"],
+                supersedes=old.id,
+            )
+        ),
+    )
+    await emulator.edit_message("C0GENERAL", posted[1]["ts"], "We deploy from the release branch.")
+
+    async def replaced() -> bool:
+        return [n.text for n in await lore.stores.notes.active(team)] == [
+            "Deploys go out from the release branch."
+        ]
+
+    await eventually(replaced, within=30)
+    again = user_text(fake_llm.requests_for(REFLECT)[1])
+    assert "We deploy from the release branch." in again and "Where do we deploy from?" in again
+    assert f'<note id="{old.id}"' in again
