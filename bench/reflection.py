@@ -118,6 +118,7 @@ async def reflect(
     embedder = load_embedder(MODEL_DIR, workdir / "data" / "models")
     archive = await Archive.open_embedded(workdir / "data" / "chroma", embedder, engine)
     notes = Notes(engine, embedder)
+    archive.find_notes(NoteSearch(notes, embedder))  # as `serve` does: search finds notes too
     spend = Spend()
     reflection = Reflection(
         llm=llm,
@@ -158,7 +159,10 @@ async def accuracy(
         }
         questions = [q for q in space.questions if gold.get(q.id) is not None][:per_space]
         for question in questions:
-            hits = await archive.search(space.team, question.query, audience=everyone, limit=10)
+            found_hits = await archive.search(
+                space.team, question.query, audience=everyone, limit=20
+            )
+            hits = [h for h in found_hits if h.note is None][:10]  # messages only
             found = await search.search(
                 space.team, question.query, audience=everyone, filters=SearchFilters(), limit=5
             )

@@ -8,14 +8,17 @@ import asyncio
 import re
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from anthropic.types import Usage
 from redis.asyncio import Redis
 
 from app.main import Lore
 from app.reflection import Reflection
+from app.reflection.budget import Budget
 from emulator import SlackEmulator
 from memory.audience import Audience
 from memory.blocks import MemoryScope
@@ -346,12 +349,12 @@ async def test_two_processes_never_reflect_one_workspace_at_once(
     assert len(fake_llm.requests_for(REFLECT)) == 1  # the three threads in one call, once
 
 
-def _another_process(lore: Lore, fake: FakeAnthropic, redis: Redis) -> Reflection:
+def _another_process(lore: Lore, fake: FakeAnthropic, redis: Redis, **limits: Any) -> Reflection:
     """A reflection worker like another process's: its own Redis client and model client."""
     own = reflection_of(lore)
     return Reflection(
         llm=fake.client(max_retries=0),
-        limits=own.limits,
+        limits=replace(own.limits, **limits),
         state=ReflectionState(lore.stores.engine),
         archive=lore.stores.archive,
         blocks=lore.stores.blocks,
@@ -467,3 +470,67 @@ async def test_an_edited_source_sends_its_thread_back_to_reflection(
     again = user_text(fake_llm.requests_for(REFLECT)[1])
     assert "We deploy from the release branch." in again and "Where do we deploy from?" in again
     assert f'<note id="{old.id}"' in again
+
+
+async def test_threads_left_by_a_failed_call_are_read_at_the_next_pass(
+    lore: Lore, emulator: SlackEmulator, fake_llm: FakeAnthropic
+) -> None:
+    team = emulator.config.team_id
+    await reflection_of(lore).close()  # reflected by hand below, one thread per call
+    one = await thread(emulator, "C0GENERAL", ("U0BOB", "Alpha?"), ("U0CAROL", "Alpha is done."))
+    two = await thread(emulator, "C0GENERAL", ("U0BOB", "Beta?"), ("U0CAROL", "Beta ships."))
+    await archived(lore, team, 4)
+    fake_llm.script_model(
+        REFLECT,
+        reply(note_add("Project Alpha is finished.", "C0GENERAL", one[1]["ts"])),
+        error(500, "api_error", "Internal server error"),
+        reply(note_add("Project Beta is shipping.", "C0GENERAL", two[1]["ts"])),
+    )
+    async with Redis.from_url(REDIS_URL) as redis:
+        worker = _another_process(lore, fake_llm, redis, threads_per_call=1)
+        await _until_quiet(lore)
+        await worker.reflect_team(team)
+        assert [n.text for n in await lore.stores.notes.active(team)] == [
+            "Project Alpha is finished."
+        ]
+        await worker.reflect_team(team)
+        await worker.reflect_team(team)
+        await worker.close()
+    assert sorted(n.text for n in await lore.stores.notes.active(team)) == [
+        "Project Alpha is finished.",
+        "Project Beta is shipping.",
+    ]
+    calls = [user_text(c) for c in fake_llm.requests_for(REFLECT)]
+    assert len(calls) == 3
+    assert "Alpha is done." in calls[0] and not any("Alpha is done." in c for c in calls[1:])
+    assert "Beta ships." in calls[1] and "Beta ships." in calls[2]
+
+
+async def test_retrieval_only_mode_does_not_reflect(
+    emulator: SlackEmulator, tmp_path: Path
+) -> None:
+    lore = await start_lore_on(
+        emulator, lore_settings(tmp_path, None, lore_reflect_tokens_per_day=2_000_000)
+    )
+    try:
+        assert lore.services.reflection is None
+        assert lore.services.app_home is not None
+        view = await home_of(emulator, "U0ALICE", "Memory")
+        assert "Reflection" not in str(view)
+    finally:
+        await lore.stop()
+
+
+async def test_the_budget_is_per_day_and_per_workspace(
+    lore: Lore, emulator: SlackEmulator, fake_llm: FakeAnthropic
+) -> None:
+    team, other = emulator.config.team_id, emulator.config.team_id + "X"
+    day = ["2026-12-05"]
+    budget = Budget(ReflectionState(lore.stores.engine), 1000, today=lambda: day[0])
+    usage = Usage(input_tokens=600, output_tokens=100, cache_read_input_tokens=300)
+    assert (await budget.spend(team, usage)).over
+    assert (await budget.status(team)).spent == 1000
+    assert not (await budget.status(other)).over
+    day[0] = "2026-12-06"
+    assert (await budget.status(team)).spent == 0
+    await ReflectionState(lore.stores.engine).delete_team(other)

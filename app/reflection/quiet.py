@@ -10,6 +10,9 @@ from memory.reflection_state import ReflectionState, ThreadMark
 
 MIN_NEW_MESSAGES = 2
 """A quiet thread is read once it has this many messages reflection has not read."""
+MAX_THREAD_CHARS = 30_000
+"""Of a thread's unread messages, the oldest that fit in this are read at once; the rest wait
+for the next pass (the channel's position stays until they are read)."""
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,8 @@ class DueThread:
     thread_ts: str
     messages: tuple[ArchivedMessage, ...]
     reopens: int = 0
+    partial: bool = False
+    """Only the oldest of its unread messages: it is due again at the next pass."""
 
     @property
     def read_upto(self) -> float:
@@ -90,4 +95,18 @@ async def _due(
     wanted = 1 if mark.reopened else MIN_NEW_MESSAGES
     if len(unread) < wanted:
         return None
-    return DueThread(mark.channel_id, channel_type, mark.thread_ts, tuple(unread), mark.reopens)
+    fitting: list[ArchivedMessage] = []
+    size = 0
+    for m in unread:
+        size += len(m.text)
+        if fitting and size > MAX_THREAD_CHARS:
+            break
+        fitting.append(m)
+    return DueThread(
+        mark.channel_id,
+        channel_type,
+        mark.thread_ts,
+        tuple(fitting),
+        mark.reopens,
+        partial=len(fitting) < len(unread),
+    )

@@ -215,7 +215,7 @@ class Reflection:
             after=self.limits.after,
             busy=busy,
         )
-        done: set[str] = {c.channel_id for c in channels if not c.threads}
+        read: set[tuple[str, str]] = set()
         for batch in self._batches(channels):
             if (
                 self._stop.is_set()
@@ -230,10 +230,15 @@ class Reflection:
                 break
             if not await self._reflect(team_id, batch):
                 break  # the model failed: the rest waits for the next pass
-            done |= {t.channel_id for t in batch}
-        finished = {c.channel_id: c.position for c in channels if c.channel_id in done}
-        left = {t.channel_id for c in channels for t in c.threads} - done
-        await self.state.advance(team_id, {k: v for k, v in finished.items() if k not in left})
+            read |= {(t.channel_id, t.thread_ts) for t in batch}
+        await self.state.advance(
+            team_id,
+            {
+                c.channel_id: c.position
+                for c in channels
+                if all((t.channel_id, t.thread_ts) in read and not t.partial for t in c.threads)
+            },
+        )
 
     def _batches(self, channels: list[DueChannel]) -> list[list[DueThread]]:
         """Public channels' threads together, each private conversation's alone; at most
