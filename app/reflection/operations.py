@@ -10,14 +10,13 @@ counted), the others still apply.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from app.agent.access import Access
 from memory.blocks import MemoryBlocks
 from memory.edits import Edit, EditError, Insert, Replace
-from memory.notes import Note, NoteError, Notes, NoteSource
+from memory.notes import NoteError, Notes, NoteSource
 from memory.reflection_state import ReflectionState, Run
 
 log = logging.getLogger("lore.reflection")
@@ -60,13 +59,12 @@ class Operations:
         state: ReflectionState,
         notes: Notes,
         blocks: MemoryBlocks,
-        on_note: Callable[[Note], None] | None = None,
     ) -> None:
         self._state = state
         self._notes = notes
         self._blocks = blocks
-        self._on_note = on_note
         self.rejected = 0
+        """Operations skipped for breaking a rule, since start."""
 
     async def apply(self, run: Run) -> None:
         """Apply what is left of `run` and mark it finished."""
@@ -117,7 +115,7 @@ class Operations:
         supersedes = given.get("supersedes") or None
         if supersedes is not None:
             await self._owned(run, access, str(supersedes))
-        note = await self._notes.add(
+        await self._notes.add(
             run.team_id,
             text=text,
             sources=[NoteSource(read[k].channel_id, read[k].ts, read[k].permalink) for k in cited],
@@ -126,8 +124,6 @@ class Operations:
             supersedes=str(supersedes) if supersedes else None,
             audience=access.audience,
         )
-        if self._on_note is not None:
-            self._on_note(note)
 
     async def _retract(self, run: Run, access: Access, given: dict[str, Any]) -> None:
         note_id = str(given["id"])

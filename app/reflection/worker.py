@@ -224,8 +224,8 @@ class Reflection:
             ):
                 break
             status = await self.budget.status(team_id)
+            self._observer.reflection_budget(team_id, status)  # a new day clears "over"
             if status.over:
-                self._observer.reflection_budget(team_id, status)
                 log.info("reflection of %s stopped for today: over its token budget", team_id)
                 break
             if not await self._reflect(team_id, batch):
