@@ -4,7 +4,8 @@ cites; a private channel's note is found only by the channel's members (a public
 non-member are the controls); deleting every source retracts a note, a partial deletion does
 not; an edited source sends its thread back to be read again. The App Home shows admins every
 note with its sources and a Retract button, others only public channels' notes and no button
-(a forged press is refused); the JSON API lists notes with their sources."""
+(a forged press is refused); the JSON API lists notes with their sources. A channel made private
+takes its notes along, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -18,10 +19,12 @@ from app.main import Lore
 from emulator import SlackEmulator
 from handlers.app_home import ADMINS_ONLY
 from handlers.app_home_blocks import RETRACT_NOTE_ACTION
+from memory.audience import Audience
 from memory.notes import Note, NoteSource
 from tests.fake_anthropic import FakeAnthropic, reply, text, tool_use
 from tests.harness import archived_message, eventually, settled
 from tests.test_app_home import elements, home_of, published, view_text
+from tests.test_e2e_channel_privacy import workspace  # noqa: F401 - a fixture on both databases
 
 BOT = "<@U0LORE>"
 TEAM = "T0LORE"
@@ -310,3 +313,36 @@ async def test_the_json_api_lists_notes_with_their_sources(
         shipped.id: "moved",
     }
     assert found["results"][0]["note"]["id"] == budget.id
+
+
+async def test_a_note_follows_its_channel_made_private_on_sqlite_and_postgresql(
+    workspace: tuple[Lore, SlackEmulator],  # noqa: F811 - the fixture imported above
+) -> None:
+    lore, emulator = workspace
+    team = emulator.config.team_id
+    posted = await emulator.post_message("U0ALICE", "C0PLANS", "Falcon: the budget sheet is final.")
+    message = await archived_message(lore, team, "C0PLANS", posted["ts"])
+    note = await lore.stores.notes.add(
+        team,
+        text="Project Falcon's budget is two million euros.",
+        sources=[NoteSource("C0PLANS", message.ts, message.permalink)],
+        channel_type="channel",
+        written_by="conversation:c1",
+    )
+    bob = Audience(frozenset({"D0BOB"}), public=True)
+    alice = Audience(frozenset({"D0ALICE", "C0PLANS"}), public=True)
+
+    async def notes_for(audience: Audience) -> list[str]:
+        hits = await lore.stores.archive.search(team, "Falcon budget", audience=audience)
+        return [hit.note.id for hit in hits if hit.note is not None]
+
+    assert await notes_for(bob) == [note.id]  # public so far
+    await emulator.convert_channel("C0PLANS", private=True, user="U0ALICE")
+
+    async def private_now() -> bool:
+        stored = await lore.stores.notes.get(team, note.id)
+        return stored is not None and stored.channel_type == "group"
+
+    await eventually(private_now)
+    assert await notes_for(bob) == []  # Bob is not a member
+    assert await notes_for(alice) == [note.id]  # control: a member still finds it
