@@ -346,3 +346,46 @@ async def test_a_note_follows_its_channel_made_private_on_sqlite_and_postgresql(
     await eventually(private_now)
     assert await notes_for(bob) == []  # Bob is not a member
     assert await notes_for(alice) == [note.id]  # control: a member still finds it
+
+
+async def test_notes_count_with_the_memory_edits_of_a_turn_and_errors_are_readable(
+    lore: Lore, emulator: SlackEmulator, fake_llm: FakeAnthropic
+) -> None:
+    source = await said(lore, emulator, "U0BOB", "C0GENERAL", "Release train leaves at 16:00.")
+    private = await said(lore, emulator, "U0CAROL", "C0LEADS", "Release budget is frozen.")
+    link = {"link": source["permalink"]}
+    calls = [
+        tool_use("memory_insert", {"label": "org", "text": "Releases leave at 16:00."}),
+        *(
+            tool_use("note_add", {"text": f"Release fact {n}.", "sources": [link]})
+            for n in range(4)
+        ),
+        tool_use("note_add", {"text": "One more.", "sources": [link]}),
+    ]
+    fake_llm.script(reply(*calls), reply(text("Saved.")))
+    asked = await emulator.post_message("U0ALICE", "C0GENERAL", f"{BOT} learn these")
+    await emulator.wait_for_reply("C0GENERAL", asked["ts"], timeout=20)
+    results = tool_results(fake_llm.requests[-1])
+    assert [r.get("is_error", False) for r in results] == [False] * 5 + [True]
+    assert "at most 5 memory edits per turn" in results[5]["content"]
+    assert len(await active(lore)) == 4
+
+    kept = (await active(lore))[0]
+    two_channels = [link, {"channel": "C0LEADS", "ts": private["ts"]}]
+    fake_llm.script(
+        reply(
+            tool_use("note_add", {"text": "Mixed.", "sources": two_channels}),
+            tool_use("note_retract", {"id": "Nnothing", "reason": "wrong"}),
+            tool_use("note_retract", {"id": kept.id, "reason": "the train moved"}),
+        ),
+        reply(text("Done.")),
+    )
+    asked = await emulator.post_message("U0CAROL", "C0LEADS", f"{BOT} tidy up")
+    await emulator.wait_for_reply("C0LEADS", asked["ts"], timeout=20)
+    mixed, unknown, retracted = tool_results(fake_llm.requests[-1])
+    assert (
+        mixed["is_error"] and "one channel per note: add one note per channel" in mixed["content"]
+    )
+    assert unknown["is_error"] and "there is no note 'Nnothing'" in unknown["content"]
+    assert not retracted.get("is_error") and "the train moved" in retracted["content"]
+    assert kept.id not in {n.id for n in await active(lore)}
