@@ -4,7 +4,8 @@ cites; a private channel's note is found only by the channel's members (a public
 non-member are the controls); deleting every source retracts a note, a partial deletion does
 not; an edited source sends its thread back to be read again. The App Home shows admins every
 note with its sources and a Retract button, others only public channels' notes and no button
-(a forged press is refused); the JSON API lists notes with their sources."""
+(a forged press is refused); the JSON API lists notes with their sources. A channel made private
+takes its notes along, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -18,10 +19,12 @@ from app.main import Lore
 from emulator import SlackEmulator
 from handlers.app_home import ADMINS_ONLY
 from handlers.app_home_blocks import RETRACT_NOTE_ACTION
+from memory.audience import Audience
 from memory.notes import Note, NoteSource
 from tests.fake_anthropic import FakeAnthropic, reply, text, tool_use
 from tests.harness import archived_message, eventually, settled
 from tests.test_app_home import elements, home_of, published, view_text
+from tests.test_e2e_channel_privacy import workspace  # noqa: F401 - a fixture on both databases
 
 BOT = "<@U0LORE>"
 TEAM = "T0LORE"
@@ -82,6 +85,14 @@ async def ask_searching(
     asked = await emulator.post_message(user, channel, f"{BOT} {query}?")
     answer = (await emulator.wait_for_reply(channel, asked["ts"], timeout=20))[0]
     return fake_llm.requests[start + 1], answer
+
+
+def found_above_its_source(results: list[dict[str, Any]], note: Note) -> bool:
+    """Whether the note is among the search results, before the message it was learned from."""
+    titles = [r["title"] for r in results]
+    at = next((i for i, t in enumerate(titles) if t.startswith(f"Note ({note.id})")), None)
+    source = [i for i, r in enumerate(results) if r["source"] == note.sources[0].permalink]
+    return at is not None and at == min(source)
 
 
 async def active(lore: Lore) -> list[Note]:
@@ -149,9 +160,9 @@ async def test_a_private_channel_note_is_found_there_and_by_members_in_a_dm_only
     assert note.channel_type == "group"
     query = "when does the Initech acquisition close"
     in_channel, _ = await ask_searching(emulator, fake_llm, "U0CAROL", "C0LEADS", query)
-    assert search_results(in_channel)[0]["title"].startswith(f"Note ({note.id})")
+    assert found_above_its_source(search_results(in_channel), note)
     member_dm, _ = await ask_searching(emulator, fake_llm, "U0ALICE", "D0ALICE", query)
-    assert search_results(member_dm)[0]["title"].startswith(f"Note ({note.id})")
+    assert found_above_its_source(search_results(member_dm), note)
     for user, channel in (("U0ALICE", "C0GENERAL"), ("U0BOB", "D0BOB")):
         request, _ = await ask_searching(emulator, fake_llm, user, channel, query, cite=False)
         assert "Initech" not in json.dumps(tool_results(request)), (user, channel)
@@ -302,3 +313,79 @@ async def test_the_json_api_lists_notes_with_their_sources(
         shipped.id: "moved",
     }
     assert found["results"][0]["note"]["id"] == budget.id
+
+
+async def test_a_note_follows_its_channel_made_private_on_sqlite_and_postgresql(
+    workspace: tuple[Lore, SlackEmulator],  # noqa: F811 - the fixture imported above
+) -> None:
+    lore, emulator = workspace
+    team = emulator.config.team_id
+    posted = await emulator.post_message("U0ALICE", "C0PLANS", "Falcon: the budget sheet is final.")
+    message = await archived_message(lore, team, "C0PLANS", posted["ts"])
+    note = await lore.stores.notes.add(
+        team,
+        text="Project Falcon's budget is two million euros.",
+        sources=[NoteSource("C0PLANS", message.ts, message.permalink)],
+        channel_type="channel",
+        written_by="conversation:c1",
+    )
+    bob = Audience(frozenset({"D0BOB"}), public=True)
+    alice = Audience(frozenset({"D0ALICE", "C0PLANS"}), public=True)
+
+    async def notes_for(audience: Audience) -> list[str]:
+        hits = await lore.stores.archive.search(team, "Falcon budget", audience=audience)
+        return [hit.note.id for hit in hits if hit.note is not None]
+
+    assert await notes_for(bob) == [note.id]  # public so far
+    await emulator.convert_channel("C0PLANS", private=True, user="U0ALICE")
+
+    async def private_now() -> bool:
+        stored = await lore.stores.notes.get(team, note.id)
+        return stored is not None and stored.channel_type == "group"
+
+    await eventually(private_now)
+    assert await notes_for(bob) == []  # Bob is not a member
+    assert await notes_for(alice) == [note.id]  # control: a member still finds it
+
+
+async def test_notes_count_with_the_memory_edits_of_a_turn_and_errors_are_readable(
+    lore: Lore, emulator: SlackEmulator, fake_llm: FakeAnthropic
+) -> None:
+    source = await said(lore, emulator, "U0BOB", "C0GENERAL", "Release train leaves at 16:00.")
+    private = await said(lore, emulator, "U0CAROL", "C0LEADS", "Release budget is frozen.")
+    link = {"link": source["permalink"]}
+    calls = [
+        tool_use("memory_insert", {"label": "org", "text": "Releases leave at 16:00."}),
+        *(
+            tool_use("note_add", {"text": f"Release fact {n}.", "sources": [link]})
+            for n in range(4)
+        ),
+        tool_use("note_add", {"text": "One more.", "sources": [link]}),
+    ]
+    fake_llm.script(reply(*calls), reply(text("Saved.")))
+    asked = await emulator.post_message("U0ALICE", "C0GENERAL", f"{BOT} learn these")
+    await emulator.wait_for_reply("C0GENERAL", asked["ts"], timeout=20)
+    results = tool_results(fake_llm.requests[-1])
+    assert [r.get("is_error", False) for r in results] == [False] * 5 + [True]
+    assert "at most 5 memory edits per turn" in results[5]["content"]
+    assert len(await active(lore)) == 4
+
+    kept = (await active(lore))[0]
+    two_channels = [link, {"channel": "C0LEADS", "ts": private["ts"]}]
+    fake_llm.script(
+        reply(
+            tool_use("note_add", {"text": "Mixed.", "sources": two_channels}),
+            tool_use("note_retract", {"id": "Nnothing", "reason": "wrong"}),
+            tool_use("note_retract", {"id": kept.id, "reason": "the train moved"}),
+        ),
+        reply(text("Done.")),
+    )
+    asked = await emulator.post_message("U0CAROL", "C0LEADS", f"{BOT} tidy up")
+    await emulator.wait_for_reply("C0LEADS", asked["ts"], timeout=20)
+    mixed, unknown, retracted = tool_results(fake_llm.requests[-1])
+    assert (
+        mixed["is_error"] and "one channel per note: add one note per channel" in mixed["content"]
+    )
+    assert unknown["is_error"] and "there is no note 'Nnothing'" in unknown["content"]
+    assert not retracted.get("is_error") and "the train moved" in retracted["content"]
+    assert kept.id not in {n.id for n in await active(lore)}
