@@ -5,9 +5,12 @@
     GET /api/teams/{team}/memory                       memory blocks as they are now
     GET /api/teams/{team}/memory/{label}/versions      a block's versions, newest first, with diffs
     GET /api/teams/{team}/conversations                threads -> conversation ids, last activity
+    GET /api/teams/{team}/notes                        active notes with their sources, newest
+                                                       first (?retracted=1: retracted ones too)
     GET /api/teams/{team}/search?q=...                 archive search, admin view (every channel)
-    GET /api/teams/{team}/events                       server-sent events: memory, conversations,
-                                                       archive (a snapshot first, then changes)
+    GET /api/teams/{team}/events                       server-sent events: memory, notes,
+                                                       conversations, archive (a snapshot first,
+                                                       then changes)
 
 Who may call it:
 - local mode (no Slack credentials): clients on the loopback interface, without a token;
@@ -45,6 +48,7 @@ from memory.archive import Archive
 from memory.blocks import DEFAULT_BLOCKS, Block, BlockSummary, MemoryBlocks
 from memory.conversations import Conversation, Conversations
 from memory.messages import ArchivedMessage, SearchFilters
+from memory.notes import Note, Notes
 
 if TYPE_CHECKING:
     from app.main import Lore
@@ -232,8 +236,10 @@ class LoreApi:
         model: str | None,
         stopping: asyncio.Event,
         playground_url: str | None = None,
+        notes: Notes | None = None,
     ) -> None:
         self._archive = archive
+        self._notes = notes
         self._blocks = blocks
         self._conversations = conversations
         self.access = access
@@ -305,6 +311,11 @@ class LoreApi:
             }
         )
 
+    async def notes(self, request: web.Request) -> web.StreamResponse:
+        team_id = request.match_info["team_id"]
+        retracted = request.query.get("retracted", "") in {"1", "true", "yes"}
+        return web.json_response({"ok": True, **await self.notes_payload(team_id, retracted)})
+
     async def conversations(self, request: web.Request) -> web.StreamResponse:
         team_id = request.match_info["team_id"]
         limit = _int(request, "limit", CONVERSATIONS_LIMIT, 1, 500)
@@ -330,7 +341,14 @@ class LoreApi:
         hits = await self._archive.search(
             team_id, query, audience=access.audience, filters=filters, limit=limit
         )
-        results = [{**_message_json(hit.message), "score": hit.score} for hit in hits]
+        results = [
+            {
+                **_message_json(hit.message),
+                "score": hit.score,
+                "note": _note_json(hit.note) if hit.note else None,
+            }
+            for hit in hits
+        ]
         return web.json_response(
             {"ok": True, "team_id": team_id, "query": query, "results": results}
         )
@@ -380,6 +398,15 @@ class LoreApi:
         )
         return {"team_id": team_id, "blocks": [_summary_json(s, origins) for s in summaries]}
 
+    async def notes_payload(self, team_id: str, retracted: bool = False) -> dict[str, Any]:
+        """The workspace's notes (every channel: an operator's view), newest first."""
+        if self._notes is None:
+            return {"team_id": team_id, "notes": []}
+        notes = (
+            await self._notes.history(team_id) if retracted else await self._notes.active(team_id)
+        )
+        return {"team_id": team_id, "notes": [_note_json(note) for note in notes]}
+
     async def conversations_payload(
         self, team_id: str, limit: int = CONVERSATIONS_LIMIT
     ) -> dict[str, Any]:
@@ -413,8 +440,10 @@ class LoreApi:
         memory_mark = await self._blocks.change_mark(team_id)
         conversations_mark = await self._conversations.change_mark(team_id)
         archive_count = await self._archive.count(team_id)
+        notes_mark = await self._notes.change_mark(team_id) if self._notes else (0, 0)
         marks: dict[str, object] = {
             "memory": tuple(memory_mark),
+            "notes": notes_mark,
             "conversations": tuple(conversations_mark),
             "archive": archive_count,
         }
@@ -425,6 +454,8 @@ class LoreApi:
             seen[event] = mark
             if event == "memory":
                 changes.append((event, await self.memory_payload(team_id)))
+            elif event == "notes":
+                changes.append((event, await self.notes_payload(team_id)))
             elif event == "conversations":
                 changes.append((event, await self.conversations_payload(team_id)))
             else:
@@ -479,6 +510,24 @@ def _summary_json(
         "versions": summary.versions,
         "conversation": origins.get(block.conversation_id or ""),
         "scoped": summary.scoped,
+    }
+
+
+def _note_json(note: Note) -> dict[str, Any]:
+    return {
+        "id": note.id,
+        "text": note.text,
+        "channel_id": note.channel_id,
+        "channel_type": note.channel_type,
+        "sources": [
+            {"channel_id": s.channel_id, "ts": s.ts, "permalink": s.permalink} for s in note.sources
+        ],
+        "written_by": note.written_by,
+        "learned_at": _iso(note.learned_at),
+        "supersedes": note.supersedes,
+        "retracted_at": _iso(note.retracted_at),
+        "retracted_reason": note.retracted_reason,
+        "retracted_by": note.retracted_by,
     }
 
 
@@ -537,6 +586,7 @@ ROUTES = (
     ("/api/teams", "teams"),
     ("/api/teams/{team_id}/memory", "memory"),
     ("/api/teams/{team_id}/memory/{label}/versions", "versions"),
+    ("/api/teams/{team_id}/notes", "notes"),
     ("/api/teams/{team_id}/conversations", "conversations"),
     ("/api/teams/{team_id}/search", "search"),
     ("/api/teams/{team_id}/events", "events"),
@@ -570,6 +620,7 @@ def enable_api(
         model=settings.lore_model,
         stopping=slot.stopping,
         playground_url=playground_url,
+        notes=lore.stores.notes,
     )
     slot.api = api
     return api

@@ -1,28 +1,33 @@
-"""What the App Home shows and lets admins change: memory blocks, counts, backfill, exclusions.
+"""What the App Home shows and lets admins change: memory blocks, notes, counts, backfill,
+exclusions.
 
 What a viewer sees and may change is their `Access` (built for each view and each action):
 only workspace-wide blocks (`persona`, `org`; guests and other organisations' members: not
 `org`) are shown, and changed only by workspace admins and owners; a `private:<channel>` block
 never reaches the Home tab. Rows about private channels, DMs and group DMs (backfill,
-exclusions) are shown to admins only.
+exclusions) are shown to admins only; so are notes learned in them: others see the notes of
+public channels they may read, and only admins retract notes.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from app.agent.access import Access
 from app.backfill import Backfill, ChannelBackfill
 from app.feedback import ReplyFeedback
+from app.reflection import Reflection
 from memory.archive import Archive
 from memory.blocks import SCOPED_PREFIX, Block, EditResult, MemoryBlocks
 from memory.conversations import Conversation, Conversations
 from memory.edits import EditError, Rethink
 from memory.exclusions import Exclusions
+from memory.notes import Note, NoteError, Notes
 from memory.summaries import ThreadSummaries
 
+EXCLUDED = "its channel was excluded from the archive"
 EARLIER_VERSIONS = 25  # earlier versions offered for a revert, newest first
 
 ChannelKind = Callable[[str], Awaitable[str]]
@@ -51,6 +56,10 @@ class HomeSnapshot:
     not_helpful: int
     backfill: list[ChannelBackfill]
     excluded: list[str]
+    reflection: str | None = None
+    """How reflection stands today (its token budget), when it runs."""
+    notes: list[Note] = field(default_factory=list)
+    """The active notes the viewer may see, newest first."""
 
 
 class AppHome:
@@ -66,9 +75,13 @@ class AppHome:
         backfill: Backfill,
         exclusions: Exclusions,
         summaries: ThreadSummaries | None = None,
+        reflection: Reflection | None = None,
+        notes: Notes | None = None,
     ) -> None:
         self._summaries = summaries
+        self._reflection = reflection
         self._blocks = blocks
+        self._notes = notes
         self._conversations = conversations
         self._archive = archive
         self._feedback = feedback
@@ -94,6 +107,7 @@ class AppHome:
             self._backfill.status(team_id),
             self.exclusions.channels(team_id),
         )
+        notes = await self._notes.active(team_id) if self._notes is not None else []
         shown = [b for b in current if not b.label.startswith(SCOPED_PREFIX)]
         histories = await asyncio.gather(*(self._history(access, kind_of, b) for b in shown))
         return HomeSnapshot(
@@ -104,7 +118,33 @@ class AppHome:
             not_helpful=not_helpful,
             backfill=[row for row in backfill if await _row_shown(access, kind_of, row.channel_id)],
             excluded=sorted([c for c in excluded if await _row_shown(access, kind_of, c)]),
+            reflection=await self._reflection_line(team_id),
+            notes=[n for n in notes if await _row_shown(access, kind_of, n.channel_id)],
         )
+
+    async def _reflection_line(self, team_id: str) -> str | None:
+        if self._reflection is None:
+            return None
+        status = await self._reflection.budget.status(team_id)
+        if status.over:
+            return (
+                f"Reflection has spent today's {status.limit:,} tokens and has stopped for the "
+                "day: quiet threads are read again from 00:00 UTC."
+            )
+        return f"Reflection today: {status.spent:,} of {status.limit:,} tokens."
+
+    async def retract_note(self, access: Access, note_id: str) -> Note:
+        """An admin retracts a note (kept in its history); EditError for anyone else."""
+        if not access.admin or access.asker is None:
+            raise NoteError("only workspace admins and owners can retract notes")
+        if self._notes is None:
+            raise NoteError("notes are not kept here")
+        note = await self._notes.retract(
+            access.team_id, note_id, reason="retracted in the App Home", by=f"admin:{access.asker}"
+        )
+        if note is None:
+            raise NoteError(f"there is no note {note_id}")
+        return note
 
     async def block(self, access: Access, label: str) -> Block:
         """The newest version of a workspace-wide block (EditError for others)."""
@@ -150,6 +190,10 @@ class AppHome:
         """Keep a channel out of the archive from now on and delete what is archived of it,
         its threads' summaries too; the number of messages deleted."""
         await self.exclusions.exclude(team_id, channel_id, user_id)
+        if self._notes is not None:
+            await self._notes.channel_deleted(
+                team_id, channel_id, by=f"admin:{user_id}", reason=EXCLUDED
+            )
         deleted = await self._archive.delete_channel(team_id, channel_id)
         if self._summaries is not None:
             await self._summaries.delete_channel(team_id, channel_id)

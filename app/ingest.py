@@ -6,15 +6,19 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
 from memory.archive import Archive, ArchivedMessage
 from memory.early_changes import Change, EarlyChanges, LocalEarlyChanges, MessageId
+from memory.notes import Notes
 from memory.reply_sources import Quote, ReplySources
 from memory.summaries import ThreadSummaries
 
 log = logging.getLogger("lore.ingest")
+
+ReopenThread = Callable[[str, str, str], Awaitable[None]]
+"""Called with (team_id, channel_id, thread_ts) when a note's source in that thread is edited."""
 
 BATCH = 64
 
@@ -34,7 +38,10 @@ class Ingest:
 
     Text taken back leaves Lore's copies too: when a message is deleted, Lore's archived replies
     that quoted it (`replies`) are deleted the same way; when it is edited, those whose quoted
-    text it no longer holds are. A thread summary that condensed it (`summaries`) is dropped.
+    text it no longer holds are. A thread summary that condensed it (`summaries`) is dropped. A
+    note (`notes`) whose every source message is deleted is retracted; when a note's source is
+    edited, its thread is handed to `reopen_thread`, so what was learned from it may be read
+    again.
     """
 
     def __init__(
@@ -45,10 +52,14 @@ class Ingest:
         early: EarlyChanges | None = None,
         replies: ReplySources | None = None,
         summaries: ThreadSummaries | None = None,
+        notes: Notes | None = None,
+        reopen_thread: ReopenThread | None = None,
     ) -> None:
         self._archive = archive
         self._replies = replies
         self._summaries = summaries
+        self._notes = notes
+        self.reopen_thread = reopen_thread
         self._early: EarlyChanges = early if early is not None else LocalEarlyChanges()
         self._linger = linger
         self._room = asyncio.Semaphore(max_pending)
@@ -119,7 +130,10 @@ class Ingest:
         await self._change((team_id, channel_id, ts), None, version)
 
     async def set_channel_type(self, team_id: str, channel_id: str, channel_type: str) -> int:
-        """A channel made private or public: its archived messages take the new kind now."""
+        """A channel made private or public: its archived messages and its notes take the new
+        kind now."""
+        if self._notes is not None:
+            await self._notes.set_channel_type(team_id, channel_id, channel_type)
         return await self._archive.set_channel_type(team_id, channel_id, channel_type)
 
     async def remove_channel(self, team_id: str, channel_id: str) -> int:
@@ -128,6 +142,10 @@ class Ingest:
         removed = await self._archive.remove_channel(team_id, channel_id)
         if self._summaries is not None:
             await self._summaries.delete_channel(team_id, channel_id)
+        if self._notes is not None:
+            gone = await self._notes.channel_deleted(team_id, channel_id, by="deletion")
+            if gone:
+                log.info("retracted %d notes of deleted channel %s", len(gone), channel_id)
         if self._replies is not None:
             quoting = await self._replies.quoting_channel(team_id, channel_id)
             await self._replies.forget_channel(team_id, channel_id)
@@ -166,7 +184,9 @@ class Ingest:
 
     async def _follow(self, key: MessageId, change: Change) -> None:
         """After a message's deletion or edit: delete Lore's replies that quoted what is gone
-        (each through `_change`, so one not stored yet is deleted as its batch is stored)."""
+        (each through `_change`, so one not stored yet is deleted as its batch is stored), and
+        take back the notes learned from it."""
+        await self._follow_notes(key, change)
         if self._replies is None:
             return
         team_id, channel_id, ts = key
@@ -176,6 +196,21 @@ class Ingest:
         for reply in quoting:
             if change is None or not still_quoted(reply.quoted, change):
                 await self._change((team_id, reply.channel_id, reply.ts), None)
+
+    async def _follow_notes(self, key: MessageId, change: Change) -> None:
+        """A deleted source may leave a note without any: it is retracted. An edited one sends
+        its thread back to be read again."""
+        if self._notes is None:
+            return
+        team_id, channel_id, ts = key
+        if change is None:
+            for note in await self._notes.source_deleted(team_id, channel_id, ts):
+                log.info("retracted note %s: every source message was deleted", note.id)
+            return
+        if self.reopen_thread is None or not await self._notes.citing(team_id, channel_id, ts):
+            return
+        message = await self._archive.get(team_id, channel_id, ts)
+        await self.reopen_thread(team_id, channel_id, message.thread_key if message else ts)
 
     def _forget_storing(self, key: MessageId, done: asyncio.Future[None]) -> None:
         if self._storing.get(key) is done:

@@ -42,6 +42,7 @@ from app.oauth import (
     parse_scopes,
 )
 from app.recall import Recall
+from app.reflection import Reflection, ReflectionLimits
 from app.services import Services
 from app.settings import Settings
 from app.thread_history import ArchivedHistory, backfill_under_way
@@ -76,7 +77,10 @@ from memory.locks import (
     RedisLocks,
     WorkspaceLocks,
 )
+from memory.note_search import NoteSearch
+from memory.notes import Notes
 from memory.redis_keys import RedisTeamKeys
+from memory.reflection_state import ReflectionState
 from memory.reply_sources import ReplySources
 from memory.summaries import ThreadSummaries
 
@@ -126,6 +130,7 @@ class Stores:
     exclusions: Exclusions
     reply_sources: ReplySources
     summaries: ThreadSummaries
+    notes: Notes
 
     async def close(self) -> None:
         await self.archive.close()
@@ -159,6 +164,8 @@ async def open_stores(settings: Settings) -> Stores:
         archive = await Archive.open_embedded(
             settings.lore_data_dir / "chroma", embedder, engine, settings.ranking
         )
+    notes = Notes(engine, embedder)
+    archive.find_notes(NoteSearch(notes, embedder, settings.ranking))
     return Stores(
         engine=engine,
         redis=redis,
@@ -171,6 +178,7 @@ async def open_stores(settings: Settings) -> Stores:
         exclusions=Exclusions(engine),
         reply_sources=ReplySources(engine),
         summaries=ThreadSummaries(engine),
+        notes=notes,
     )
 
 
@@ -210,6 +218,8 @@ def make_llm(settings: Settings) -> anthropic.AsyncAnthropic | None:
 def make_services(settings: Settings, stores: Stores, intake: IntakeLog) -> Services:
     llm = make_llm(settings)
     metrics = LoreMetrics()
+    backfill = make_backfill(settings, stores)
+    reflection = make_reflection(settings, stores, llm, backfill, metrics)
     ingest = Ingest(
         stores.archive,
         linger=settings.lore_ingest_linger,
@@ -217,10 +227,11 @@ def make_services(settings: Settings, stores: Stores, intake: IntakeLog) -> Serv
         early=RedisEarlyChanges(stores.redis) if stores.redis else None,
         replies=stores.reply_sources,
         summaries=stores.summaries,
+        notes=stores.notes,
+        reopen_thread=reflection.reopen if reflection is not None else None,
     )
     askers = Askers(stores.conversations)
     feedback = ReplyFeedback(stores.feedback, stores.conversations)
-    backfill = make_backfill(settings, stores)
     background = TaskPool(settings.lore_max_concurrent_turns * 4)
     archiving = ArchiveQueue(background, backfill, settings.lore_max_archive_backlog, metrics)
     archived_history = ArchivedHistory(
@@ -247,6 +258,7 @@ def make_services(settings: Settings, stores: Stores, intake: IntakeLog) -> Serv
         is_excluded=stores.exclusions.is_excluded,
         archived_history=archived_history,
         summariser=summariser,
+        notes=stores.notes,
     )
     turns = TurnQueue(
         settings.lore_max_concurrent_turns,
@@ -272,6 +284,8 @@ def make_services(settings: Settings, stores: Stores, intake: IntakeLog) -> Serv
                 stores.exclusions,
                 stores.reply_sources,
                 stores.summaries,
+                stores.notes,
+                ReflectionState(stores.engine),
                 *([stores.installations] if stores.installations is not None else []),
                 stores.once,
                 *([RedisTeamKeys(stores.redis)] if stores.redis is not None else []),
@@ -283,6 +297,7 @@ def make_services(settings: Settings, stores: Stores, intake: IntakeLog) -> Serv
                 stores.archive,
                 stores.exclusions,
                 *([summariser] if summariser is not None else []),
+                *([reflection] if reflection is not None else []),
             ],
         ),
         backfill=backfill,
@@ -294,11 +309,14 @@ def make_services(settings: Settings, stores: Stores, intake: IntakeLog) -> Serv
             backfill=backfill,
             exclusions=stores.exclusions,
             summaries=stores.summaries,
+            reflection=reflection,
+            notes=stores.notes,
         ),
         askers=askers,
         metrics=metrics,
         intake=Intake(intake, metrics, adopt_every=settings.lore_intake_lease_seconds / 3),
         summariser=summariser,
+        reflection=reflection,
     )
 
 
@@ -320,6 +338,38 @@ def make_summariser(
         stores.archive,
         RedisLeases(stores.redis) if stores.redis else LocalLeases(),
         metrics.thread_summarised,
+    )
+
+
+def make_reflection(
+    settings: Settings,
+    stores: Stores,
+    llm: anthropic.AsyncAnthropic | None,
+    backfill: Backfill,
+    metrics: LoreMetrics,
+) -> Reflection | None:
+    """The background reflection, on the turns' model client; None in retrieval-only mode or
+    with a budget of 0 tokens a day. Channels still being backfilled wait."""
+    if llm is None or settings.lore_reflect_tokens_per_day == 0:
+        return None
+
+    async def backfilling(team_id: str) -> frozenset[str]:
+        return frozenset(await backfill.state.unfinished(team_id))
+
+    return Reflection(
+        llm=llm,
+        limits=ReflectionLimits(
+            model=settings.lore_reflect_model,
+            after=settings.lore_reflect_after,
+            tokens_per_day=settings.lore_reflect_tokens_per_day,
+        ),
+        state=ReflectionState(stores.engine),
+        archive=stores.archive,
+        blocks=stores.blocks,
+        notes=stores.notes,
+        leases=RedisLeases(stores.redis) if stores.redis else LocalLeases(),
+        busy=backfilling,
+        observer=metrics,
     )
 
 
@@ -466,6 +516,8 @@ class Lore:
         await self.runner.cleanup()
         if (broadcast := self.services.workspace_data.broadcast) is not None:
             await broadcast.close()
+        if self.services.reflection is not None:
+            await self.services.reflection.close()
         self.services.turns.close()
         await self.services.turns.drain(self.settings.lore_shutdown_grace)
         if self.services.summariser is not None:
@@ -500,6 +552,8 @@ async def start_lore(
         raise
     services = make_services(settings, stores, intake)
     await hear_forgetting(stores, services)
+    if services.reflection is not None:
+        services.reflection.start()
     metrics = metrics_endpoint(settings, stores, services)
     lore: Lore | None = None
     application = make_web_app(
@@ -542,7 +596,10 @@ def metrics_endpoint(settings: Settings, stores: Stores, services: Services) -> 
     )
     services.metrics.watch_intake(services.intake)
     summariser = services.summariser
+    reflection = services.reflection
+    services.metrics.watch_notes(stores.notes)
     services.metrics.watch_work(
+        lambda: reflection.pending if reflection is not None else 0,
         lambda: services.turns.unfinished,
         lambda: services.background.pending,
         lambda: services.ingest.pending,

@@ -27,7 +27,9 @@ from prometheus_client.core import CounterMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 
+from app.reflection.budget import BudgetStatus, tokens_of
 from memory.blocks import EditCounts
+from memory.notes import NoteCounts
 
 disable_created_metrics()  # no `*_created` timestamp series beside each counter and histogram
 
@@ -47,6 +49,10 @@ class HasPending(Protocol):
 
 class HasEditCounts(Protocol):
     counts: EditCounts
+
+
+class HasNoteCounts(Protocol):
+    counts: NoteCounts
 
 
 class CountsMessages(Protocol):
@@ -83,6 +89,36 @@ class MemoryEditCollector:
         yield CounterMetricFamily(
             "lore_memory_edits_rejected",
             "Edits refused (text not found, ambiguous, over the limit, stale version)",
+            value=counts.rejected,
+        )
+
+
+class NoteCollector:
+    """Notes added, retracted (by why) and refused, read from the notes store at scrape time."""
+
+    def __init__(self, notes: HasNoteCounts) -> None:
+        self._notes = notes
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self._families(NoteCounts()))
+
+    def collect(self) -> Iterable[Metric]:
+        return list(self._families(self._notes.counts))
+
+    @staticmethod
+    def _families(counts: NoteCounts) -> Iterator[Metric]:
+        yield CounterMetricFamily("lore_notes_added", "Notes stored", value=counts.added)
+        retracted = CounterMetricFamily(
+            "lore_notes_retracted",
+            "Notes retracted, by why (retract, supersede, deletion of every source)",
+            labels=["why"],
+        )
+        for why, count in sorted(counts.retracted.items()):
+            retracted.add_metric([why], count)
+        yield retracted
+        yield CounterMetricFamily(
+            "lore_notes_rejected",
+            "Note writes refused (sources in several channels or not readable, no such note)",
             value=counts.rejected,
         )
 
@@ -205,6 +241,24 @@ class LoreMetrics:
             ["type"],
             registry=registry,
         )
+        self._reflection_calls = Counter(
+            "lore_reflection_calls",
+            "Reflection model calls by outcome: ok, or failed (retried at a later pass)",
+            ["outcome"],
+            registry=registry,
+        )
+        self._reflection_tokens = Counter(
+            "lore_reflection_tokens",
+            "Model tokens reflection spent (input, cache read and written, and output)",
+            registry=registry,
+        )
+        self._reflection_over_budget = Gauge(
+            "lore_reflection_over_budget",
+            "1 while a workspace's reflection has spent its LORE_REFLECT_TOKENS_PER_DAY for "
+            "today (it has stopped until the next UTC day), else 0",
+            ["team"],
+            registry=registry,
+        )
         self._archive_sizes: ArchiveSizes | None = None
         self._listeners_started = 0
         self._handled_total = 0
@@ -262,6 +316,16 @@ class LoreMetrics:
         written = usage.cache_creation_input_tokens or 0
         self._model_tokens.labels(kind="cache_creation").inc(written)
 
+    def reflection_call(self, outcome: str, usage: anthropic.types.Usage | None) -> None:
+        """One reflection model call (the reflection's `ReflectionObserver`)."""
+        self._reflection_calls.labels(outcome=outcome).inc()
+        if usage is not None:
+            self._reflection_tokens.inc(tokens_of(usage))
+
+    def reflection_budget(self, team_id: str, status: BudgetStatus) -> None:
+        """A workspace's reflection spend today, after a call or when found over budget."""
+        self._reflection_over_budget.labels(team=team_id).set(1 if status.over else 0)
+
     def thread_read(self, source: str) -> None:
         """Where a follow-up turn read its thread (the agent's `TurnObserver`)."""
         self._thread_reads.labels(source=source).inc()
@@ -310,6 +374,10 @@ class LoreMetrics:
         ).set_function(lambda: ingest.pending)
         self.registry.register(MemoryEditCollector(blocks))
         self._archive_sizes = ArchiveSizes(archive, self._archive_messages, self._archive_refresh)
+
+    def watch_notes(self, notes: HasNoteCounts) -> None:
+        """Read the notes store's counts at every scrape (call once)."""
+        self.registry.register(NoteCollector(notes))
 
     def watch_intake(self, intake: HasPending) -> None:
         """Read the intake's unfinished entries at every scrape (call once)."""

@@ -15,6 +15,7 @@ from app.ingest import Ingest
 from app.intake import Intake
 from app.metrics import LoreMetrics
 from app.recall import Recall
+from app.reflection import Reflection
 from app.thread_summaries import Summariser
 from app.turns import TurnQueue
 from app.workspace_data import WorkspaceData
@@ -38,3 +39,5 @@ class Services:
     metrics: LoreMetrics
     intake: Intake
     summariser: Summariser | None = None
+    reflection: Reflection | None = None
+    """None in retrieval-only mode, or with no reflection budget."""

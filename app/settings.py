@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlparse
@@ -21,6 +22,19 @@ DEFAULT_BOT_SCOPES = (
 
 MIN_TOKEN_CHARS = 32
 """LORE_ADMIN_TOKEN and LORE_METRICS_TOKEN are at least this long."""
+
+
+DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", re.IGNORECASE)
+
+
+def parse_duration(value: str) -> float:
+    """Seconds from "90", "90s", "15m", "1.5h" or "1d"."""
+    match = _DURATION.fullmatch(value)
+    if match is None:
+        raise ValueError(f"must be seconds or a duration like 15m, 2h, got {value!r}")
+    number, unit = match.groups()
+    return float(number) * DURATION_UNITS[unit.lower() or "s"]
 
 
 class Settings(BaseSettings):
@@ -77,6 +91,8 @@ class Settings(BaseSettings):
     lore_backfill_page_size: int = Field(default=200, ge=1, le=999)
     lore_import_max_day_file_bytes: int = Field(default=64 * 1024 * 1024, ge=1)
     lore_intake_lease_seconds: float = Field(default=30.0, ge=1, le=3600)
+    lore_reflect_after: float = Field(default=15 * 60.0, gt=0)
+    lore_reflect_tokens_per_day: int = Field(default=2_000_000, ge=0)
 
     @property
     def ranking(self) -> Ranking:
@@ -180,6 +196,11 @@ class Settings(BaseSettings):
         if scheme == "postgresql+asyncpg":
             return value
         raise ValueError("must be a sqlite:// or postgresql:// URL")
+
+    @field_validator("lore_reflect_after", mode="before")
+    @classmethod
+    def _duration(cls, value: object) -> object:
+        return parse_duration(value) if isinstance(value, str) else value
 
     @field_validator("lore_log_format", mode="before")
     @classmethod

@@ -25,16 +25,19 @@ from handlers.app_home_blocks import (
     EDIT_CALLBACK,
     EXCLUDE_ACTION,
     INCLUDE_ACTION,
+    RETRACT_NOTE_ACTION,
     REVERT_ACTION,
     SHOW_BACKFILL_ACTION,
     SHOW_BLOCK_ACTION,
     SHOW_EXCLUDED_ACTION,
+    SHOW_NOTES_ACTION,
     backfill_modal,
     block_reading_modal,
     edit_modal,
     excluded_modal,
     first_input,
     home_view,
+    notes_modal,
     parse_edit,
     parse_revert,
 )
@@ -76,8 +79,16 @@ def register(app: AsyncApp, services: Services, access: AccessFacts) -> None:
         await ack()
         home.spawn(context.client, *_who(body, context), include=str(_action(body).get("value")))
 
+    @app.action(RETRACT_NOTE_ACTION)
+    async def on_retract(ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext) -> None:
+        await ack()
+        home.spawn(context.client, *_who(body, context), retract=str(_action(body).get("value")))
+
     @app.action(
-        re.compile(f"^({SHOW_BLOCK_ACTION}|{SHOW_BACKFILL_ACTION}|{SHOW_EXCLUDED_ACTION})$")
+        re.compile(
+            f"^({SHOW_BLOCK_ACTION}|{SHOW_BACKFILL_ACTION}|{SHOW_EXCLUDED_ACTION}|"
+            f"{SHOW_NOTES_ACTION})$"
+        )
     )
     async def on_show(ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext) -> None:
         await ack()
@@ -113,11 +124,12 @@ class _Home:
         revert: str | None = None,
         exclude: str | None = None,
         include: str | None = None,
+        retract: str | None = None,
     ) -> None:
         """Apply an admin's change (if any) and republish the Home, in the background."""
         if client is None or not team_id or not user_id:
             return
-        change = self._change(client, team_id, user_id, revert, exclude, include)
+        change = self._change(client, team_id, user_id, revert, exclude, include, retract)
         self._services.background.spawn(
             self._then_publish(client, team_id, user_id, notice, change), name="app-home"
         )
@@ -170,6 +182,8 @@ class _Home:
                 )
                 if action.get("action_id") == SHOW_BACKFILL_ACTION:
                     view = backfill_modal(snapshot.backfill)
+                elif action.get("action_id") == SHOW_NOTES_ACTION:
+                    view = notes_modal(snapshot.notes, admin=access.admin)
                 else:
                     view = excluded_modal(snapshot.excluded)
             quiet = await self._quiet(client, team_id, view)
@@ -214,9 +228,10 @@ class _Home:
         revert: str | None,
         exclude: str | None,
         include: str | None,
+        retract: str | None = None,
     ) -> str | None:
         """Apply one change for an admin; the notice to show, if any."""
-        if revert is None and exclude is None and include is None:
+        if revert is None and exclude is None and include is None and retract is None:
             return None
         access = await self._access.for_home(client, team_id, user_id)
         if not access.admin:
@@ -239,6 +254,9 @@ class _Home:
             if include:
                 await home.include_channel(team_id, include)
                 return f"<#{include}>: new messages are archived again."
+            if retract:
+                note = await home.retract_note(access, retract)
+                return f"Retracted the note “{note.text[:80]}”."
         except EditError as error:
             return _sentence(str(error))
         return None

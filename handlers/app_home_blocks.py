@@ -13,6 +13,7 @@ from handlers import long_text
 from memory.backfill_state import ChannelBackfill
 from memory.blocks import Block
 from memory.conversations import Conversation
+from memory.notes import Note
 
 EDIT_ACTION = "home_edit_block"
 REVERT_ACTION = "home_revert_block"
@@ -23,6 +24,8 @@ TEXT_ACTION = "text"
 SHOW_BLOCK_ACTION = "home_show_block"
 SHOW_BACKFILL_ACTION = "home_show_backfill"
 SHOW_EXCLUDED_ACTION = "home_show_excluded"
+SHOW_NOTES_ACTION = "home_show_notes"
+RETRACT_NOTE_ACTION = "home_retract_note"
 
 SECTION_CHARS = 2900  # a section's text may hold 3000
 INPUT_CHARS = 3000  # a plain_text_input may hold 3000
@@ -33,6 +36,8 @@ MEMORY_BUDGET = 60  # of those, for memory blocks (the rest is at most about 30)
 MEMORY_SECTIONS = 12  # a memory block's text shown in at most this many sections
 BACKFILL_SECTIONS = 4
 EXCLUDED_SECTIONS = 3
+NOTES_SHOWN = 5  # on the Home tab; a button opens them all
+NOTE_CHARS = 600  # of a note's text shown with its sources in one section
 MODAL_INPUTS = VIEW_BLOCKS - 1  # the edit modal: its context line, then the inputs
 
 View = dict[str, Any]
@@ -45,6 +50,8 @@ def home_view(snapshot: HomeSnapshot, *, admin: bool, notice: str | None = None)
     if notice:
         blocks.append(_mrkdwn(notice))
     blocks += _counts(snapshot)
+    if snapshot.reflection:
+        blocks.append(_context(snapshot.reflection))
     blocks.append(_header("Memory"))
     if not admin:
         blocks.append(_context("Workspace admins and owners can edit these blocks."))
@@ -55,11 +62,68 @@ def home_view(snapshot: HomeSnapshot, *, admin: bool, notice: str | None = None)
     if len(snapshot.blocks) > len(shown_blocks):
         hidden = len(snapshot.blocks) - len(shown_blocks)
         blocks.append(_context(f"…and {hidden} more blocks: `lore memory show` lists all."))
+    blocks.append(_header("Notes"))
+    blocks += notes_blocks(snapshot.notes, admin=admin)
     blocks.append(_header("Backfill"))
     blocks += backfill_blocks(snapshot.backfill)
     blocks.append(_header("Channels"))
     blocks += channel_controls(snapshot.excluded, admin=admin)
     return {"type": "home", "callback_id": "lore_home", "blocks": blocks}
+
+
+def notes_blocks(notes: list[Note], *, admin: bool, shown: int = NOTES_SHOWN) -> Blocks:
+    """The newest notes, each with the messages it was learned from (admins: a Retract button);
+    past `shown` a button opens them all."""
+    if not notes:
+        return [_mrkdwn("No notes yet: Lore keeps durable facts here, with their sources.")]
+    blocks = [note_block(note, admin=admin) for note in notes[:shown]]
+    if len(notes) > shown:
+        blocks.append(_show_button(SHOW_NOTES_ACTION, f"Show all {len(notes)} notes"))
+    return blocks
+
+
+def notes_modal(notes: list[Note], *, admin: bool) -> View:
+    """Every note the viewer may see (as many as a modal holds), newest first."""
+    room = VIEW_BLOCKS - 1
+    blocks = [note_block(note, admin=admin) for note in notes[:room]]
+    if len(notes) > room:
+        blocks.append(_context(f"…and {len(notes) - room} more: the JSON API lists them all."))
+    return {
+        "type": "modal",
+        "title": _plain("Notes"),
+        "close": _plain("Close"),
+        "blocks": blocks or [_mrkdwn("No notes.")],
+    }
+
+
+def note_block(note: Note, *, admin: bool) -> dict[str, Any]:
+    """A note's text, then "learned from" links to its source messages and when."""
+    links = " · ".join(
+        f"<{s.permalink}|message {i}>" if s.permalink else f"<#{s.channel_id}> {s.ts}"
+        for i, s in enumerate(note.sources, start=1)
+    )
+    when = int(note.learned_at.timestamp())
+    fallback = note.learned_at.strftime("%Y-%m-%d %H:%M UTC")
+    date = f"<!date^{when}^{{date_short_pretty}}|{fallback}>"
+    learned = f"_learned from_ {links} in <#{note.channel_id}> · {date}"
+    section: dict[str, Any] = {
+        **_mrkdwn(_cut(note.text, NOTE_CHARS) + "\n" + _cut(learned, SECTION_CHARS - NOTE_CHARS)),
+        "block_id": f"note:{note.id}",
+    }
+    if admin:
+        section["accessory"] = {
+            "type": "button",
+            "action_id": RETRACT_NOTE_ACTION,
+            "text": _plain("Retract"),
+            "value": note.id,
+            "confirm": {
+                "title": _plain("Retract this note?"),
+                "text": _plain("It is kept in the history but no longer found or shown."),
+                "confirm": _plain("Retract"),
+                "deny": _plain("Cancel"),
+            },
+        }
+    return section
 
 
 def backfill_blocks(channels: list[ChannelBackfill]) -> Blocks:

@@ -64,6 +64,8 @@ from memory.messages import (
     indexed_text,
     message_key,
 )
+from memory.note_search import NoteSearch
+from memory.notes import Note
 from memory.query_dates import dated_filters
 from memory.query_embeddings import QueryEmbeddings
 from memory.ranking import Key, Ranking
@@ -97,6 +99,7 @@ MAX_OVERSAMPLE = 1024
 MAX_IDS = 20_000
 STATS_TTL = 600.0  # seconds before channel counts are re-read (other processes write too)
 FETCH_SLACK = 8  # records read beyond `limit` at once, for hits that fail validation
+ABOVE = 1e-6  # how much more than the best of its source messages a note scores
 
 
 def collection_name(team_id: str, embedder_name: str) -> str:
@@ -241,6 +244,7 @@ class Archive:
         self._locks: dict[str, asyncio.Lock] = {}
         self._open_lock = asyncio.Lock()
         self._stats: dict[str, ChannelStats] = {}
+        self._notes: NoteSearch | None = None
         self._reloading: dict[str, asyncio.Task[ChannelStats]] = {}
         self._write_embedder = ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="lore-embed", initializer=_lower_priority
@@ -274,6 +278,10 @@ class Archive:
         lexical = await LexicalIndex.open(engine, context_weight=ranking.context_weight)
         kinds = await ChannelKinds.open(engine)
         return cls(await open_http(url), embedder, lexical, ranking, kinds)
+
+    def find_notes(self, notes: NoteSearch) -> None:
+        """From now on `search` finds notes too, each ranked above the messages it summarises."""
+        self._notes = notes
 
     def _name(self, team_id: str) -> str:
         return collection_name(team_id, self._embedder.name)
@@ -512,7 +520,14 @@ class Archive:
         scopes = (
             [filters, *dated_filters(query, filters)] if self._ranking.date_weight else [filters]
         )
-        vector = _once(lambda: self._embed_query(query))  # shared by the scopes
+        vector = _once(lambda: self._embed_query(query))  # shared by the scopes and the notes
+        notes = asyncio.ensure_future(
+            self._notes.search(
+                team_id, query, audience=audience, filters=filters, limit=limit, query_vector=vector
+            )
+            if self._notes is not None
+            else _nothing()
+        )
         rankings = await asyncio.gather(
             *(self._retrieve(team_id, query, vector, audience, scope, depth) for scope in scopes)
         )
@@ -530,7 +545,45 @@ class Archive:
                 if message is not None and passes(message, audience, filters):
                     hits.append(SearchHit(message, scores[key]))
                 # else removed since indexed, or outside audience or filters
-        return hits[:limit]
+        return await self._with_notes(team_id, hits[:limit], await notes, audience, filters, limit)
+
+    async def _with_notes(
+        self,
+        team_id: str,
+        hits: list[SearchHit],
+        found: list[tuple[Note, float]],
+        audience: Audience,
+        filters: SearchFilters,
+        limit: int,
+    ) -> list[SearchHit]:
+        """Message hits and note hits, best first: a note shows as its first source message
+        still archived and scores above the best of its source messages found."""
+        if not found:
+            return hits
+        keys = [(s.channel_id, s.ts) for note, _ in found for s in note.sources]
+        records = await self._lexical.get_many(team_id, keys)
+        scores = {(h.message.channel_id, h.message.ts): h.score for h in hits}
+        noted: list[SearchHit] = []
+        for note, score in found:
+            kept = [records[k] for s in note.sources if (k := (s.channel_id, s.ts)) in records]
+            first = note.sources[0]
+            shown = (
+                kept[0]
+                if kept
+                else ArchivedMessage(
+                    team_id,
+                    note.channel_id,
+                    note.channel_type,
+                    first.ts,
+                    "",
+                    permalink=first.permalink,
+                )
+            )
+            if not passes(shown, audience, filters):
+                continue
+            best = max([score, *(scores.get((s.channel_id, s.ts), 0.0) for s in note.sources)])
+            noted.append(SearchHit(shown, best * (1 + ABOVE) + ABOVE, note=note))
+        return sorted([*hits, *noted], key=lambda hit: -hit.score)[:limit]
 
     async def _retrieve(
         self,
@@ -724,6 +777,10 @@ class Archive:
         await self._store.close()
         await asyncio.to_thread(self._write_embedder.shutdown, wait=True)
         await self._queries.close()
+
+
+async def _nothing() -> list[tuple[Note, float]]:
+    return []
 
 
 def _once(make: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from memory.notes import Note
 
 
 @dataclass(frozen=True)
@@ -44,10 +48,12 @@ class SearchFilters:
 @dataclass(frozen=True)
 class SearchHit:
     """A search result; score is the fused rank score (higher is better, comparable within
-    one search only)."""
+    one search only). A note found is a hit on its first source message still archived, with
+    the note (`note`) beside it."""
 
     message: ArchivedMessage
     score: float
+    note: Note | None = None
 
 
 def indexed_text(message: ArchivedMessage) -> str:

@@ -21,6 +21,10 @@ is neither, the fake answers **HTTP 500 api_error "fake anthropic: no scripted r
 ``x-should-retry: false``, so a test that forgot to script fails loudly and at once (the SDK
 obeys that header and does not retry).
 
+``script_model(model, ...)`` and ``respond_to_model(model, fn)`` answer the requests naming
+``model`` from a queue of their own (a background job's calls, scripted apart from the turns');
+``requests_for(model)`` lists them.
+
 Validation mirrors the real API where cheap (401/400 with Anthropic's error JSON): API key,
 ``anthropic-version``, required fields, role order, tool_use/tool_result pairing, empty text,
 cache_control shape and count, tool definitions, search_result shape. A request that fails
@@ -833,6 +837,8 @@ def _error_body(type: str, message: str, request_id: str) -> Json:
 class _State:
     queue: deque[ScriptItem] = field(default_factory=deque)
     responder: Responder | None = None
+    model_queues: dict[str, deque[ScriptItem]] = field(default_factory=dict)
+    model_responders: dict[str, Responder] = field(default_factory=dict)
 
 
 class FakeAnthropic:
@@ -915,6 +921,24 @@ class FakeAnthropic:
     def respond_with(self, fn: Responder | None) -> None:
         """Answer with ``fn(request_json)`` (sync or async) when the queue is empty."""
         self._state.responder = fn
+
+    def script_model(self, model: str, *items: ScriptItem) -> None:
+        """Queue answers for requests naming ``model`` only (e.g. a background job's calls,
+        scripted apart from the turns'); once a model is scripted, its requests never take
+        the general queue or responder."""
+        self._state.model_queues.setdefault(model, deque()).extend(items)
+
+    def respond_to_model(self, model: str, fn: Responder | None) -> None:
+        """Answer requests naming ``model`` with ``fn`` when its queue is empty."""
+        self._state.model_queues.setdefault(model, deque())
+        if fn is None:
+            self._state.model_responders.pop(model, None)
+        else:
+            self._state.model_responders[model] = fn
+
+    def requests_for(self, model: str) -> list[Json]:
+        """The recorded requests naming ``model``."""
+        return [body for body in self.requests if body.get("model") == model]
 
     @property
     def pending(self) -> int:
@@ -1001,9 +1025,16 @@ class FakeAnthropic:
         return await self._serve(request, body, item)
 
     async def _next_item(self, body: Json) -> ScriptItem | None:
-        if self._state.queue:
+        model = body.get("model")
+        if isinstance(model, str) and model in self._state.model_queues:
+            queue = self._state.model_queues[model]
+            if queue:
+                return queue.popleft()
+            responder = self._state.model_responders.get(model)
+        elif self._state.queue:
             return self._state.queue.popleft()
-        responder = self._state.responder
+        else:
+            responder = self._state.responder
         if responder is None:
             return None
         result = responder(body)

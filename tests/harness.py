@@ -31,6 +31,7 @@ def lore_settings(data_dir: Path, fake: FakeAnthropic | None, **overrides: Any) 
         "port": 0,
         "lore_host": "127.0.0.1",
         "redis_url": REDIS_URL,
+        "lore_reflect_tokens_per_day": 0,  # reflection only where a test turns it on
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
@@ -74,6 +75,7 @@ def serve_env(
         "ANTHROPIC_API_KEY": secrets.token_hex(16),
         "ANTHROPIC_BASE_URL": fake_llm.base_url,
         "LORE_LOG_LEVEL": "WARNING",
+        "LORE_REFLECT_TOKENS_PER_DAY": "0",
         **settings,
     }
 

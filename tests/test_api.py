@@ -20,6 +20,7 @@ from app.main import Lore, start_lore
 from memory.archive import ArchivedMessage
 from memory.blocks import MemoryScope
 from memory.edits import Insert, Replace
+from memory.notes import NoteSource
 from tests.harness import lore_settings
 
 EVERYTHING = MemoryScope.everything()
@@ -268,6 +269,12 @@ async def test_outside_local_mode_the_api_needs_the_admin_token(tmp_path: Path) 
         assert status == 200
         status, _, _ = await get(guarded, f"/api/teams/{TEAM}/events")
         assert status == 401
+        status, _, _ = await get(guarded, f"/api/teams/{TEAM}/notes")
+        assert status == 401
+        status, body, _ = await get(
+            guarded, f"/api/teams/{TEAM}/notes", Authorization=f"Bearer {admin}"
+        )
+        assert status == 200 and body["notes"] == []
     finally:
         await guarded.stop()
 
@@ -312,7 +319,9 @@ async def test_cors_only_for_the_playground_origin(local_lore: Lore) -> None:
         assert "Authorization" in response.headers["Access-Control-Allow-Headers"]
 
 
-async def test_events_stream_memory_conversations_and_archive_changes(local_lore: Lore) -> None:
+async def test_events_stream_memory_conversations_archive_and_notes_changes(
+    local_lore: Lore,
+) -> None:
     lore = local_lore
     events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
 
@@ -361,6 +370,18 @@ async def test_events_stream_memory_conversations_and_archive_changes(local_lore
             [ArchivedMessage(TEAM, "C0GENERAL", "channel", "1700000000.000100", "hello")]
         )
         assert (await next_event("archive"))["messages"] == 1
+
+        note = await lore.stores.notes.add(
+            TEAM,
+            text="Staging is called tern.",
+            sources=[NoteSource("C0GENERAL", "1700000000.000100", "https://x/p1")],
+            channel_type="channel",
+            written_by="admin:U0ALICE",
+        )
+        [shown] = (await next_event("notes"))["notes"]
+        assert shown["id"] == note.id and shown["sources"][0]["permalink"] == "https://x/p1"
+        await lore.stores.notes.retract(TEAM, note.id, reason="renamed", by="admin:U0ALICE")
+        assert (await next_event("notes"))["notes"] == []
     finally:
         listener.cancel()
         await asyncio.gather(listener, return_exceptions=True)

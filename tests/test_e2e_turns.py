@@ -45,6 +45,8 @@ async def test_mention_is_answered_in_its_thread_after_a_tool_call(
         "memory_insert",
         "memory_replace",
         "memory_rethink",
+        "note_add",
+        "note_retract",
     }
     assert second["messages"][-1]["content"][0]["type"] == "tool_result"
     assert ("assistant.threads.setStatus", "C0GENERAL") in {

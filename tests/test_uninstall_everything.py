@@ -32,7 +32,9 @@ from memory.dedupe import RedisOnceKeys
 from memory.early_changes import RedisEarlyChanges
 from memory.edits import Insert
 from memory.feedback import Verdict, Vote
+from memory.notes import NoteSource
 from memory.redis_keys import KEY_PREFIXES, RedisTeamKeys
+from memory.reflection_state import ReflectionState, Run
 from memory.summaries import ThreadSummary
 from tests.conftest import REDIS_URL, new_team
 from tests.fake_anthropic import FakeAnthropic, delay, reply, text, tool_use
@@ -41,6 +43,7 @@ from tests.test_oauth import install, start_oauth_lore
 
 BOT = "<@U0LORE>"
 FTS_INDEX = "archive_fts"  # SQLite's full-text index of archive_messages, kept by its triggers
+NOTES_FTS = "notes_fts"  # SQLite's full-text index of notes (a copy of their text), by triggers
 NO_TEAM_TABLES = {"slack_oauth_states": "install links in flight, before any workspace is known"}
 EARLY_TS = "1700000000.000999"
 
@@ -89,9 +92,16 @@ async def footprint(lore: Lore, redis: Redis, team_id: str) -> dict[str, Any]:
     present = await database_tables(lore.stores.engine)
     missing = {t.name for t in tables} - present
     assert not missing - {"slack_oauth_states"}, f"tables not created: {missing}"
-    unlisted = {n for n in present - {t.name for t in tables} if not n.startswith(FTS_INDEX)}
+    unlisted = {
+        n for n in present - {t.name for t in tables} if not n.startswith((FTS_INDEX, NOTES_FTS))
+    }
     assert not unlisted, f"tables this test does not know: {unlisted}"
     async with lore.stores.engine.connect() as connection:
+        if NOTES_FTS in present:
+            query = sql(f"SELECT note_id, text FROM {NOTES_FTS} WHERE team_id = :team")
+            rows = (await connection.execute(query, {"team": team_id})).all()
+            if rows:
+                held[f"sql:{NOTES_FTS}"] = sorted(repr(tuple(row)) for row in rows)
         for table in tables:
             if "team_id" not in table.c:
                 assert table.name in NO_TEAM_TABLES, f"{table.name} has no team_id column"
@@ -153,7 +163,16 @@ async def fill_other_workspace(lore: Lore, redis: Redis) -> str:
     )
     await stores.exclusions.exclude(team_id, "C0SECRET", "U0OTHER")
     await stores.summaries.store(thread_summary(team_id, "C0OTHER"), based_on=None)
+    await stores.notes.add(
+        team_id,
+        text="Falcon owns the payments on-call.",
+        sources=[NoteSource("C0OTHER", "1700000000.000100")],
+        channel_type="channel",
+        written_by="admin:U0OTHER",
+    )
     await lore.services.backfill.state.request(team_id, "C0OTHER")
+    await ReflectionState(stores.engine).reopen(team_id, "C0OTHER", "1700000000.000100")
+    await ReflectionState(stores.engine).spend(team_id, "2026-01-01", 1200)
     if stores.installations is not None:
         await stores.installations.store.async_save(
             Installation(
@@ -189,7 +208,19 @@ async def fill_workspace(lore: Lore, emulator: SlackEmulator, fake_llm: FakeAnth
     await eventually(lambda: _voted(lore, team))
     await lore.stores.exclusions.exclude(team, "C0RANDOM", "U0ALICE")
     await lore.stores.summaries.store(thread_summary(team, "C0GENERAL"), based_on=None)
+    await lore.stores.notes.add(
+        team,
+        text="Deploys freeze on Fridays.",
+        sources=[NoteSource("C0GENERAL", asked["ts"])],
+        channel_type="channel",
+        written_by="admin:U0ALICE",
+    )
     await lore.services.backfill.state.request(team, "C0LEADS")
+    reflection = ReflectionState(lore.stores.engine)
+    await reflection.reopen(team, "C0GENERAL", asked["ts"])
+    await reflection.advance(team, {"C0GENERAL": float(asked["ts"])})
+    await reflection.spend(team, "2026-01-01", 1200)
+    await reflection.record_run(Run(f"run-{team}", team, {}, [], 0), [])
     deleted = {"type": "message", "subtype": "message_deleted", "channel": "C0GENERAL"}
     assert await emulator.deliver_event({**deleted, "deleted_ts": EARLY_TS}) == 200
     early = f"lore:early-change:{team}:C0GENERAL:{EARLY_TS}"
@@ -267,6 +298,14 @@ async def test_uninstall_in_one_token_mode_forgets_everything_in_every_process(
             "excluded_channels",
             "backfill_channels",
             "thread_summaries",
+            "notes",
+            "note_sources",
+            "note_vectors",
+            "notes_fts",
+            "reflection_channels",
+            "reflection_runs",
+            "reflection_threads",
+            "reflection_usage",
         }
         assert any(name.startswith("chroma:") for name in held)
         assert any(name.startswith("redis:lore:early-change:") for name in held)

@@ -19,6 +19,9 @@ and the stores enforce what it hands them: the archive an `Audience`, memory blo
 | any, asked by an outsider | as above | only the conversations    | never org      | as above     |
 |                           |          | they are members of       |                |              |
 | JSON API, CLI             | operator | everything                | every block    | every block  |
+| reflection, public (6)    | channel  | public channels           | persona, org   | org          |
+| reflection, private (6)   | channel  | public channels + it      | persona, org,  | own          |
+|                           |          |                           | own            |              |
 
 "channel": everyone who can read the channel; "asker": the asker alone; "own": the
 conversation's own `private:<channel>` block.
@@ -27,7 +30,9 @@ conversation's own `private:<channel>` block.
 members of another organisation (a Slack Connect channel, `is_ext_shared`, or a member whose team
 is not the workspace's); the channel's own block replaces `org`, and a thin answer says that
 asking Lore in a DM may find more. (4) private channels, group DMs and DMs the asker and Lore are
-both in. (5) admins: every row, private channels, DMs and group DMs too.
+both in. (5) admins: every row, private channels, DMs and group DMs too. (6) the background
+reflection over quiet threads: of public channels together, or of one private conversation
+alone; it is never an admin (no `persona` edit, no rewrite of a block, no cut of most of it).
 
 Every memory edit also follows these rules:
 - naming another conversation's `private:` block is refused, and its text is never shown;
@@ -176,6 +181,27 @@ class Access:
         """An operator's tool (the JSON API with the admin token, the CLI): everything."""
         return cls(
             team_id, Readers.OPERATOR, Audience.everyone(), MemoryScope.everything(), admin=True
+        )
+
+    @classmethod
+    def for_reflection(cls, team_id: str, channel_id: str | None) -> Access:
+        """Reflection over public channels' threads (`channel_id` None) or over one private
+        conversation's, whose notes and memory edits stay in that conversation."""
+        shared = _shared_blocks(readable_org=True)
+        if channel_id is None:
+            return cls(
+                team_id,
+                Readers.CHANNEL,
+                Audience(frozenset(), public=True),
+                MemoryScope(shared, frozenset({"org"})),
+            )
+        own = scoped_label(channel_id)
+        return cls(
+            team_id,
+            Readers.CHANNEL,
+            Audience(frozenset({channel_id}), public=True),
+            MemoryScope(shared | {own}, frozenset({own})),
+            own_block=own,
         )
 
     @property

@@ -15,18 +15,24 @@ def search_result_block(hit: SearchHit) -> dict[str, Any]:
 
     The title names the author without a `<@…>` mention (the model would copy it into the
     answer, and every quote would ping its author); the user id stays, for the `user` filter.
+    A note found is shown as what it says, learned from its first source message, which is the
+    block's source: an answer that uses the note cites that message.
     """
     message = hit.message
     author = message.user_name or "someone"
     if message.user_id:
         author = f"{author} (user {message.user_id})"
+    title = f"{author} in <#{message.channel_id}> on {_when(message.ts)}"
     text = message.text
+    if hit.note is not None:
+        title = f"Note ({hit.note.id}) learned from {title}"
+        text = hit.note.text + (f"\n\nFrom the message: {text}" if text else "")
     if len(text) > MAX_RESULT_CHARS:
         text = text[:MAX_RESULT_CHARS] + "…"
     return {
         "type": "search_result",
         "source": message.permalink or f"slack://{message.channel_id}/{message.ts}",
-        "title": f"{author} in <#{message.channel_id}> on {_when(message.ts)}",
+        "title": title,
         "content": [{"type": "text", "text": text or "(empty message)"}],
         "citations": {"enabled": True},
     }

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
@@ -14,8 +16,13 @@ from app.agent.ports import Source, TurnRequest
 from memory.archive import Archive, SearchFilters
 from memory.blocks import MemoryBlocks
 from memory.edits import Edit, EditError, Insert, Replace, Rethink
+from memory.notes import MAX_SOURCES, NoteError, Notes, NoteSource
 
 log = logging.getLogger("lore.tools")
+
+Settled = Callable[[str, str, str], Awaitable[bool]]
+"""Whether (team, channel, ts) is archived, once it is no longer being stored."""
+_LINK = re.compile(r"/archives/([A-Za-z0-9]+)/p(\d{10})(\d{6})")
 
 TOOLS: list[dict[str, Any]] = [
     {
@@ -86,7 +93,52 @@ TOOLS: list[dict[str, Any]] = [
             "required": ["label", "new_value"],
         },
     },
+    {
+        "name": "note_add",
+        "description": (
+            "Keep a durable fact as a note, with the messages it comes from. Notes are found by "
+            "search_conversations in every conversation that may read those messages, so a "
+            "note can hold what a memory block has no room for. One fact per note; all sources "
+            "in one channel (add one note per channel). Name each source by a search result's "
+            "`source` link, or by channel id and ts; with no sources, the note comes from the "
+            "message you are answering. To correct a note, add the new one with `supersedes` "
+            "set to the old note's id (shown in its search result), which retracts the old one."
+        ),
+        "input_schema": {
+            "type": "object",
+            "properties": {
+                "text": {"type": "string", "description": "The fact, in one or two sentences."},
+                "sources": {
+                    "type": "array",
+                    "maxItems": MAX_SOURCES,
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "link": {"type": "string", "description": "A result's source."},
+                            "channel": {"type": "string"},
+                            "ts": {"type": "string"},
+                        },
+                    },
+                },
+                "supersedes": {"type": "string", "description": "The id of the note replaced."},
+            },
+            "required": ["text"],
+        },
+    },
+    {
+        "name": "note_retract",
+        "description": (
+            "Retract a note that no longer holds (wrong, outdated, taken back). It stays in "
+            "the history but is no longer found. Give its id and a short reason."
+        ),
+        "input_schema": {
+            "type": "object",
+            "properties": {"id": {"type": "string"}, "reason": {"type": "string"}},
+            "required": ["id", "reason"],
+        },
+    },
 ]
+NOTE_TOOLS = frozenset({"note_add", "note_retract"})
 
 
 class ToolInputError(ValueError):
@@ -105,12 +157,33 @@ class ToolOutcome:
 class ToolRunner:
     """Runs the model's tool calls; `for_turn` gives the runner of one turn."""
 
-    def __init__(self, archive: Archive, blocks: MemoryBlocks) -> None:
+    def __init__(
+        self,
+        archive: Archive,
+        blocks: MemoryBlocks,
+        notes: Notes | None = None,
+        settled: Settled | None = None,
+    ) -> None:
         self._archive = archive
         self._blocks = blocks
+        self._notes = notes
+        self._settled = settled
+
+    @property
+    def tools(self) -> list[dict[str, Any]]:
+        """The tools' schemas: the note tools only where notes are kept."""
+        return [t for t in TOOLS if self._notes is not None or t["name"] not in NOTE_TOOLS]
 
     def for_turn(self, request: TurnRequest, access: Access, conversation_id: str) -> TurnTools:
-        return TurnTools(self._archive, self._blocks, request, access, conversation_id)
+        return TurnTools(
+            self._archive,
+            self._blocks,
+            request,
+            access,
+            conversation_id,
+            notes=self._notes,
+            settled=self._settled,
+        )
 
 
 class TurnTools:
@@ -123,9 +196,14 @@ class TurnTools:
         request: TurnRequest,
         access: Access,
         conversation_id: str,
+        *,
+        notes: Notes | None = None,
+        settled: Settled | None = None,
     ) -> None:
         self._archive = archive
         self._blocks = blocks
+        self._notes = notes
+        self._settled = settled
         self._request = request
         self._access = access
         self._conversation_id = conversation_id
@@ -137,17 +215,84 @@ class TurnTools:
         try:
             if name == "search_conversations":
                 return await self._search(tool_input)
+            if name in NOTE_TOOLS:
+                return await self._note(name, tool_input)
             return await self._edit(name, tool_input)
         except (EditError, ToolInputError) as error:
             return ToolOutcome(f"Error: {error}", is_error=True)
 
-    async def _edit(self, name: str, tool_input: dict[str, Any]) -> ToolOutcome:
-        edit = _memory_edit(name, tool_input)
-        label = _text(tool_input, "label")
+    def _count_edit(self) -> None:
         if self.edits >= MAX_EDITS_PER_TURN:
             raise AccessError(
                 f"at most {MAX_EDITS_PER_TURN} memory edits per turn; this one was not made"
             )
+
+    async def _note(self, name: str, tool_input: dict[str, Any]) -> ToolOutcome:
+        if self._notes is None:
+            raise ToolInputError(f"unknown tool {name!r}")
+        self._count_edit()
+        written_by = f"conversation:{self._conversation_id}"
+        audience = self._access.audience
+        team_id = self._request.team_id
+        if name == "note_retract":
+            note_id = _text(tool_input, "id").strip()
+            reason = _text(tool_input, "reason")
+            note = await self._notes.retract(
+                team_id, note_id, reason=reason, by=written_by, audience=audience
+            )
+            if note is None:
+                raise NoteError(f"there is no note {note_id!r}")
+            self.edits += 1
+            return ToolOutcome(f"Note {note.id} is retracted: {note.retracted_reason}")
+        sources, channel_type = await self._note_sources(tool_input.get("sources"))
+        supersedes = tool_input.get("supersedes") or None
+        note = await self._notes.add(
+            team_id,
+            text=_text(tool_input, "text"),
+            sources=sources,
+            channel_type=channel_type,
+            written_by=written_by,
+            supersedes=str(supersedes).strip() if supersedes else None,
+            audience=audience,
+        )
+        self.edits += 1
+        replaced = f", replacing {note.supersedes}" if note.supersedes else ""
+        return ToolOutcome(
+            f"Note {note.id} is kept{replaced}, learned from {len(note.sources)} message(s) "
+            f"in <#{note.channel_id}>."
+        )
+
+    async def _note_sources(self, given: object) -> tuple[list[NoteSource], str]:
+        """The archived messages a note names, with their permalinks, and their channel's kind;
+        NoteError for one that is not archived or may not be read here."""
+        request = self._request
+        if given in (None, []):
+            wanted = [(request.channel_id, request.ts)]
+        elif isinstance(given, list) and len(given) <= MAX_SOURCES:
+            wanted = [_source_key(item) for item in given]
+        else:
+            raise ToolInputError(f"`sources` must be a list of at most {MAX_SOURCES} messages")
+        sources: list[NoteSource] = []
+        kinds: set[str] = set()
+        for channel_id, ts in wanted:
+            if self._settled is not None:
+                await self._settled(request.team_id, channel_id, ts)
+            message = await self._archive.get(request.team_id, channel_id, ts)
+            if message is None or not self._access.audience.allows(
+                channel_id, message.channel_type
+            ):
+                raise NoteError(
+                    f"no message {ts} in <#{channel_id}> can be read from here; name sources by "
+                    "the `source` link of a search result"
+                )
+            sources.append(NoteSource(channel_id, ts, message.permalink))
+            kinds.add(message.channel_type)
+        return sources, kinds.pop() if len(kinds) == 1 else request.channel_type
+
+    async def _edit(self, name: str, tool_input: dict[str, Any]) -> ToolOutcome:
+        edit = _memory_edit(name, tool_input)
+        label = _text(tool_input, "label")
+        self._count_edit()
         target = self._access.edit_target(label, edit)
         result = await self._blocks.edit(
             self._request.team_id,
@@ -184,6 +329,20 @@ class TurnTools:
             for b, hit in zip(blocks, visible, strict=True)
         ]
         return ToolOutcome(blocks, sources=sources)
+
+
+def _source_key(item: object) -> tuple[str, str]:
+    """(channel, ts) of one source the model named, by link or by channel and ts."""
+    if isinstance(item, dict):
+        link = item.get("link")
+        if isinstance(link, str) and (found := _LINK.search(link)):
+            return found[1], f"{found[2]}.{found[3]}"
+        channel, ts = item.get("channel"), item.get("ts")
+        if isinstance(channel, str) and isinstance(ts, str) and channel and ts:
+            return channel.strip().lstrip("#"), ts.strip()
+    raise ToolInputError(
+        'each source is {"link": a search result\'s source} or {"channel": id, "ts": ts}'
+    )
 
 
 def _memory_edit(name: str, tool_input: dict[str, Any]) -> Edit:

@@ -15,7 +15,7 @@ from app.agent import prompt
 from app.agent.access import ASK_IN_A_DM, THIN_RESULTS, Access
 from app.agent.ports import PostedReply, Reply, Source, Thread, ThreadMessage, TurnRequest
 from app.agent.retrieval_only import RetrievalOnly
-from app.agent.tools import TOOLS, ToolRunner
+from app.agent.tools import ToolRunner
 from app.askers import Askers
 from app.ingest import Ingest
 from app.thread_history import ArchivedHistory
@@ -23,6 +23,7 @@ from app.thread_summaries import Summariser
 from memory.archive import Archive, ArchivedMessage
 from memory.blocks import MemoryBlocks
 from memory.conversations import Conversations
+from memory.notes import Notes
 from memory.reply_sources import Quote
 from memory.summaries import ThreadSummary
 
@@ -104,6 +105,7 @@ class Agent:
         is_excluded: Callable[[str, str], Awaitable[bool]] | None = None,
         archived_history: ArchivedHistory | None = None,
         summariser: Summariser | None = None,
+        notes: Notes | None = None,
     ) -> None:
         self._llm = llm
         self._summariser = summariser
@@ -116,7 +118,7 @@ class Agent:
         self._conversations = conversations
         self._ingest = ingest
         self._askers = askers
-        self._tools = ToolRunner(archive, blocks)
+        self._tools = ToolRunner(archive, blocks, notes, ingest.archived)
         self._retrieval_only = RetrievalOnly(archive, blocks)
 
     @property
@@ -231,7 +233,7 @@ class Agent:
                     messages=prompt.with_cache_breakpoints(  # type: ignore[arg-type]
                         messages, asked=asked, step=step
                     ),
-                    tools=TOOLS,  # type: ignore[arg-type]
+                    tools=self._tools.tools,  # type: ignore[arg-type]
                 ) as stream:
                     async for text in stream.text_stream:
                         clock.stop()

@@ -1,6 +1,6 @@
 // Lore's side of the playground, from Lore's JSON API: its mode, memory blocks with their
-// version history, conversations, and a search box over the archive. Memory and conversations
-// update through server-sent events from Lore.
+// version history, notes with the messages they were learned from, conversations, and a search
+// box over the archive. Memory, notes and conversations update through server-sent events.
 
 import { follow, getJSON } from "./net.js";
 import { el, relativeElement, renderText, timeElement, tsDate } from "./render.js";
@@ -20,12 +20,14 @@ export class AgentView {
     this.chat = chat;
     this.announce = announce;
     this.versions = new Map(); // label -> version shown
+    this.notesShown = null; // ids of the notes shown, once the first list arrived
     const $ = (id) => document.getElementById(id);
     this.dom = {
       mode: $("mode"),
       modeNote: $("mode-note"),
       summary: $("agent-summary"),
       memory: $("memory"),
+      notes: $("notes"),
       conversations: $("conversations"),
       conversationsCount: $("conversations-count"),
       searchForm: $("search-form"),
@@ -63,6 +65,7 @@ export class AgentView {
       this.teamUrl("/events"),
       {
         memory: (data) => this.renderMemory(data),
+        notes: (data) => this.renderNotes(data),
         conversations: (data) => this.renderConversations(data),
         archive: (data) => {
           this.counts.messages = data.messages;
@@ -254,6 +257,57 @@ export class AgentView {
       "a",
       { href: `#/${conversation.channel_id}/${conversation.thread_ts}`, title: conversation.id },
       `${this.chat.channelLabel(conversation.channel_id)} thread`,
+    );
+  }
+
+  // notes
+
+  renderNotes({ notes }) {
+    const list = this.dom.notes;
+    const before = this.notesShown;
+    this.notesShown = new Set(notes.map((note) => note.id));
+    if (!notes.length) {
+      list.replaceChildren(el("li", { class: "empty" }, "None yet: Lore keeps notes as it learns."));
+      return;
+    }
+    list.replaceChildren(...notes.map((note) => this.noteItem(note)));
+    for (const note of notes) {
+      if (before && !before.has(note.id)) {
+        document.getElementById(`note-${note.id}`)?.classList.add("updated");
+        this.announce(`Lore learned a note: ${note.text}`);
+      }
+    }
+  }
+
+  noteItem(note) {
+    const context = this.chat.textContext();
+    const links = note.sources.map((source, index) => {
+      const label = `message ${index + 1}`;
+      if (!source.permalink) return el("span", {}, label);
+      const link = el(
+        "a",
+        { href: source.permalink, class: "source" },
+        label,
+        el("span", { class: "visually-hidden" }, ` in ${this.chat.channelLabel(source.channel_id)}`),
+      );
+      context.onLink(link);
+      return link;
+    });
+    const joined = links.flatMap((link, index) => (index ? [", ", link] : [link]));
+    return el(
+      "li",
+      { class: "note", id: `note-${note.id}` },
+      el("p", { class: "note-text" }, renderText(note.text, context)),
+      el(
+        "p",
+        { class: "note-meta" },
+        "learned from ",
+        ...joined,
+        " in ",
+        this.chat.channelLabel(note.channel_id),
+        " · ",
+        relativeElement(new Date(note.learned_at)),
+      ),
     );
   }
 
