@@ -15,7 +15,8 @@ the figures (the queue is still filling). A rate "holds" when its overhead p95 i
 found by at most `--probes` further runs: doubling from the highest rate that held until one
 does not, then bisecting until the bracket is within `--precision` (10%) of its bottom.
 Before each run Lore is let go idle; each run reports the machine's load average (1 min) at its
-start and end, the machine's CPU busy share and the cores Lore used meanwhile.
+start and end, the machine's CPU busy share and the cores that Lore (its processes and their
+children) and this process (the emulator, whose Web API answers count in the overhead) used.
 
 Shapes (`--shapes`, run one after the other, in one invocation so their ratio is side by side):
 - `embedded`: one `python -m app serve` on its embedded stores (Chroma, SQLite, in-process locks);
@@ -300,6 +301,7 @@ async def run_rate(
     load_before = load_average()
     idle0, total0 = cpu_times()
     cpu0 = sum(cpu_seconds(pid) for pid in pids)
+    driver0 = cpu_seconds(os.getpid(), descendants=False)
     started = time.perf_counter()
     asked, no_idle = await ask_open(emulator, threads, rate, args.seconds, rng)
     with contextlib.suppress(TimeoutError):
@@ -308,6 +310,7 @@ async def run_rate(
         )
     wall = time.perf_counter() - started
     cpu1 = sum(cpu_seconds(pid) for pid in pids)
+    driver1 = cpu_seconds(os.getpid(), descendants=False)
     idle1, total1 = cpu_times()
     load_after = load_average()
     for a in asked.values():
@@ -349,6 +352,7 @@ async def run_rate(
         "load_average": [load_before, load_after],
         "machine_busy": round(1 - (idle1 - idle0) / max(1, total1 - total0), 2),
         "lore_cores": round((cpu1 - cpu0) / wall, 2),
+        "emulator_cores": round((driver1 - driver0) / wall, 2),
         "lore_cpu_ms_per_turn": round(1000 * (cpu1 - cpu0) / max(1, len(asked)), 1),
     }
     o = row["overhead_ms"]
@@ -358,6 +362,7 @@ async def run_rate(
         f"p99 {o['p99']:.1f} ms  model p50 {row['model_ms']['p50']:.0f} ms  "
         f"{'holds' if row['holds'] else 'does not hold'}; load {load_before} -> {load_after}, "
         f"machine busy {100 * row['machine_busy']:.0f}%, Lore {row['lore_cores']} cores, "
+        f"emulator {row['emulator_cores']} cores, "
         f"{row['lore_cpu_ms_per_turn']} CPU ms/turn",
         flush=True,
     )
