@@ -14,9 +14,10 @@ the figures (the queue is still filling). A rate "holds" when its overhead p95 i
 `--goal-ms` (150) and every question is answered; the capacity is the highest rate that holds,
 found by at most `--probes` further runs: doubling from the highest rate that held until one
 does not, then bisecting until the bracket is within `--precision` (10%) of its bottom.
-Before each run Lore is let go idle; each run reports the machine's load average (1 min) at its
-start and end, the machine's CPU busy share and the cores that Lore (its processes and their
-children) and this process (the emulator, whose Web API answers count in the overhead) used.
+Before each run Lore is let go idle (no work pending at its /metrics, then its CPU quiet); each
+run reports the machine's load average (1 min) at its start and end, the machine's CPU busy
+share and the cores that Lore (its processes and their children) and this process (the
+emulator, whose Web API answers count in the overhead) used.
 
 Shapes (`--shapes`, run one after the other, in one invocation so their ratio is side by side):
 - `embedded`: one `python -m app serve` on its embedded stores (Chroma, SQLite, in-process locks);
@@ -39,6 +40,7 @@ import contextlib
 import json
 import os
 import random
+import secrets
 import shutil
 import subprocess
 import sys
@@ -66,9 +68,11 @@ from bench.turn_overhead import (
     summary,
 )
 from emulator import EmulatorConfig
+from tests.harness import work_pending_at
 from tests.processes import ChromaServer, PostgresServer, RedisServer
 
 GOAL_MS = 150.0
+METRICS_TOKEN = secrets.token_hex(16)
 Where = tuple[str, str]
 """A thread: (channel, ts of its parent)."""
 
@@ -149,11 +153,19 @@ def stores(shape: Shape, work: Path) -> Iterator[dict[str, str]]:
         postgres.remove()
 
 
+@dataclass(frozen=True)
+class Lores:
+    """The running Lore processes: their ids and URLs."""
+
+    pids: list[int]
+    urls: list[str]
+
+
 @contextlib.asynccontextmanager
 async def running(
     shape: Shape, emulator: TimedEmulator, model_url: str, work: Path
-) -> AsyncIterator[list[int]]:
-    """The shape's Lore processes, serving the emulator's events; yields their process ids."""
+) -> AsyncIterator[Lores]:
+    """The shape's Lore processes, serving the emulator's events."""
     with stores(shape, work) as shared:
         processes: list[subprocess.Popen[bytes]] = []
         urls: list[str] = []
@@ -168,6 +180,7 @@ async def running(
                     ANTHROPIC_API_KEY="bench-key",
                     ANTHROPIC_BASE_URL=model_url,
                     PORT=str(port),
+                    LORE_METRICS_TOKEN=METRICS_TOKEN,
                 )
                 command = [sys.executable, "-m", "app", "serve"]
                 processes.append(subprocess.Popen(command, cwd=ROOT, env=env))
@@ -181,7 +194,7 @@ async def running(
                 emulator.config.events_url = balancer.url
             else:
                 emulator.config.events_url = events[0]
-            yield [process.pid for process in processes]
+            yield Lores([process.pid for process in processes], urls)
         finally:
             for process in processes:
                 process.terminate()
@@ -191,13 +204,18 @@ async def running(
                 await balancer.stop()
 
 
-async def idle(pids: list[int], limit: float = 60.0) -> None:
-    """Wait until the Lore processes (with their children) use under 5% of a core each."""
+async def idle(lores: Lores, limit: float) -> None:
+    """Wait until every Lore process has no work under way (`lore_work_pending`: turns, jobs,
+    messages being archived), then uses under 5% of a core (with its children)."""
     deadline = time.monotonic() + limit
     while time.monotonic() < deadline:
-        before = [cpu_seconds(pid) for pid in pids]
+        if not any([await work_pending_at(url, METRICS_TOKEN) for url in lores.urls]):
+            break
+        await asyncio.sleep(0.5)
+    while time.monotonic() < deadline:
+        before = [cpu_seconds(pid) for pid in lores.pids]
         await asyncio.sleep(0.25)
-        if all(cpu_seconds(p) - b < 0.0125 for p, b in zip(pids, before, strict=True)):
+        if all(cpu_seconds(p) - b < 0.0125 for p, b in zip(lores.pids, before, strict=True)):
             return
     print("warning: Lore never went idle; figures may be skewed", flush=True)
 
@@ -290,13 +308,14 @@ async def run_rate(
     emulator: TimedEmulator,
     session: aiohttp.ClientSession,
     model_url: str,
-    pids: list[int],
+    lores: Lores,
     threads: Threads,
     rate: float,
     args: argparse.Namespace,
 ) -> dict[str, Any]:
     """One run at `rate`: its overhead figures, failures and the load it ran under."""
-    await idle(pids, args.timeout)
+    await idle(lores, args.timeout)
+    pids = lores.pids
     rng = random.Random(f"{rate}-{threads.asked}")
     load_before = load_average()
     idle0, total0 = cpu_times()
@@ -400,11 +419,11 @@ async def measure_shape(
 ) -> dict[str, Any]:
     work = Path(tempfile.mkdtemp(prefix="lore-open-"))
     try:
-        async with running(shape, emulator, model_url, work) as pids:
+        async with running(shape, emulator, model_url, work) as lores:
             print(f"{shape.name}: opening {args.threads} threads", flush=True)
             threads = await open_threads(emulator, args.threads, args.timeout)
             runs = [
-                await run_rate(emulator, session, model_url, pids, threads, rate, args)
+                await run_rate(emulator, session, model_url, lores, threads, rate, args)
                 for rate in args.rates
             ]
             for _ in range(args.probes):
@@ -412,7 +431,7 @@ async def measure_shape(
                 if probe is None:
                     break
                 runs.append(
-                    await run_rate(emulator, session, model_url, pids, threads, probe, args)
+                    await run_rate(emulator, session, model_url, lores, threads, probe, args)
                 )
     finally:
         shutil.rmtree(work, ignore_errors=True)
