@@ -411,13 +411,11 @@ def capacity(runs: list[dict[str, Any]]) -> dict[str, float | None]:
 
 
 async def measure_shape(
-    shape: Shape,
-    emulator: TimedEmulator,
-    session: aiohttp.ClientSession,
-    model_url: str,
-    args: argparse.Namespace,
+    shape: Shape, emulator: TimedEmulator, session: aiohttp.ClientSession, args: argparse.Namespace
 ) -> dict[str, Any]:
+    """The shape's runs at each rate and its capacity, with a fake model of its own."""
     work = Path(tempfile.mkdtemp(prefix="lore-open-"))
+    model, model_url = start_model(args.steps, args.stream_seconds)
     try:
         async with running(shape, emulator, model_url, work) as lores:
             print(f"{shape.name}: opening {args.threads} threads", flush=True)
@@ -434,6 +432,8 @@ async def measure_shape(
                     await run_rate(emulator, session, model_url, lores, threads, probe, args)
                 )
     finally:
+        model.terminate()
+        model.wait(timeout=30)
         shutil.rmtree(work, ignore_errors=True)
     found = capacity(runs)
     print(
@@ -473,15 +473,12 @@ def start_model(steps: int, stream_seconds: float) -> tuple[subprocess.Popen[str
 async def measure(args: argparse.Namespace) -> None:
     emulator = TimedEmulator(EmulatorConfig(events_url=None))
     await emulator.start()
-    model, model_url = start_model(args.steps, args.stream_seconds)
     results: list[dict[str, Any]] = []
     try:
         async with aiohttp.ClientSession() as session:
             for shape in args.shapes:
-                results.append(await measure_shape(shape, emulator, session, model_url, args))
+                results.append(await measure_shape(shape, emulator, session, args))
     finally:
-        model.terminate()
-        model.wait(timeout=30)
         await emulator.stop()
     report(args, results)
 
