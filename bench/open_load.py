@@ -17,7 +17,8 @@ does not, then bisecting until the bracket is within `--precision` (10%) of its 
 Before each run Lore is let go idle (no work pending at its /metrics, then its CPU quiet); each
 run reports the machine's load average (1 min) at its start and end, the machine's CPU busy
 share and the cores that Lore (its processes and their children) and this process (the
-emulator, whose Web API answers count in the overhead) used.
+emulator, whose Web API answers count in the overhead) used, and how many events the emulator
+delivered again, as Slack does when an event is not acknowledged within 3 s.
 
 Shapes (`--shapes`, run one after the other, in one invocation so their ratio is side by side):
 - `embedded`: one `python -m app serve` on its embedded stores (Chroma, SQLite, in-process locks);
@@ -321,6 +322,7 @@ async def run_rate(
     idle0, total0 = cpu_times()
     cpu0 = sum(cpu_seconds(pid) for pid in pids)
     driver0 = cpu_seconds(os.getpid(), descendants=False)
+    deliveries = len(emulator.deliveries)
     started = time.perf_counter()
     asked, no_idle = await ask_open(emulator, threads, rate, args.seconds, rng)
     with contextlib.suppress(TimeoutError):
@@ -339,6 +341,7 @@ async def run_rate(
         emulator.awaited.pop(place, None)
     threads.waiting.clear()
     models = model_times(await fetch_timings(session, model_url))
+    delivered = emulator.deliveries[deliveries:]
     overheads, latencies, model_ms, failed, measured = [], [], [], 0, 0
     for tag, a in asked.items():
         if a.at - started < args.settle:
@@ -361,6 +364,8 @@ async def run_rate(
         "answered": len(overheads),
         "failed": failed,
         "no_idle_thread": no_idle,
+        "events": len(delivered),
+        "events_retried": sum(1 for d in delivered if len(d.attempts) > 1),
         "overhead_ms": overhead,
         "latency_ms": summary(latencies),
         "model_ms": summary(model_ms),
@@ -377,7 +382,8 @@ async def run_rate(
     o = row["overhead_ms"]
     print(
         f"  R {rate:6.2f}/s: {row['answered']}/{measured} answered ({failed} failed, "
-        f"{no_idle} found no idle thread)  overhead p50 {o['p50']:.1f}  p95 {o['p95']:.1f}  "
+        f"{no_idle} found no idle thread; {row['events_retried']} of {row['events']} events "
+        f"delivered again)  overhead p50 {o['p50']:.1f}  p95 {o['p95']:.1f}  "
         f"p99 {o['p99']:.1f} ms  model p50 {row['model_ms']['p50']:.0f} ms  "
         f"{'holds' if row['holds'] else 'does not hold'}; load {load_before} -> {load_after}, "
         f"machine busy {100 * row['machine_busy']:.0f}%, Lore {row['lore_cores']} cores, "
