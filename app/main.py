@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import aiohttp
 import anthropic
 from aiohttp import web
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.oauth.async_oauth_settings import AsyncOAuthSettings
@@ -95,6 +95,18 @@ UNVERIFIED = (
     "refusing to serve /slack/events without SLACK_SIGNING_SECRET "
     "(set it, or set SLACK_APP_TOKEN for Socket Mode)"
 )
+REDIS_CONNECTIONS = 100
+REDIS_CONNECTION_WAIT = 10.0
+
+
+def open_redis(url: str) -> Redis:
+    """A Redis client whose commands wait (up to REDIS_CONNECTION_WAIT s) for a connection when
+    all REDIS_CONNECTIONS are in use, as in a burst of events, instead of failing at once (what
+    redis-py's default pool does from 100 connections on)."""
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=REDIS_CONNECTIONS, timeout=REDIS_CONNECTION_WAIT
+    )
+    return Redis.from_pool(pool)
 
 
 def serves_events(
@@ -149,7 +161,7 @@ async def open_database(settings: Settings) -> AsyncEngine:
 
 async def open_stores(settings: Settings) -> Stores:
     engine = await open_database(settings)
-    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    redis = open_redis(settings.redis_url) if settings.redis_url else None
     locks: WorkspaceLocks = RedisLocks(redis) if redis else LocalLocks()
     once: OnceKeys = RedisOnceKeys(redis) if redis else LocalOnceKeys()
     embedder = await asyncio.to_thread(

@@ -1,16 +1,17 @@
-"""The model for bench/turn_overhead.py and bench/soak.py: tests/fake_anthropic.py's server in
-its own process.
+"""The model for bench/turn_overhead.py, bench/open_load.py and bench/soak.py:
+tests/fake_anthropic.py's server in its own process.
 
-It answers every request at once and times each one at the server, from the request's arrival
-to the end of its response (the whole SSE stream), so the benchmark can subtract model time
-from a turn. With `--steps 2` a turn's first request is answered with a `search_conversations`
-tool_use and its second with text; with `--steps 1` the text comes at once. The text is
-"Answer to TAG.", TAG being the tag word of the question (what follows the prompt's last
-"... asks you]" header; the thread's earlier messages come before it), so each reply can be
-checked; a request without tools (/recall's summary) gets that text at once. A question that
-asks to "remember" (bench/soak.py's teaching, tag `t-R-N`) is answered first with a
-`memory_insert` of the line "fact TAG" into the `org` block, then with "Answer to TAG." once the
-edit's tool result came back, or "Not saved TAG." when that result is an error.
+It answers every request at once (or, with `--stream-seconds S`, spreads each streamed answer's
+SSE events evenly over S seconds, as a model generating it would) and times each one at the
+server, from the request's arrival to the end of its response (the whole SSE stream), so the
+benchmark can subtract model time from a turn. With `--steps 2` a turn's first request is
+answered with a `search_conversations` tool_use and its second with text; with `--steps 1` the
+text comes at once. The text is "Answer to TAG.", TAG being the tag word of the question (what
+follows the prompt's last "... asks you]" header; the thread's earlier messages come before
+it), so each reply can be checked; a request without tools (/recall's summary) gets that text
+at once. A question that asks to "remember" (bench/soak.py's teaching, tag `t-R-N`) is answered
+first with a `memory_insert` of the line "fact TAG" into the `org` block, then with "Answer to
+TAG." once the edit's tool result came back, or "Not saved TAG." when that result is an error.
 
 GET /_bench/timings answers [{"tag": TAG or null, "ms": server time, "step": 0 for a turn's
 first request and one more per tool round, "usage": the usage it reported (input, output,
@@ -22,13 +23,14 @@ POST /_bench/overload {"seconds": S} answers every request of the next S seconds
 `overloaded_error`, as the real API does when it is overloaded. Prints "ready PORT" once it
 listens.
 
-    .venv/bin/python bench/fake_model.py [--port 0] [--steps 2]
+    .venv/bin/python bench/fake_model.py [--port 0] [--steps 2] [--stream-seconds 0]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import re
 import signal
 import sys
@@ -43,13 +45,16 @@ sys.path.insert(0, str(ROOT))
 
 from tests.fake_anthropic import (
     USAGE,
+    ApiError,
     ErrorReply,
     FakeAnthropic,
     Reply,
     ScriptItem,
     ToolUseSpec,
     error,
+    render_message,
     reply,
+    stream_events,
     text,
     tool_use,
 )
@@ -110,11 +115,12 @@ def has_tool_result(body: dict[str, Any]) -> bool:
 class TimedFake(FakeAnthropic):
     """The fake Messages API, noting each answered request's tag and server time."""
 
-    def __init__(self, port: int, steps: int) -> None:
+    def __init__(self, port: int, steps: int, stream_seconds: float = 0.0) -> None:
         super().__init__(port=port)
         self.timings: list[dict[str, Any]] = []
         self._steps = steps
         self._overloaded_until = 0.0
+        self._stream_seconds = stream_seconds
         self.respond_with(self._answer)
 
     def _answer(self, body: dict[str, Any]) -> ScriptItem:
@@ -126,10 +132,22 @@ class TimedFake(FakeAnthropic):
             return reply(tool_use("memory_insert", {"label": "org", "text": f"fact {tag}"}))
         if self._steps > 1 and not results:
             question = TAG.sub("", question_of(body).split("\n")[-1]).replace("<@U0LORE>", "")
-            return reply(tool_use("search_conversations", {"query": question.strip() or "news"}))
-        if any(r.get("is_error") for r in results):
-            return reply(text(f"Not saved {tag}."))
-        return reply(text(f"Answer to {tag}."))
+            item = reply(tool_use("search_conversations", {"query": question.strip() or "news"}))
+        elif any(r.get("is_error") for r in results):
+            item = reply(text(f"Not saved {tag}."))
+        else:
+            item = reply(text(f"Answer to {tag}."))
+        return self._paced(item, body) if body.get("stream") is True else item
+
+    def _paced(self, item: Reply, body: dict[str, Any]) -> Reply:
+        """`item` with a pause after each of its SSE events, `--stream-seconds` in all."""
+        if not self._stream_seconds:
+            return item
+        try:
+            events = len(stream_events(render_message(item, body)))
+        except ApiError:
+            return item  # answered as the error it is
+        return dataclasses.replace(item, chunk_delay=self._stream_seconds / events)
 
     async def _next_item(self, body: dict[str, Any]) -> ScriptItem | None:
         if time.monotonic() < self._overloaded_until:
@@ -175,8 +193,8 @@ def _tool_of(item: ScriptItem) -> str | None:
     return uses[0] if uses else None
 
 
-async def serve(port: int, steps: int) -> None:
-    fake = TimedFake(port, steps)
+async def serve(port: int, steps: int, stream_seconds: float) -> None:
+    fake = TimedFake(port, steps, stream_seconds)
     await fake.start()
     print(f"ready {fake.port}", flush=True)
     stop = asyncio.Event()
@@ -191,8 +209,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--steps", type=int, choices=(1, 2), default=2)
+    parser.add_argument(
+        "--stream-seconds", type=float, default=0.0, help="seconds each streamed answer takes"
+    )
     args = parser.parse_args()
-    asyncio.run(serve(args.port, args.steps))
+    asyncio.run(serve(args.port, args.steps, args.stream_seconds))
 
 
 if __name__ == "__main__":
