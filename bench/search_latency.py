@@ -56,6 +56,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np
 from sqlalchemy import text
 
+from bench.ack_latency import load_average
 from bench.database import bench_engine, create_schema, drop_schema
 from memory.archive import Archive, ArchivedMessage, SearchFilters, build_where, collection_name
 from memory.audience import Audience
@@ -341,6 +342,9 @@ async def main() -> None:
     parser.add_argument("--database-url", default=None, help="default: SQLite in the data dir")
     parser.add_argument("--keep", action="store_true", help="keep the rows in --database-url")
     parser.add_argument("--schema", default=None, help="PostgreSQL schema for the tables")
+    parser.add_argument(
+        "--hybrid-only", action="store_true", help="leave out the raw Chroma queries (A/B runs)"
+    )
     parser.add_argument("--data", type=Path, default=None, help="data dir (default: temporary)")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
@@ -417,9 +421,10 @@ async def main() -> None:
     n = range(len(queries))
     gc.collect()
     gc.freeze()  # as start_lore does: the bench's own 100,000 messages are no garbage either
+    print(f"measuring; load average {load_average()}", flush=True)
     hybrid_s = await timed([hybrid(i) for i in n])
-    raw_s = await timed([raw(i) for i in n])
-    unfiltered_s = await timed([unfiltered(i) for i in n])
+    raw_s = [] if args.hybrid_only else await timed([raw(i) for i in n])
+    unfiltered_s = [] if args.hybrid_only else await timed([unfiltered(i) for i in n])
     lexical_s = await timed([lexical(i) for i in n])
     dense_s = await timed([dense(i) for i in n])
     embed_s = await timed(
@@ -438,37 +443,51 @@ async def main() -> None:
             await drop_schema(engine, args.schema)
     await archive.close()
     await engine.dispose()
+    calls = [(query_vectors[i], wheres[i]) for i in n]
 
+    print(f"measured; load average {load_average()}", flush=True)
+    h50, h95 = percentiles(hybrid_s)
+    backend = "PostgreSQL" if url.startswith("postgresql") else "SQLite"
+    print(f"{len(queries)} queries, channel filter + answer audience, lexical store {backend}")
+    print(f"  hybrid Archive.search    p50 {h50:6.1f} ms  p95 {h95:6.1f} ms")
+    if not args.hybrid_only:
+        print_raw(h50, h95, raw_s, unfiltered_s, raw_in_process(data, embedder.name, calls))
+    for name, samples in (("lexical", lexical_s), ("dense+embed", dense_s), ("embed", embed_s)):
+        p50, p95 = percentiles(samples)
+        print(f"  parts: {name:12s} p50 {p50:6.1f} ms  p95 {p95:6.1f} ms")
+    print(f"  results per query: mean {statistics.mean(found):.1f}")
+    parts.report()
+
+
+def raw_in_process(
+    data: Path, embedder_name: str, calls: list[tuple[list[float], Any]]
+) -> list[float]:
+    """Seconds per raw query (vector, where) from an in-process PersistentClient."""
     import chromadb  # after the worker has exited: one process per persistent directory
     from chromadb.config import Settings
 
     client = chromadb.PersistentClient(str(data / "chroma"), Settings(anonymized_telemetry=False))
-    raw_collection = client.get_collection(collection_name(TEAM, embedder.name))
-    inproc_s = []
-    for i in list(n)[:20] + list(n):
+    raw_collection = client.get_collection(collection_name(TEAM, embedder_name))
+    seconds = []
+    for vector, where in calls[:20] + calls:
         start = time.perf_counter()
-        raw_collection.query(query_embeddings=[query_vectors[i]], n_results=10, where=wheres[i])
-        inproc_s.append(time.perf_counter() - start)
-    inproc_s = inproc_s[20:]
+        raw_collection.query(query_embeddings=[vector], n_results=10, where=where)
+        seconds.append(time.perf_counter() - start)
+    return seconds[20:]
 
-    h50, h95 = percentiles(hybrid_s)
+
+def print_raw(
+    h50: float, h95: float, raw_s: list[float], unfiltered_s: list[float], inproc_s: list[float]
+) -> None:
     r50, r95 = percentiles(raw_s)
     i50, i95 = percentiles(inproc_s)
     u50, u95 = percentiles(unfiltered_s)
-    backend = "PostgreSQL" if url.startswith("postgresql") else "SQLite"
-    print(f"{len(queries)} queries, channel filter + answer audience, lexical store {backend}")
-    print(f"  hybrid Archive.search    p50 {h50:6.1f} ms  p95 {h95:6.1f} ms")
     print(f"  raw Chroma query (worker) p50 {r50:5.1f} ms  p95 {r95:6.1f} ms")
     print(f"  raw Chroma in-process    p50 {i50:6.1f} ms  p95 {i95:6.1f} ms")
     print(f"  raw Chroma, no filter    p50 {u50:6.1f} ms  p95 {u95:6.1f} ms")
     print(f"  ratio hybrid / raw (worker):     p50 {h50 / r50:.2f}x  p95 {h95 / r95:.2f}x")
     print(f"  ratio hybrid / raw (in-process): p50 {h50 / i50:.2f}x  p95 {h95 / i95:.2f}x")
     print(f"  ratio hybrid / raw, no filter:   p50 {h50 / u50:.2f}x  p95 {h95 / u95:.2f}x")
-    for name, samples in (("lexical", lexical_s), ("dense+embed", dense_s), ("embed", embed_s)):
-        p50, p95 = percentiles(samples)
-        print(f"  parts: {name:12s} p50 {p50:6.1f} ms  p95 {p95:6.1f} ms")
-    print(f"  results per query: mean {statistics.mean(found):.1f}")
-    parts.report()
 
 
 if __name__ == "__main__":
