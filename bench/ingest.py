@@ -5,7 +5,8 @@ Both write the same synthetic Slack messages (bench/corpus.py) with the same emb
 - Lore: every message handed to `app.ingest.Ingest` at once, as the message listener does;
   it archives them in batches of 64 through `Archive.add` (embedding on its low-priority
   write thread, the vectors to embedded Chroma in its worker process, the record and lexical
-  index to SQLite);
+  index to SQLite, or with `--database-url` to PostgreSQL, in a schema of the run's own
+  (`--schema`, created empty before each run and dropped after);
 - raw Chroma: for each batch of 64, `embedder.embed` of the same texts, then `collection.add`
   on an in-process `PersistentClient` collection (cosine space, as Lore's:
   memory/chroma_worker.py).
@@ -13,6 +14,7 @@ The machine is let go idle before each run; with `--rounds 2` the order alternat
 rates and the ratio; goal: Lore >= 0.8x raw.
 
     .venv/bin/python bench/ingest.py [--messages 4000] [--rounds 1]
+        [--database-url postgresql+asyncpg://... [--schema NAME]]
 """
 
 from __future__ import annotations
@@ -35,10 +37,10 @@ from chromadb.config import Settings as ChromaSettings
 
 from app.ingest import BATCH, Ingest
 from app.settings import Settings
-from bench.ack_latency import machine_idle
+from bench.ack_latency import load_average, machine_idle
 from bench.corpus import make_corpus
+from bench.database import bench_engine, create_schema, drop_schema
 from memory.archive import Archive, collection_name, to_metadata
-from memory.db import make_engine
 from memory.embeddings import Embedder, load_embedder
 from memory.messages import ArchivedMessage, clean_text, indexed_text
 
@@ -46,9 +48,21 @@ MODEL_DIR = ROOT.parent / "shared" / "models" / "all-MiniLM-L6-v2"
 TEAM = "TINGEST"
 
 
-async def lore_rate(messages: list[ArchivedMessage], embedder: Embedder, work: Path) -> float:
-    """Messages per second through Ingest + Archive (embedded Chroma and SQLite)."""
-    engine = make_engine(f"sqlite+aiosqlite:///{work / 'lore.db'}")
+async def lore_rate(
+    messages: list[ArchivedMessage],
+    embedder: Embedder,
+    work: Path,
+    database_url: str | None = None,
+    schema: str = "",
+) -> float:
+    """Messages per second through Ingest + Archive (embedded Chroma; SQLite in work, or
+    PostgreSQL at database_url in a fresh schema)."""
+    if database_url is None:
+        engine = bench_engine(f"sqlite+aiosqlite:///{work / 'lore.db'}")
+    else:
+        engine = bench_engine(database_url, schema)
+        await drop_schema(engine, schema)
+        await create_schema(engine, schema)
     archive = await Archive.open_embedded(work / "chroma", embedder, engine)
     ingest = Ingest(archive, linger=Settings.model_fields["lore_ingest_linger"].default)
     try:
@@ -58,6 +72,8 @@ async def lore_rate(messages: list[ArchivedMessage], embedder: Embedder, work: P
         stored = await archive.count(TEAM)
     finally:
         await archive.close()
+        if database_url is not None:
+            await drop_schema(engine, schema)
         await engine.dispose()
     if stored != len(messages):
         raise RuntimeError(f"Lore archived {stored} of {len(messages)} messages")
@@ -99,7 +115,8 @@ async def measure(args: argparse.Namespace) -> None:
     embedder.embed(["warm up the model"])
     print(
         f"{len(messages)} messages (mean {statistics.mean(len(m.text) for m in messages):.0f} "
-        f"chars), batches of {BATCH}, {embedder.name} with {threads} thread(s)",
+        f"chars), batches of {BATCH}, {embedder.name} with {threads} thread(s), "
+        f"Lore's record in {'PostgreSQL' if args.database_url else 'SQLite'}",
         flush=True,
     )
     rates: dict[str, list[float]] = {"raw Chroma": [], "Lore": []}
@@ -110,13 +127,17 @@ async def measure(args: argparse.Namespace) -> None:
             try:
                 await machine_idle()
                 if name == "Lore":
-                    rate = await lore_rate(messages, embedder, work)
+                    rate = await lore_rate(messages, embedder, work, args.database_url, args.schema)
                 else:
                     rate = await asyncio.to_thread(raw_rate, messages, embedder, work)
             finally:
                 shutil.rmtree(work, ignore_errors=True)
             rates[name].append(rate)
-            print(f"round {round_number + 1} {name:10s} {rate:7.1f} messages/s", flush=True)
+            print(
+                f"round {round_number + 1} {name:10s} {rate:7.1f} messages/s "
+                f"(load average {load_average()})",
+                flush=True,
+            )
     print()
     print("| writer | messages/s |")
     print("|---|---|")
@@ -130,6 +151,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=4000)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--database-url", default=None, help="PostgreSQL for Lore's record")
+    parser.add_argument("--schema", default="lore_bench_ingest", help="with --database-url")
     asyncio.run(measure(parser.parse_args()))
 
 

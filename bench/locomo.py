@@ -1,13 +1,15 @@
 """Search quality on LoCoMo dev, measured through the CLI exactly as an admin would use it.
 
-Run: .venv/bin/python bench/locomo.py [--workdir DIR] [--threads N]
+Run: .venv/bin/python bench/locomo.py [--workdir DIR] [--threads N] [--database-url URL]
 
 Each LoCoMo sample becomes a Slack workspace export (one workspace per sample; one session = one
 thread in #general posted at the session's date and time (UTC), its first turn the parent, turns
 5 s apart; one speaker = one user with an opaque id; text = the turn's text plus
 " [shares: {blip_caption}]" when it shares an image). The exports are imported with
 `python -m app import-export`, and every question of categories 1-4 is asked through
-`python -m app search --queries FILE --json --k 20` on a fresh LORE_DATA_DIR.
+`python -m app search --queries FILE --json --k 20` on a fresh LORE_DATA_DIR, with the record
+and lexical index in SQLite there, or with `--database-url` in that PostgreSQL database (which
+should hold no other rows of the LoCoMo workspaces).
 
 hit@k: share of questions with at least one evidence turn among the top k results; recall@k: mean
 share of a question's evidence turns among them (definitions of BASELINES.md). A result counts
@@ -249,6 +251,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=MODEL_DIR, help="LORE_EMBEDDING_MODEL_DIR")
     parser.add_argument("--workdir", type=Path, help="keep exports and data here (default: temp)")
     parser.add_argument("--threads", type=int, help="LORE_EMBEDDING_THREADS for the import")
+    parser.add_argument("--database-url", default="", help="DATABASE_URL (default: SQLite)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="lore-locomo-") as temp:
         workdir = args.workdir or Path(temp)
@@ -257,7 +260,7 @@ def main() -> None:
             **os.environ,
             "LORE_DATA_DIR": str(workdir / "data"),
             "LORE_EMBEDDING_MODEL_DIR": str(args.model),
-            "DATABASE_URL": "",
+            "DATABASE_URL": args.database_url,
             "CHROMA_URL": "",
             "REDIS_URL": "",
             "LORE_LOG_LEVEL": "WARNING",

@@ -1,10 +1,11 @@
 """Search latency at 100,000 messages: hybrid `Archive.search` beside a raw Chroma query.
 
 Run: .venv/bin/python bench/search_latency.py [--messages 100000] [--queries 200]
-     [--database-url URL [--keep]] [--data DIR]
+     [--database-url URL [--schema NAME] [--keep]] [--data DIR]
 
 With `--database-url` the workspace's rows are deleted from that database at the end unless
-`--keep` (which lets a re-run skip the ingest).
+`--keep` (which lets a re-run skip the ingest); `--schema` puts the tables in a PostgreSQL
+schema of that name (created if missing, dropped at the end unless `--keep`).
 
 One workspace of synthetic Slack traffic: ~20 channels (four of them private), thousands of
 threads and top-level messages over a year, texts made of one to three clauses (a few long
@@ -26,7 +27,11 @@ in some channel (public channels plus that one):
 - raw Chroma: `collection.query` with the same `where` (what `Archive` would send Chroma as a
   metadata filter), n_results=10 and a precomputed query embedding, through the same Chroma
   worker process Lore uses, and after the archive is closed from an in-process PersistentClient;
-- for reference, the raw query without any filter (no channel filter, no audience).
+- for reference, the raw query without any filter (no channel filter, no audience);
+- where the time goes: the hybrid queries again, each part of them timed (query embedding,
+  lexical retrieval, dense retrieval, Chroma query, the scope's ids, record fetch), as
+  p50 / p95 over all queries and as means over the slowest 5%. The parts overlap (the lexical
+  and dense retrievals run together), so they do not add up to the whole.
 """
 
 from __future__ import annotations
@@ -38,22 +43,27 @@ import json
 import random
 import re
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
 import numpy as np
 from sqlalchemy import text
 
+from bench.ack_latency import load_average
+from bench.database import bench_engine, create_schema, drop_schema
 from memory.archive import Archive, ArchivedMessage, SearchFilters, build_where, collection_name
 from memory.audience import Audience
-from memory.db import make_engine
 from memory.embeddings import OnnxEmbedder
 from memory.lexical import TABLE
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+SHARED = ROOT.parent / "shared"
 MODEL_DIR = SHARED / "models" / "all-MiniLM-L6-v2"
 LOCOMO = SHARED / "bench-data" / "locomo-dev.json"
 TEAM = "TBENCH"
@@ -264,6 +274,66 @@ async def timed(calls: list[Callable[[], Awaitable[Any]]]) -> list[float]:
     return out
 
 
+class PartTimes:
+    """Time spent in each part of `Archive.search`, per query, by wrapping the archive's
+    methods on this instance (a part called several times in one query is summed)."""
+
+    PARTS = (
+        ("embed", "archive", "_embed_query"),
+        ("lexical", "lexical", "search"),
+        ("dense", "archive", "_dense"),
+        ("scope ids", "lexical", "scope_ids"),
+        ("Chroma query", "collection", "query"),
+        ("record fetch", "lexical", "get_many"),
+    )
+
+    def __init__(self, archive: Archive, team_id: str) -> None:
+        self.totals: list[float] = []
+        self.samples: list[dict[str, float]] = []
+        owners = {
+            "archive": archive,
+            "lexical": archive._lexical,
+            "collection": archive._collections[team_id],
+        }
+        for label, owner, name in self.PARTS:
+            self._wrap(owners[owner], name, label)
+
+    def _wrap(self, owner: Any, name: str, label: str) -> None:
+        original = getattr(owner, name)
+
+        async def timed_part(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return await original(*args, **kwargs)
+            finally:
+                sample = self.samples[-1]
+                sample[label] = sample.get(label, 0.0) + time.perf_counter() - started
+
+        setattr(owner, name, timed_part)
+
+    def start(self) -> None:
+        self.samples.append({})
+
+    def stop(self, total: float) -> None:
+        self.totals.append(total)
+
+    def report(self) -> None:
+        slow_cut = percentiles(self.totals)[1] / 1000
+        slow = [s for s, t in zip(self.samples, self.totals, strict=True) if t >= slow_cut]
+        t50, t95 = percentiles(self.totals)
+        print(f"where the time goes ({len(self.totals)} hybrid queries, parts timed)")
+        print(f"  {'whole search':12s} p50 {t50:6.1f} ms  p95 {t95:6.1f} ms")
+        for label, _, _ in self.PARTS:
+            values = [s.get(label, 0.0) for s in self.samples]
+            p50, p95 = percentiles(values)
+            in_slow = statistics.mean(s.get(label, 0.0) for s in slow) * 1000
+            share = sum(1 for s in self.samples if label in s) / len(self.samples)
+            print(
+                f"  {label:12s} p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  "
+                f"mean in slowest 5% {in_slow:6.1f} ms  (in {share:.0%} of queries)"
+            )
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--messages", type=int, default=100_000)
@@ -271,6 +341,10 @@ async def main() -> None:
     parser.add_argument("--clauses", type=int, default=30_000)
     parser.add_argument("--database-url", default=None, help="default: SQLite in the data dir")
     parser.add_argument("--keep", action="store_true", help="keep the rows in --database-url")
+    parser.add_argument("--schema", default=None, help="PostgreSQL schema for the tables")
+    parser.add_argument(
+        "--hybrid-only", action="store_true", help="leave out the raw Chroma queries (A/B runs)"
+    )
     parser.add_argument("--data", type=Path, default=None, help="data dir (default: temporary)")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
@@ -280,7 +354,9 @@ async def main() -> None:
     data.mkdir(parents=True, exist_ok=True)
     url = args.database_url or f"sqlite+aiosqlite:///{data / 'lore.db'}"
     embedder = OnnxEmbedder(MODEL_DIR)
-    engine = make_engine(url)
+    engine = bench_engine(url, args.schema)
+    if args.schema:
+        await create_schema(engine, args.schema)
     archive = await Archive.open_embedded(data / "chroma", embedder, engine)
 
     locomo = locomo_clauses()
@@ -345,49 +421,73 @@ async def main() -> None:
     n = range(len(queries))
     gc.collect()
     gc.freeze()  # as start_lore does: the bench's own 100,000 messages are no garbage either
+    print(f"measuring; load average {load_average()}", flush=True)
     hybrid_s = await timed([hybrid(i) for i in n])
-    raw_s = await timed([raw(i) for i in n])
-    unfiltered_s = await timed([unfiltered(i) for i in n])
+    raw_s = [] if args.hybrid_only else await timed([raw(i) for i in n])
+    unfiltered_s = [] if args.hybrid_only else await timed([unfiltered(i) for i in n])
     lexical_s = await timed([lexical(i) for i in n])
     dense_s = await timed([dense(i) for i in n])
     embed_s = await timed(
         [lambda q=q: asyncio.to_thread(embedder.embed, [q]) for q, _, _ in queries]
     )
     found = [len(await hybrid(i)()) for i in n]
+    parts = PartTimes(archive, TEAM)
+    for i in n:
+        parts.start()
+        started = time.perf_counter()
+        await hybrid(i)()
+        parts.stop(time.perf_counter() - started)
     if args.database_url and not args.keep:  # the SQL rows; the vectors stay for the next step
         await archive._lexical.delete_team(TEAM)
+        if args.schema:
+            await drop_schema(engine, args.schema)
     await archive.close()
     await engine.dispose()
+    calls = [(query_vectors[i], wheres[i]) for i in n]
 
+    print(f"measured; load average {load_average()}", flush=True)
+    h50, h95 = percentiles(hybrid_s)
+    backend = "PostgreSQL" if url.startswith("postgresql") else "SQLite"
+    print(f"{len(queries)} queries, channel filter + answer audience, lexical store {backend}")
+    print(f"  hybrid Archive.search    p50 {h50:6.1f} ms  p95 {h95:6.1f} ms")
+    if not args.hybrid_only:
+        print_raw(h50, h95, raw_s, unfiltered_s, raw_in_process(data, embedder.name, calls))
+    for name, samples in (("lexical", lexical_s), ("dense+embed", dense_s), ("embed", embed_s)):
+        p50, p95 = percentiles(samples)
+        print(f"  parts: {name:12s} p50 {p50:6.1f} ms  p95 {p95:6.1f} ms")
+    print(f"  results per query: mean {statistics.mean(found):.1f}")
+    parts.report()
+
+
+def raw_in_process(
+    data: Path, embedder_name: str, calls: list[tuple[list[float], Any]]
+) -> list[float]:
+    """Seconds per raw query (vector, where) from an in-process PersistentClient."""
     import chromadb  # after the worker has exited: one process per persistent directory
     from chromadb.config import Settings
 
     client = chromadb.PersistentClient(str(data / "chroma"), Settings(anonymized_telemetry=False))
-    raw_collection = client.get_collection(collection_name(TEAM, embedder.name))
-    inproc_s = []
-    for i in list(n)[:20] + list(n):
+    raw_collection = client.get_collection(collection_name(TEAM, embedder_name))
+    seconds = []
+    for vector, where in calls[:20] + calls:
         start = time.perf_counter()
-        raw_collection.query(query_embeddings=[query_vectors[i]], n_results=10, where=wheres[i])
-        inproc_s.append(time.perf_counter() - start)
-    inproc_s = inproc_s[20:]
+        raw_collection.query(query_embeddings=[vector], n_results=10, where=where)
+        seconds.append(time.perf_counter() - start)
+    return seconds[20:]
 
-    h50, h95 = percentiles(hybrid_s)
+
+def print_raw(
+    h50: float, h95: float, raw_s: list[float], unfiltered_s: list[float], inproc_s: list[float]
+) -> None:
     r50, r95 = percentiles(raw_s)
     i50, i95 = percentiles(inproc_s)
     u50, u95 = percentiles(unfiltered_s)
-    backend = "PostgreSQL" if url.startswith("postgresql") else "SQLite"
-    print(f"{len(queries)} queries, channel filter + answer audience, lexical store {backend}")
-    print(f"  hybrid Archive.search    p50 {h50:6.1f} ms  p95 {h95:6.1f} ms")
     print(f"  raw Chroma query (worker) p50 {r50:5.1f} ms  p95 {r95:6.1f} ms")
     print(f"  raw Chroma in-process    p50 {i50:6.1f} ms  p95 {i95:6.1f} ms")
     print(f"  raw Chroma, no filter    p50 {u50:6.1f} ms  p95 {u95:6.1f} ms")
     print(f"  ratio hybrid / raw (worker):     p50 {h50 / r50:.2f}x  p95 {h95 / r95:.2f}x")
     print(f"  ratio hybrid / raw (in-process): p50 {h50 / i50:.2f}x  p95 {h95 / i95:.2f}x")
     print(f"  ratio hybrid / raw, no filter:   p50 {h50 / u50:.2f}x  p95 {h95 / u95:.2f}x")
-    for name, samples in (("lexical", lexical_s), ("dense+embed", dense_s), ("embed", embed_s)):
-        p50, p95 = percentiles(samples)
-        print(f"  parts: {name:12s} p50 {p50:6.1f} ms  p95 {p95:6.1f} ms")
-    print(f"  results per query: mean {statistics.mean(found):.1f}")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ hit (lexical or dense) are read from here, so search never shows removed or outd
 
 from __future__ import annotations
 
-import math
 import re
 import time
 from collections.abc import Iterable, Sequence
@@ -219,18 +218,18 @@ POSTGRES_FILL_TERMS = (
     _ADD_COUNTS.format(counts=f"SELECT r.team_id, l, 1 AS n FROM {TABLE} AS r, {_LEXEMES}"),
 )
 _PG_TEAM_LOCK = "SELECT pg_advisory_xact_lock(hashtextextended(:team, 7266203010))"
-# A query term's frequency: that of its rarest lexeme (a plain word has one; a stop word none).
-POSTGRES_DOCUMENT_FREQUENCIES = f"""
-SELECT u.t, coalesce((
-    SELECT min(coalesce(f.df, 0)) FROM unnest(tsvector_to_array(to_tsvector('english', u.t))) AS l
-    LEFT JOIN {TERMS} AS f ON f.team_id = :team AND f.lexeme = l
-), 0) AS n
-FROM unnest(CAST(:terms AS text[])) AS u(t)
-"""
+# BM25's idf of each query term, from its kept document frequency: that of its rarest lexeme (a
+# plain word has one; a stop word none, and no weight below), in the same statement as the search.
 POSTGRES_SEARCH = f"""
 WITH weights AS MATERIALIZED (
-    SELECT websearch_to_tsquery('english', u.t) AS tq, u.idf
-    FROM unnest(CAST(:terms AS text[]), CAST(:idfs AS float8[])) AS u(t, idf)
+    SELECT websearch_to_tsquery('english', u.t) AS tq,
+        ln(1.0 + (greatest(CAST(:total AS float8), d.n) - d.n + 0.5) / (d.n + 0.5)) AS idf
+    FROM unnest(CAST(:terms AS text[])) AS u(t)
+    CROSS JOIN LATERAL (
+        SELECT CAST(coalesce(min(coalesce(f.df, 0)), 0) AS float8) AS n
+        FROM unnest(tsvector_to_array(to_tsvector('english', u.t))) AS l
+        LEFT JOIN {TERMS} AS f ON f.team_id = :team AND f.lexeme = l
+    ) AS d
 )
 SELECT m.channel_id, m.ts, (
     SELECT sum(w.idf * ts_rank(CAST(:weights AS real[]), m.tsv, w.tq, 1))
@@ -241,7 +240,6 @@ WHERE m.tsv @@ websearch_to_tsquery('english', :query) AND {{scope}}
 ORDER BY score DESC, m.id
 LIMIT :limit
 """
-POSTGRES_CUSTOM_PLANS = "SET LOCAL plan_cache_mode = force_custom_plan"  # to the transaction's end
 SQLITE_SEARCH = f"""
 SELECT m.channel_id, m.ts
 FROM archive_fts JOIN {TABLE} AS m ON m.id = archive_fts.rowid
@@ -419,6 +417,13 @@ class LexicalIndex:
         self, engine: AsyncEngine, *, context_weight: float = Ranking.context_weight
     ) -> None:
         self._engine = engine
+        # Reads on PostgreSQL run outside a transaction: each statement reads its own snapshot
+        # either way, and BEGIN and ROLLBACK would be two more round trips per read.
+        self._reads = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if engine.dialect.name == "postgresql"
+            else engine
+        )
         self._context_weight = context_weight
         self._postgres = engine.dialect.name == "postgresql"
         self._totals: dict[str, tuple[int, float]] = {}
@@ -456,7 +461,7 @@ class LexicalIndex:
         """The archived messages among keys."""
         found: dict[Key, ArchivedMessage] = {}
         columns = ", ".join(f"m.{c.name}" for c in _RECORD)
-        async with self._engine.connect() as connection:
+        async with self._reads.connect() as connection:
             for chunk in _chunks(list(dict.fromkeys(keys))):
                 cte, params = _pairs(chunk)
                 query = text(
@@ -469,7 +474,7 @@ class LexicalIndex:
 
     async def count(self, team_id: str) -> int:
         query = select(func.count()).select_from(messages).where(messages.c.team_id == team_id)
-        async with self._engine.connect() as connection:
+        async with self._reads.connect() as connection:
             return int((await connection.execute(query)).scalar_one())
 
     async def thread(self, team_id: str, channel_id: str, thread_ts: str) -> list[ArchivedMessage]:
@@ -483,7 +488,7 @@ class LexicalIndex:
             )
             .order_by(messages.c.ts_num, messages.c.ts)
         )
-        async with self._engine.connect() as connection:
+        async with self._reads.connect() as connection:
             return [_message(row) for row in await connection.execute(query)]
 
     async def channel_stats(self, team_id: str) -> list[tuple[str, str, int, float, float]]:
@@ -499,7 +504,7 @@ class LexicalIndex:
             .where(messages.c.team_id == team_id)
             .group_by(messages.c.channel_id, messages.c.channel_type)
         )
-        async with self._engine.connect() as connection:
+        async with self._reads.connect() as connection:
             return [
                 (row[0], row[1], int(row[2]), float(row[3]), float(row[4]))
                 for row in await connection.execute(query)
@@ -520,7 +525,7 @@ class LexicalIndex:
             f"SELECT {join} FROM (SELECT m.channel_id || ':' || m.ts AS id "
             f"FROM {TABLE} AS m WHERE {scope} LIMIT :limit) AS scope"
         ).bindparams(*(bindparam(n, expanding=True) for n in expanding))
-        async with self._engine.connect() as connection:
+        async with self._reads.connect() as connection:
             joined = (await connection.execute(statement, params)).scalar()
         return str(joined).split(",") if joined else []
 
@@ -530,7 +535,7 @@ class LexicalIndex:
         """The stored messages of these threads, for computing contexts."""
         wanted = sorted(set(threads))
         found: dict[ThreadId, list[ThreadRow]] = {t: [] for t in wanted}
-        async with self._engine.connect() as connection:
+        async with self._reads.connect() as connection:
             for chunk in _chunks(wanted):
                 cte, params = _pairs(chunk)
                 query = text(
@@ -661,14 +666,11 @@ class LexicalIndex:
             return []
         scope, params, expanding = scope_sql(team_id, audience, filters)
         params["limit"] = limit
-        async with self._engine.connect() as connection:
+        async with self._reads.connect() as connection:
             if self._postgres:
-                # Plan for these terms and scope, not a generic plan: after five runs of a prepared
-                # statement PostgreSQL may switch to one, which ranked 3x slower here (p95 80 ms).
-                await connection.execute(text(POSTGRES_CUSTOM_PLANS))
                 sql = POSTGRES_SEARCH.format(scope=scope)
-                idfs = await self._idfs(connection, team_id, terms)
-                params.update(terms=terms, idfs=idfs, query=" or ".join(terms))
+                total = await self._team_size(connection, team_id)
+                params.update(terms=terms, total=total, query=" or ".join(terms))
                 params["weights"] = [0.0, 0.0, self._context_weight, 1.0]
             else:
                 sql = SQLITE_SEARCH.format(scope=scope)
@@ -677,20 +679,6 @@ class LexicalIndex:
             statement = text(sql).bindparams(*(bindparam(n, expanding=True) for n in expanding))
             rows = await connection.execute(statement, params)
             return [(row.channel_id, row.ts) for row in rows]
-
-    async def _idfs(
-        self, connection: AsyncConnection, team_id: str, terms: list[str]
-    ) -> list[float]:
-        """BM25's idf of each term in the team's messages, from the kept document frequencies."""
-        rows = await connection.execute(
-            text(POSTGRES_DOCUMENT_FREQUENCIES), {"team": team_id, "terms": terms}
-        )
-        counts = {term: int(count) for term, count in rows}
-        total = await self._team_size(connection, team_id)
-        return [
-            math.log(1 + (max(total, counts[t]) - counts[t] + 0.5) / (counts[t] + 0.5))
-            for t in terms
-        ]
 
     async def _team_size(self, connection: AsyncConnection, team_id: str) -> int:
         """The team's number of messages, counted at most once per TOTAL_TTL seconds."""

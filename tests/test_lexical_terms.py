@@ -9,12 +9,21 @@ from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from memory.audience import Audience
 from memory.lexical import TABLE, TERMS, LexicalIndex
 from memory.messages import ArchivedMessage, SearchFilters
-from tests.conftest import postgres_schema
+from tests.conftest import postgres_engine_or_skip, postgres_schema
+
+NOW = "SELECT now()"  # the start of the statement's transaction
+
+
+async def one_transaction(connection: AsyncConnection) -> bool:
+    """Whether two statements on the connection ran in one transaction."""
+    first = (await connection.execute(text(NOW))).scalar_one()
+    return bool(first == (await connection.execute(text(NOW))).scalar_one())
+
 
 KEPT = f"SELECT team_id, lexeme, df FROM {TERMS} WHERE df <> 0"
 COUNTED = (
@@ -118,3 +127,20 @@ async def test_an_index_made_before_kept_frequencies_counts_its_rows_when_opened
     await reopened.write("TA", upserts=[(message("TA", "3.000001", "new rows too"), "")])
     kept, counted = await frequencies(engine)
     assert kept == counted and ("TA", "row", 3) in kept
+
+
+async def test_lores_postgresql_connections_plan_each_statement_for_its_parameters() -> None:
+    """The search's statements are planned for their terms, never with a generic plan, and
+    reads run outside a transaction while writes still run in one."""
+    engine = await postgres_engine_or_skip()
+    try:
+        index = LexicalIndex(engine)
+        async with index._reads.connect() as connection:
+            mode = (await connection.execute(text("SHOW plan_cache_mode"))).scalar_one()
+            reads_in_one = await one_transaction(connection)
+        async with engine.begin() as connection:
+            writes_in_one = await one_transaction(connection)
+        assert mode == "force_custom_plan"
+        assert not reads_in_one and writes_in_one
+    finally:
+        await engine.dispose()
