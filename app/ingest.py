@@ -6,17 +6,26 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import replace
 
 from memory.archive import Archive, ArchivedMessage
-from memory.early_changes import Change, EarlyChanges, LocalEarlyChanges, MessageId
+from memory.early_changes import (
+    Change,
+    EarlyChanges,
+    EarlyChangesUnknown,
+    LocalEarlyChanges,
+    MessageId,
+)
 from memory.reply_sources import Quote, ReplySources
 from memory.summaries import ThreadSummaries
 
 log = logging.getLogger("lore.ingest")
 
 BATCH = 64
+MAX_UNCHECKED = 10_000
+MAX_RECHECK_DELAY = 10.0
 
 
 class Ingest:
@@ -30,6 +39,9 @@ class Ingest:
     waits for its batch, for its author's name, or in another process). It waits for a message
     being stored here; for one not archived yet it is kept in `early` (Redis when several
     processes share the archive), which each batch consults before and after it is stored.
+    When `early` cannot be looked at (Redis away), the batch is stored as it came and its
+    messages are looked up again, with backoff, until `early` answers (`rechecking` counts them;
+    at most `MAX_UNCHECKED`); a change applied meanwhile wins over the one found later.
 
     Text taken back leaves Lore's copies too: when a message is deleted, Lore's archived replies
     that quoted it (`replies`) are deleted the same way; when it is edited, those whose quoted
@@ -44,6 +56,7 @@ class Ingest:
         early: EarlyChanges | None = None,
         replies: ReplySources | None = None,
         summaries: ThreadSummaries | None = None,
+        recheck_delay: float = 0.5,
     ) -> None:
         self._archive = archive
         self._replies = replies
@@ -58,11 +71,19 @@ class Ingest:
         self._storing: dict[MessageId, asyncio.Future[None]] = {}
         self._following: set[asyncio.Task[None]] = set()
         self._halted: set[str] = set()
+        self._unchecked: OrderedDict[MessageId, None] = OrderedDict()
+        self._recheck_delay = recheck_delay
+        self._rechecker: asyncio.Task[None] | None = None
 
     @property
     def pending(self) -> int:
         """Messages accepted and not yet stored (at most `max_pending`)."""
         return self._pending
+
+    @property
+    def rechecking(self) -> int:
+        """Stored messages whose early changes could not be looked at yet."""
+        return len(self._unchecked)
 
     @property
     def held_back(self) -> int:
@@ -143,11 +164,83 @@ class Ingest:
             await self._summaries.message_changed(*key)
         await self._follow(key, change)
         if applied:
+            await self._supersede(key)
             return
         await self._early.keep(key, change)
         if await self._archive.get(*key) is not None:
-            for taken in (await self._early.take([key])).values():
+            for taken in (await self._take([key])).values():
                 await self._apply(key, taken)
+
+    async def _supersede(self, key: MessageId) -> None:
+        """A change applied to a stored message: an older one still kept for it must not
+        follow it (best effort when `early` is away: this process forgets to look again)."""
+        self._unchecked.pop(key, None)
+        with contextlib.suppress(EarlyChangesUnknown):
+            await self._early.take([key])
+
+    async def _take(self, keys: Sequence[MessageId]) -> dict[MessageId, Change]:
+        """The early changes of `keys`; none when `early` is away, and the keys are looked up
+        again later (`_recheck`)."""
+        try:
+            return await self._early.take(keys)
+        except EarlyChangesUnknown:
+            self._look_again(keys)
+            return {}
+
+    def _look_again(self, keys: Sequence[MessageId]) -> None:
+        for key in keys:
+            self._unchecked[key] = None
+        while len(self._unchecked) > MAX_UNCHECKED:
+            self._unchecked.popitem(last=False)
+            log.error("too many messages to look up early edits for again; gave up on one")
+        if self._rechecker is None or self._rechecker.done():
+            self._rechecker = asyncio.create_task(self._recheck(), name="ingest-recheck")
+
+    async def _recheck(self) -> None:
+        """Look again for the early changes of stored messages until `early` answers."""
+        delay = self._recheck_delay
+        while self._unchecked:
+            await asyncio.sleep(delay)
+            if not await self._recheck_once():
+                delay = min(delay * 2, MAX_RECHECK_DELAY)
+
+    async def _recheck_once(self) -> bool:
+        """One look for the unchecked messages' changes, applying those found; False when
+        `early` is still away."""
+        keys = list(self._unchecked)
+        try:
+            found = await self._early.take(keys)
+        except EarlyChangesUnknown:
+            return False
+        for key in keys:
+            if key not in self._unchecked:
+                continue  # a later change was applied meanwhile
+            if key in found:
+                try:
+                    await self._apply_found(key, found[key])
+                except Exception:
+                    log.exception("could not apply an early edit found again")
+            self._unchecked.pop(key, None)
+        return True
+
+    async def _apply_found(self, key: MessageId, change: Change) -> None:
+        await self._apply(key, change)
+        if self._summaries is not None:
+            await self._summaries.message_changed(*key)
+        await self._follow(key, change)
+
+    async def close(self) -> None:
+        """At shutdown: one last look for the unchecked messages' changes (those still unknown
+        stay in `early` until it expires them)."""
+        if self._rechecker is not None:
+            self._rechecker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._rechecker
+        if self._unchecked and not await self._recheck_once():
+            log.warning(
+                "stopping with %d messages whose early edits could not be looked up",
+                len(self._unchecked),
+            )
 
     async def _apply(self, key: MessageId, change: Change) -> bool:
         """Edit or delete an archived message; False if it is not archived."""
@@ -186,14 +279,14 @@ class Ingest:
         if not messages:
             return {}
         keys = [(m.team_id, m.channel_id, m.ts) for m in messages]
-        early = await self._early.take(keys)
+        early = await self._take(keys)
         kept = [
             m if key not in early else replace(m, text=early[key] or "")
             for m, key in zip(messages, keys, strict=True)
             if key not in early or early[key] is not None  # else deleted before it was stored
         ]
         await self._archive.add(kept)
-        late = await self._early.take(keys)
+        late = await self._take(keys)
         for key, change in late.items():
             await self._apply(key, change)
         return {**early, **late}

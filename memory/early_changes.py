@@ -28,13 +28,18 @@ MAX_LOCAL = 10_000
 TTL_SECONDS = 24 * 3600
 
 
+class EarlyChangesUnknown(Exception):
+    """The kept changes could not be looked at (their store is away): ask again later."""
+
+
 class EarlyChanges(Protocol):
     async def keep(self, message: MessageId, change: Change) -> None:
         """Remember the newest change of a message not archived yet."""
         ...  # pragma: no cover - protocol
 
     async def take(self, messages: Sequence[MessageId]) -> dict[MessageId, Change]:
-        """The changes kept for these messages, forgotten as they are returned."""
+        """The changes kept for these messages, forgotten as they are returned; raises
+        `EarlyChangesUnknown` when they cannot be looked at now."""
         ...  # pragma: no cover - protocol
 
     def forget_team(self, team_id: str) -> None:
@@ -67,8 +72,8 @@ class LocalEarlyChanges:
 class RedisEarlyChanges:
     """In Redis, one key per message (`GETDEL` takes it once, whichever process asks first).
 
-    A failed `take` is logged and answers no changes, so Redis trouble never stops a batch from
-    being archived (the change stays for a later look, or expires)."""
+    A failed `take` is logged and raises `EarlyChangesUnknown`: the caller stores its batch
+    anyway and looks again later (the changes stay in Redis for a day)."""
 
     def __init__(
         self, redis: Redis, ttl: int = TTL_SECONDS, prefix: str = "lore:early-change:"
@@ -98,7 +103,7 @@ class RedisEarlyChanges:
                 values: list[bytes | None] = await pipe.execute()
         except RedisError as error:
             log.warning("could not look for early edits of %d messages: %s", len(messages), error)
-            return {}
+            raise EarlyChangesUnknown(str(error)) from error
         return {
             message: None if value == b"D" else value[1:].decode()
             for message, value in zip(messages, values, strict=True)
