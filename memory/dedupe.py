@@ -7,6 +7,7 @@ attempt that made it failed, perhaps after its claim was stored but before Lore 
 
 from __future__ import annotations
 
+import secrets
 import time
 from typing import Protocol
 
@@ -59,17 +60,17 @@ class LocalOnceKeys:
 
 
 _CLAIM = """
-if redis.call('SET', KEYS[1], 'pending', 'NX', 'EX', ARGV[1]) then return 1 end
-if ARGV[2] == '1' and redis.call('GET', KEYS[1]) == 'pending' then
-  redis.call('EXPIRE', KEYS[1], ARGV[1])
-  return 1
-end
-return 0
+local held = redis.call('GET', KEYS[1])
+if held == ARGV[3] then return 1 end
+if held and not (ARGV[2] == '1' and string.sub(held, 1, 8) == 'pending:') then return 0 end
+redis.call('SET', KEYS[1], ARGV[3], 'EX', ARGV[1])
+return 1
 """
 
 
 class RedisOnceKeys:
-    """Claims shared by every process: `pending` (set with NX) until settled to `done`."""
+    """Claims shared by every process: `pending:<attempt>` until settled to `done`. A claim
+    sent again by the client after a lost reply finds its own attempt and still wins."""
 
     def __init__(self, redis: Redis, ttl: int = 3600, prefix: str = "lore:once:") -> None:
         self._redis = redis
@@ -78,7 +79,8 @@ class RedisOnceKeys:
         self._claim = redis.register_script(_CLAIM)
 
     async def claim(self, key: str, retry: bool = False) -> bool:
-        won = await self._claim(keys=[self._prefix + key], args=[self._ttl, int(retry)])
+        attempt = b"pending:" + secrets.token_hex(8).encode()
+        won = await self._claim(keys=[self._prefix + key], args=[self._ttl, int(retry), attempt])
         return bool(won)
 
     async def settle(self, key: str) -> None:
