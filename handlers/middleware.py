@@ -59,6 +59,14 @@ def log_fields(body: dict[str, Any], context: AsyncBoltContext) -> dict[str, str
     }
 
 
+def failed_before(req: AsyncBoltRequest) -> bool:
+    """Whether this is Slack's retry after an attempt that failed (not one that timed out,
+    which may still be under way)."""
+    number = (req.headers.get("x-slack-retry-num") or ["0"])[0]
+    reason = (req.headers.get("x-slack-retry-reason") or [""])[0]
+    return number not in ("", "0") and reason not in ("http_timeout", "timeout")
+
+
 def register(app: AsyncApp, services: Services) -> None:
     @app.middleware
     async def drop_duplicates(
@@ -70,11 +78,12 @@ def register(app: AsyncApp, services: Services) -> None:
         kind = delivery_type(body)
         services.metrics.event_received(kind, context.team_id)
         log_context.bind_delivery(**log_fields(body, context))
-        retry = (req.headers.get("x-slack-retry-num") or ["0"])[0] not in ("", "0")
+        retry = failed_before(req)
+        delivery = str(body.get("event_id") or "")
         claimed: list[str] = []
         for key in dedupe_keys(body):
             try:
-                won = await services.once.claim(key, retry=retry)
+                won = await services.once.claim(key, delivery, retry)
             except Exception:
                 # answered 500: Slack sends the delivery again, and that retry takes the claim
                 # over even if this one was stored, so this attempt's intake entry may go
