@@ -6,11 +6,18 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
 from memory.archive import Archive, ArchivedMessage
-from memory.early_changes import Change, EarlyChanges, LocalEarlyChanges, MessageId
+from memory.early_changes import (
+    Change,
+    EarlyChanges,
+    EarlyChangesUnknown,
+    LocalEarlyChanges,
+    MessageId,
+)
 from memory.notes import Notes
 from memory.reply_sources import Quote, ReplySources
 from memory.summaries import ThreadSummaries
@@ -21,6 +28,8 @@ ReopenThread = Callable[[str, str, str], Awaitable[None]]
 """Called with (team_id, channel_id, thread_ts) when a note's source in that thread is edited."""
 
 BATCH = 64
+MAX_UNCHECKED = 10_000
+MAX_RECHECK_DELAY = 10.0
 
 
 class Ingest:
@@ -34,7 +43,10 @@ class Ingest:
     waits for its batch, for its author's name, or in another process), and a message's changes
     may arrive in any order. Every change is first kept in `early` (Redis when several processes
     share the archive), which keeps the newest by Slack's order; what is applied is always that
-    newest change, and each batch consults `early` before and after it is stored.
+    newest change, and each batch consults `early` before and after it is stored. When `early`
+    cannot be looked at (Redis away), the batch is stored as it came and its messages are looked
+    up again, with backoff, until `early` answers (`rechecking` counts them; at most
+    `MAX_UNCHECKED`); what is found then is the newest change, applied as any other.
 
     Text taken back leaves Lore's copies too: when a message is deleted, Lore's archived replies
     that quoted it (`replies`) are deleted the same way; when it is edited, those whose quoted
@@ -54,6 +66,7 @@ class Ingest:
         summaries: ThreadSummaries | None = None,
         notes: Notes | None = None,
         reopen_thread: ReopenThread | None = None,
+        recheck_delay: float = 0.5,
     ) -> None:
         self._archive = archive
         self._replies = replies
@@ -70,11 +83,19 @@ class Ingest:
         self._storing: dict[MessageId, asyncio.Future[None]] = {}
         self._following: set[asyncio.Task[None]] = set()
         self._halted: set[str] = set()
+        self._unchecked: OrderedDict[MessageId, None] = OrderedDict()
+        self._recheck_delay = recheck_delay
+        self._rechecker: asyncio.Task[None] | None = None
 
     @property
     def pending(self) -> int:
         """Messages accepted and not yet stored (at most `max_pending`)."""
         return self._pending
+
+    @property
+    def rechecking(self) -> int:
+        """Stored messages whose early changes could not be looked at yet."""
+        return len(self._unchecked)
 
     @property
     def held_back(self) -> int:
@@ -161,20 +182,84 @@ class Ingest:
             return
         newest = await self._early.keep(key, change, version)
         await self._stored(key)
-        await self._settle(key, newest)
+        newest = await self._settle(key, newest)
         if self._summaries is not None:
             await self._summaries.message_changed(*key)
         await self._follow(key, newest)
 
-    async def _settle(self, key: MessageId, change: Change) -> None:
+    async def _settle(self, key: MessageId, change: Change) -> Change:
         """Apply `change`, then again the newest kept change while a newer one was kept
         meanwhile: whichever process writes last, it writes the newest (or a newer change's
-        process applies it after). Nothing to do while the message is not archived."""
+        process applies it after). Nothing to do while the message is not archived. The
+        change applied last."""
         while await self._apply(key, change):
             newest = (await self._early.newest([key])).get(key, change)
             if newest == change:
-                return
+                break
             change = newest
+        return change
+
+    async def _newest_or_later(self, keys: Sequence[MessageId]) -> dict[MessageId, Change]:
+        """The newest kept changes of `keys`; none when `early` is away, and the keys are
+        looked up again later (`_recheck`)."""
+        try:
+            return await self._early.newest(keys)
+        except EarlyChangesUnknown:
+            self._look_again(keys)
+            return {}
+
+    def _look_again(self, keys: Sequence[MessageId]) -> None:
+        for key in keys:
+            self._unchecked[key] = None
+        while len(self._unchecked) > MAX_UNCHECKED:
+            self._unchecked.popitem(last=False)
+            log.error("too many messages to look up early edits for again; gave up on one")
+        if self._rechecker is None or self._rechecker.done():
+            self._rechecker = asyncio.create_task(self._recheck(), name="ingest-recheck")
+
+    async def _recheck(self) -> None:
+        """Look again for the early changes of stored messages until `early` answers."""
+        delay = self._recheck_delay
+        while self._unchecked:
+            await asyncio.sleep(delay)
+            if not await self._recheck_once():
+                delay = min(delay * 2, MAX_RECHECK_DELAY)
+
+    async def _recheck_once(self) -> bool:
+        """One look for the unchecked messages' changes, applying those found; False when
+        `early` is still away."""
+        keys = list(self._unchecked)
+        try:
+            found = await self._early.newest(keys)
+        except EarlyChangesUnknown:
+            return False
+        for key in keys:
+            if key in found:
+                try:
+                    await self._apply_found(key, found[key])
+                except Exception:
+                    log.exception("could not apply an early edit found again")
+            self._unchecked.pop(key, None)
+        return True
+
+    async def _apply_found(self, key: MessageId, change: Change) -> None:
+        change = await self._settle(key, change)
+        if self._summaries is not None:
+            await self._summaries.message_changed(*key)
+        await self._follow(key, change)
+
+    async def close(self) -> None:
+        """At shutdown: one last look for the unchecked messages' changes (those still unknown
+        stay in `early` until it expires them)."""
+        if self._rechecker is not None:
+            self._rechecker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._rechecker
+        if self._unchecked and not await self._recheck_once():
+            log.warning(
+                "stopping with %d messages whose early edits could not be looked up",
+                len(self._unchecked),
+            )
 
     async def _apply(self, key: MessageId, change: Change) -> bool:
         """Edit or delete an archived message; False if it is not archived."""
@@ -230,14 +315,14 @@ class Ingest:
         if not messages:
             return {}
         keys = [(m.team_id, m.channel_id, m.ts) for m in messages]
-        early = await self._early.newest(keys)
+        early = await self._newest_or_later(keys)
         kept = [
             m if key not in early else replace(m, text=early[key] or "")
             for m, key in zip(messages, keys, strict=True)
             if key not in early or early[key] is not None  # else deleted before it was stored
         ]
         await self._archive.add(kept)
-        late = await self._early.newest(keys)
+        late = await self._newest_or_later(keys)
         for key, change in late.items():
             if key not in early or early[key] != change:
                 await self._settle(key, change)

@@ -537,6 +537,7 @@ class Lore:
         await self.services.backfill.close()
         await self.services.background.drain()
         await self.services.archiving.drain()
+        await self.services.ingest.close()
         await self.services.intake.close()
         await self.services.agent.close()
         if self.slack_session is not None:
@@ -614,7 +615,7 @@ def metrics_endpoint(settings: Settings, stores: Stores, services: Services) -> 
         lambda: reflection.pending if reflection is not None else 0,
         lambda: services.turns.unfinished,
         lambda: services.background.pending,
-        lambda: services.ingest.pending,
+        lambda: services.ingest.pending + services.ingest.rechecking,
         lambda: summariser.pending if summariser is not None else 0,
     )
     token = settings.lore_metrics_token

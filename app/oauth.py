@@ -37,6 +37,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from memory.locks import LocalLocks, RedisLocks, WorkspaceLocks
+from memory.schema_lock import lock_schema
 
 log = logging.getLogger("lore.oauth")
 
@@ -68,15 +69,19 @@ class Installations:
     """The installations Bolt saved, on Lore's SQL engine (slack-sdk's async SQLAlchemy store)."""
 
     def __init__(self, engine: AsyncEngine, client_id: str, state_seconds: int = 600) -> None:
+        self._engine = engine
         self.store = AsyncSQLAlchemyInstallationStore(client_id=client_id, engine=engine)
         self.states = AsyncSQLAlchemyOAuthStateStore(
             expiration_seconds=state_seconds, engine=engine
         )
 
     async def create_tables(self) -> None:
-        """Create the installation, bot and OAuth state tables if missing."""
-        await self.store.create_tables()
-        await self.states.create_tables()
+        """Create the installation, bot and OAuth state tables if missing (one creator at a
+        time across processes)."""
+        async with self._engine.begin() as connection:
+            await lock_schema(connection)
+            await connection.run_sync(self.store.metadata.create_all)
+            await connection.run_sync(self.states.metadata.create_all)
 
     async def find(self, team_id: str, enterprise_id: str | None = None) -> Installation | None:
         """The newest installation of one workspace."""

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 
 from app import log_context
@@ -58,20 +59,54 @@ def log_fields(body: dict[str, Any], context: AsyncBoltContext) -> dict[str, str
     }
 
 
+def failed_before(req: AsyncBoltRequest) -> bool:
+    """Whether this is Slack's retry after an attempt that failed (not one that timed out,
+    which may still be under way)."""
+    number = (req.headers.get("x-slack-retry-num") or ["0"])[0]
+    reason = (req.headers.get("x-slack-retry-reason") or [""])[0]
+    return number not in ("", "0") and reason not in ("http_timeout", "timeout")
+
+
 def register(app: AsyncApp, services: Services) -> None:
     @app.middleware
     async def drop_duplicates(
-        body: dict[str, Any], context: AsyncBoltContext, next: Callable[[], Awaitable[None]]
+        body: dict[str, Any],
+        req: AsyncBoltRequest,
+        context: AsyncBoltContext,
+        next: Callable[[], Awaitable[None]],
     ) -> BoltResponse | None:
         kind = delivery_type(body)
         services.metrics.event_received(kind, context.team_id)
         log_context.bind_delivery(**log_fields(body, context))
+        retry = failed_before(req)
+        delivery = str(body.get("event_id") or "")
+        claimed: list[str] = []
         for key in dedupe_keys(body):
-            if not await services.once.claim(key):
+            try:
+                won = await services.once.claim(key, delivery, retry)
+            except Exception:
+                # answered 500: Slack sends the delivery again, and that retry takes the claim
+                # over even if this one was stored, so this attempt's intake entry may go
+                if (kept := intake.kept(context)) is not None:
+                    await services.intake.done(kept)
+                raise
+            if not won:
                 services.metrics.event_duplicate(kind)
                 if (kept := intake.kept(context)) is not None:
                     await services.intake.done(kept)  # written down before this check
                 log.debug("dropped a duplicate %s delivery (%s)", kind, key.split(":")[0])
                 return BoltResponse(status=200, body="")
+            claimed.append(key)
         await next()
+        await settle(claimed)
         return None
+
+    async def settle(keys: list[str]) -> None:
+        """The delivery was handed on: its claims stop being taken over by retries (a claim
+        left pending is harmless: Slack retries only deliveries not acknowledged)."""
+        for key in keys:
+            try:
+                await services.once.settle(key)
+            except Exception as error:
+                log.warning("could not settle a delivery's claim: %s", error)
+                return

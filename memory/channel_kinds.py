@@ -19,15 +19,15 @@ from sqlalchemy import (
     Table,
     delete,
     select,
-    text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from memory.schema_lock import lock_schema
+
 DELETED = None
 """What `ChannelKinds.of` gives for a deleted channel."""
 
-_PG_LOCK = "SELECT pg_advisory_xact_lock(7266203011)"  # one creator at a time across processes
 _metadata = MetaData()
 kinds = Table(
     "archive_channel_kinds",
@@ -51,8 +51,7 @@ class ChannelKinds:
         """The record, its table created if missing (safe from several processes)."""
         record = cls(engine)
         async with engine.begin() as connection:
-            if record._postgres:
-                await connection.execute(text(_PG_LOCK))
+            await lock_schema(connection)
             await connection.run_sync(_metadata.create_all, checkfirst=True)
         return record
 

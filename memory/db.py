@@ -10,6 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from memory.schema_lock import lock_schema
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -90,4 +92,5 @@ def make_engine(url: str) -> AsyncEngine:
 async def create_tables(engine: AsyncEngine) -> None:
     """Create missing tables (idempotent; safe when several processes start at once)."""
     async with engine.begin() as connection:
+        await lock_schema(connection)
         await connection.run_sync(Base.metadata.create_all, checkfirst=True)

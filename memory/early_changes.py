@@ -42,13 +42,18 @@ def rank(change: Change, version: str) -> str:
     return f"{int(change is None)}{int(seconds):012d}.{fraction[:6].ljust(6, '0')}"
 
 
+class EarlyChangesUnknown(Exception):
+    """The kept changes could not be looked at (their store is away): ask again later."""
+
+
 class EarlyChanges(Protocol):
     async def keep(self, message: MessageId, change: Change, version: str = "") -> Change:
         """Remember a change of a message unless a newer one is kept; the newest kept."""
         ...  # pragma: no cover - protocol
 
     async def newest(self, messages: Sequence[MessageId]) -> dict[MessageId, Change]:
-        """The newest change kept for each of these messages that has one."""
+        """The newest change kept for each of these messages that has one; raises
+        `EarlyChangesUnknown` when they cannot be looked at now."""
         ...  # pragma: no cover - protocol
 
     def forget_team(self, team_id: str) -> None:
@@ -97,9 +102,9 @@ class RedisEarlyChanges:
     """In Redis, one key per message: its newest change after its rank, compared and set in
     one script, so concurrent processes keep the newest whatever order they run in.
 
-    A failed `newest` is logged and answers no changes, so Redis trouble never stops a batch
-    from being archived (the change stays kept for a later look, or expires). A failed `keep`
-    raises: the change is tried again (`app.retry`) rather than applied out of order."""
+    A failed `newest` is logged and raises `EarlyChangesUnknown`: a batch is stored anyway and
+    looked at again later (the changes stay in Redis for a day). A failed `keep` raises: the
+    change is tried again (`app.retry`) rather than applied out of order."""
 
     def __init__(
         self, redis: Redis, ttl: int = TTL_SECONDS, prefix: str = "lore:early-change:"
@@ -133,7 +138,7 @@ class RedisEarlyChanges:
                 values: list[bytes | None] = await pipe.execute()
         except RedisError as error:
             log.warning("could not look for early edits of %d messages: %s", len(messages), error)
-            return {}
+            raise EarlyChangesUnknown(str(error)) from error
         return {
             message: _change(value)
             for message, value in zip(messages, values, strict=True)

@@ -51,6 +51,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from memory.audience import PUBLIC, Audience, audience_check_needed, sees_nothing
 from memory.messages import ArchivedMessage, SearchFilters
 from memory.ranking import Key, Ranking
+from memory.schema_lock import lock_schema
 
 CONTEXT_PART_CHARS = 1000  # of each neighbour's text kept in a context
 MAX_TERMS = 32
@@ -161,7 +162,6 @@ _TSV = (
     "|| setweight(to_tsvector('english', coalesce(user_name, '')), 'A') "
     "|| setweight(to_tsvector('english', context), 'B')) STORED"
 )
-_PG_LOCK = "SELECT pg_advisory_xact_lock(7266203010)"  # one creator at a time across processes
 POSTGRES_SCHEMA = (
     f"CREATE TABLE IF NOT EXISTS {TABLE} (id BIGSERIAL PRIMARY KEY,"
     + _COLUMNS.format(float="DOUBLE PRECISION")
@@ -442,8 +442,7 @@ class LexicalIndex:
         """
         index = cls(engine, context_weight=context_weight)
         async with engine.begin() as connection:
-            if index._postgres:
-                await connection.execute(text(_PG_LOCK))
+            await lock_schema(connection)
             if "user_name" not in await connection.run_sync(_column_names):
                 for statement in (
                     POSTGRES_ADD_USER_NAME if index._postgres else SQLITE_ADD_USER_NAME

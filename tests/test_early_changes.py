@@ -5,10 +5,12 @@ in Slack's order (their `event_ts`) whatever order they arrive in, in one proces
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from app.ingest import Ingest
 from memory.archive import Archive, ArchivedMessage
@@ -21,6 +23,7 @@ from memory.early_changes import (
 )
 from tests.conftest import new_team
 from tests.harness import eventually
+from tests.processes import RedisServer
 
 
 @pytest.fixture
@@ -199,10 +202,81 @@ async def test_without_redis_a_batch_finds_no_changes_and_is_still_stored(
 ) -> None:
     unreachable = Redis.from_url("redis://127.0.0.1:1/0")
     team = new_team()
+    ingest = Ingest(archive, linger=0.0, early=RedisEarlyChanges(unreachable))
     try:
-        ingest = Ingest(archive, linger=0.0, early=RedisEarlyChanges(unreachable))
         await ingest.add(message(team, 1, "stored even though Redis is down"))
+        assert ingest.rechecking == 1  # its early edits are looked for again later
+        await ingest.close()
     finally:
         await unreachable.aclose()
     assert await archive.count(team) == 1
     assert "could not look for early edits" in caplog.text
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path / "redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+async def test_early_changes_of_a_batch_stored_while_redis_is_away_apply_when_it_is_back(
+    archive: Archive, own_redis: RedisServer
+) -> None:
+    team = new_team()
+    redis = Redis.from_url(own_redis.url)
+    ingest = Ingest(archive, linger=0.0, early=RedisEarlyChanges(redis), recheck_delay=0.05)
+    edited = message(team, 1, "the release is on Monday")
+    deleted = message(team, 2, "the staging password is hunter2")
+    try:
+        await ingest.update_text(team, "C1", edited.ts, "the release is on Tuesday")
+        await ingest.delete(team, "C1", deleted.ts)
+        await asyncio.to_thread(own_redis.stop)
+        await asyncio.gather(ingest.add(edited), ingest.add(deleted))
+        assert ingest.rechecking == 2
+        await asyncio.to_thread(own_redis.start)
+
+        async def looked_again() -> bool:
+            return ingest.rechecking == 0
+
+        await eventually(looked_again)
+        stored = await archive.get(team, "C1", edited.ts)
+        assert stored is not None and stored.text == "the release is on Tuesday"
+        assert await archive.get(team, "C1", deleted.ts) is None
+    finally:
+        await ingest.close()
+        await redis.aclose()
+
+
+async def test_a_change_made_while_redis_is_away_waits_for_it_and_wins_over_the_early_one(
+    archive: Archive, own_redis: RedisServer
+) -> None:
+    team = new_team()
+    redis = Redis.from_url(own_redis.url)
+    ingest = Ingest(archive, linger=0.0, early=RedisEarlyChanges(redis), recheck_delay=0.05)
+    superseded = message(team, 1, "retro at 3pm")
+    control = message(team, 2, "demo at 4pm")
+    try:
+        await ingest.update_text(team, "C1", superseded.ts, "retro at 2pm")
+        await ingest.update_text(team, "C1", control.ts, "demo at 5pm")
+        await asyncio.to_thread(own_redis.stop)
+        await asyncio.gather(ingest.add(superseded), ingest.add(control))
+        with pytest.raises(RedisError):  # not applied out of order: its caller tries again
+            await ingest.update_text(team, "C1", superseded.ts, "retro at 1pm")
+        await asyncio.to_thread(own_redis.start)
+        await ingest.update_text(team, "C1", superseded.ts, "retro at 1pm")  # the retry
+
+        async def looked_again() -> bool:
+            return ingest.rechecking == 0
+
+        await eventually(looked_again)
+        later = await archive.get(team, "C1", superseded.ts)
+        assert later is not None and later.text == "retro at 1pm"
+        found = await archive.get(team, "C1", control.ts)
+        assert found is not None and found.text == "demo at 5pm"
+    finally:
+        await ingest.close()
+        await redis.aclose()
