@@ -154,7 +154,9 @@ async def test_without_a_directory_a_channel_counts_as_having_outsiders(
     # control: one person at a time is still looked up (users.info), and Bob, a member, finds
     # it in a DM
     assert "3 million" in await ask(emulator, "U0BOB", "D0BOB", "Falcon budget")
-    assert {args["user"] for args in calls(emulator, "users.info")} == {"U0ALICE", "U0BOB"}
+    looked_up = {args["user"] for args in calls(emulator, "users.info")}
+    # Lore's own reply may be named too, depending on when its message event is archived
+    assert looked_up - {"U0LORE"} == {"U0ALICE", "U0BOB"}
 
 
 async def test_a_rate_limited_directory_page_is_waited_out(
