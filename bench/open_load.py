@@ -53,12 +53,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.ack_latency import cpu_times, free_port, serve_env, wait_healthy
+from bench.balancer import Balancer
 from bench.procstat import cpu_seconds
 from bench.turn_overhead import (
     ASKERS,
@@ -76,44 +76,6 @@ GOAL_MS = 150.0
 METRICS_TOKEN = secrets.token_hex(16)
 Where = tuple[str, str]
 """A thread: (channel, ts of its parent)."""
-
-
-class Balancer:
-    """One Events API URL in front of several Lore processes: each request, unchanged (its
-    Slack signature still holds), goes to the next process in turn."""
-
-    def __init__(self, targets: list[str]) -> None:
-        self._targets = targets
-        self._next = 0
-        self._session: aiohttp.ClientSession | None = None
-        self._runner: web.AppRunner | None = None
-        self.url = ""
-
-    async def start(self) -> None:
-        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
-        application = web.Application()
-        application.router.add_post("/slack/events", self._forward)
-        self._runner = web.AppRunner(application, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}/slack/events"
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-        if self._session is not None:
-            await self._session.close()
-
-    async def _forward(self, request: web.Request) -> web.Response:
-        assert self._session is not None
-        target = self._targets[self._next % len(self._targets)]
-        self._next += 1
-        headers = {k: v for k, v in request.headers.items() if k.lower().startswith("x-slack")}
-        headers["Content-Type"] = request.headers.get("Content-Type", "application/json")
-        async with self._session.post(
-            target, data=await request.read(), headers=headers
-        ) as response:
-            return web.Response(status=response.status, body=await response.read())
 
 
 @dataclass
@@ -188,13 +150,12 @@ async def running(
                 urls.append(f"http://127.0.0.1:{port}")
             for url, process in zip(urls, processes, strict=True):
                 await wait_healthy(f"{url}/readyz", process)
-            events = [f"{url}/slack/events" for url in urls]
-            if len(events) > 1:
-                balancer = Balancer(events)
+            if len(urls) > 1:
+                balancer = Balancer(urls)
                 await balancer.start()
                 emulator.config.events_url = balancer.url
             else:
-                emulator.config.events_url = events[0]
+                emulator.config.events_url = f"{urls[0]}/slack/events"
             yield Lores([process.pid for process in processes], urls)
         finally:
             for process in processes:

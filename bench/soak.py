@@ -58,7 +58,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -66,6 +65,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.ack_latency import free_port, serve_env
+from bench.balancer import Balancer
 from bench.procstat import tree_rss_kib
 from bench.soak_checks import (
     ArchiveCheck,
@@ -84,7 +84,6 @@ from memory.chroma_client import open_http
 from memory.embeddings import MODEL_NAME
 from memory.lexical import messages as archive_table
 from memory.locks import LocalLocks
-from tests.event_splitter import FORWARDED
 from tests.harness import settled_processes
 from tests.processes import ChromaServer, PostgresServer, RedisServer
 
@@ -172,55 +171,6 @@ async def ready(session: aiohttp.ClientSession, lores: list[LoreProcess], within
 
 def _seconds(n: float) -> aiohttp.ClientTimeout:
     return aiohttp.ClientTimeout(total=n)
-
-
-class Balancer:
-    """A load balancer in front of the processes: each request goes to one at random, and to
-    the other when that one does not answer (it is restarting)."""
-
-    def __init__(self, targets: list[str], chooser: random.Random) -> None:
-        self._targets = targets
-        self._chooser = chooser
-        self._session: aiohttp.ClientSession | None = None
-        self._runner: web.AppRunner | None = None
-        self.url = ""
-        self.failovers = 0
-
-    async def start(self) -> None:
-        self._session = aiohttp.ClientSession(timeout=_seconds(30))
-        application = web.Application()
-        application.router.add_post("/slack/events", self._forward)
-        self._runner = web.AppRunner(application, access_log=None)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
-        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}/slack/events"
-
-    async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-        if self._session is not None:
-            await self._session.close()
-
-    async def _forward(self, request: web.Request) -> web.Response:
-        assert self._session is not None
-        body = await request.read()
-        headers = {name: request.headers[name] for name in FORWARDED if name in request.headers}
-        for n, target in enumerate(self._chooser.sample(self._targets, len(self._targets))):
-            try:
-                async with self._session.post(
-                    f"{target}/slack/events", data=body, headers=headers
-                ) as response:
-                    answer = await response.read()
-                    passed = {
-                        k: v
-                        for k, v in response.headers.items()
-                        if k.lower() in ("content-type", "x-slack-no-retry")
-                    }
-                    return web.Response(status=response.status, body=answer, headers=passed)
-            except aiohttp.ClientConnectionError:
-                self.failovers += n == 0
-                continue
-        return web.Response(status=502)
 
 
 @dataclass
