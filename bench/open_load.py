@@ -66,6 +66,7 @@ from bench.turn_overhead import (
     TimedEmulator,
     fetch_timings,
     model_times,
+    start_fake,
     summary,
 )
 from emulator import EmulatorConfig
@@ -382,7 +383,7 @@ async def measure_shape(
 ) -> dict[str, Any]:
     """The shape's runs at each rate and its capacity, with a fake model of its own."""
     work = Path(tempfile.mkdtemp(prefix="lore-open-"))
-    model, model_url = start_model(args.steps, args.stream_seconds)
+    model, model_url = start_fake(args.steps, args.stream_seconds)
     try:
         async with running(shape, emulator, model_url, work) as lores:
             print(f"{shape.name}: opening {args.threads} threads", flush=True)
@@ -415,26 +416,6 @@ async def measure_shape(
         "runs": runs,
         "capacity": found,
     }
-
-
-def start_model(steps: int, stream_seconds: float) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "bench" / "fake_model.py"),
-            f"--steps={steps}",
-            f"--stream-seconds={stream_seconds}",
-        ],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline().split()
-    if line[:1] != ["ready"]:
-        process.kill()
-        raise RuntimeError("the fake model server did not start")
-    return process, f"http://127.0.0.1:{line[1]}"
 
 
 async def measure(args: argparse.Namespace) -> None:

@@ -75,7 +75,14 @@ from bench.soak_checks import (
     check_archive,
     check_memory,
 )
-from bench.turn_overhead import ASKERS, TOPICS, TimedEmulator, fetch_timings, model_times
+from bench.turn_overhead import (
+    ASKERS,
+    TOPICS,
+    TimedEmulator,
+    fetch_timings,
+    model_times,
+    start_fake,
+)
 from emulator import EmulatorConfig
 from emulator.workspace import EmulatorError
 from memory.archive import collection_name, message_key
@@ -609,7 +616,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         chroma.start()
         postgres.init()
         postgres.start()
-        fake, fake_url = start_fake()
+        fake, fake_url = start_fake(2)
         emulator = TimedEmulator(EmulatorConfig(events_url=None, retry_delays=(1.0, 5.0, 10.0)))
         await emulator.start()
         for n in range(2):
@@ -700,21 +707,6 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             print(f"kept {work} (Lore logs: lore0.log, lore1.log)")
         else:
             shutil.rmtree(work, ignore_errors=True)
-
-
-def start_fake() -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "fake_model.py"), "--steps=2"],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline().split()
-    if line[:1] != ["ready"]:
-        process.kill()
-        raise RuntimeError("the fake model server did not start")
-    return process, f"http://127.0.0.1:{line[1]}"
 
 
 async def warm_up(soak: Soak) -> None:

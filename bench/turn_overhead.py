@@ -395,9 +395,11 @@ async def measure_round(
     return done
 
 
-def start_fake(steps: int) -> tuple[subprocess.Popen[str], str]:
+def start_fake(steps: int, stream_seconds: float = 0.0) -> tuple[subprocess.Popen[str], str]:
+    """bench/fake_model.py in its own process; the process and its base URL."""
+    command = [sys.executable, str(ROOT / "bench" / "fake_model.py"), f"--steps={steps}"]
     process = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "fake_model.py"), f"--steps={steps}"],
+        [*command, f"--stream-seconds={stream_seconds}"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         text=True,
