@@ -402,8 +402,11 @@ class LoreApi:
         """The workspace's notes (every channel: an operator's view), newest first."""
         if self._notes is None:
             return {"team_id": team_id, "notes": []}
+        audience = Access.for_operator(team_id).audience
         notes = (
-            await self._notes.history(team_id) if retracted else await self._notes.active(team_id)
+            await self._notes.history(team_id)
+            if retracted
+            else await self._notes.active(team_id, audience=audience)
         )
         return {"team_id": team_id, "notes": [_note_json(note) for note in notes]}
 
