@@ -100,6 +100,7 @@ MAX_IDS = 20_000
 STATS_TTL = 600.0  # seconds before channel counts are re-read (other processes write too)
 FETCH_SLACK = 8  # records read beyond `limit` at once, for hits that fail validation
 ABOVE = 1e-6  # how much more than the best of its source messages a note scores
+EMBED_NICENESS = 10  # background embedding: about a tenth of a core against a busy one
 
 
 def collection_name(team_id: str, embedder_name: str) -> str:
@@ -797,16 +798,13 @@ def _once(make: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
 
 
 def _lower_priority() -> None:
-    """Background embedding runs only when request handling leaves a core idle.
+    """Background embedding yields to request handling but still progresses on a busy host.
 
-    Linux: SCHED_IDLE for this thread; elsewhere, or if refused, a higher nice value.
+    A nice value, not SCHED_IDLE: an idle-class thread gets no CPU at all while other
+    processes keep every core busy, and archiving would stop.
     """
-    thread = threading.get_native_id()
-    try:
-        os.sched_setscheduler(thread, os.SCHED_IDLE, os.sched_param(0))
-    except (AttributeError, OSError):
-        with contextlib.suppress(AttributeError, OSError):
-            os.setpriority(os.PRIO_PROCESS, thread, 10)
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), EMBED_NICENESS)
 
 
 async def _delete(collection: ChromaCollection, key: str) -> bool:
