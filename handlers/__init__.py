@@ -36,12 +36,13 @@ def register(app: AsyncApp, services: Services) -> None:
     intake.register(app, services)  # before de-duplication: see handlers.intake
     middleware.register(app, services)
     completion.register(app, services)
-    channel_events.register(app, services, channel_types, memberships)  # before messages
-    people_events.register(app, people, channel_types)
+    # Bolt tries listeners in registration order, each costing a matcher call: messages first
     messages.register(app, services, access, users)
+    channel_events.register(app, services, channel_types, memberships)
+    people_events.register(app, people, channel_types)
     recall.register(app, services, access, users)
     uninstall.register(app, services, people.forget_team)
     feedback.register(app, services)
     backfill.register(app, services, users, channel_types)
     app_home.register(app, services, access)
-    ignored.register(app)
+    ignored.register(app)  # last: message subtypes no listener above acts on

@@ -42,7 +42,7 @@ REFRESHES = (
 def register(
     app: AsyncApp, services: Services, channel_types: ChannelTypes, memberships: Memberships
 ) -> None:
-    """Register before `handlers.messages`: Bolt runs the first listener that matches."""
+    """The conversion subtypes are ones `handlers.messages` leaves to later listeners."""
 
     def forget(team_id: str, channel_id: str) -> None:
         channel_types.forget(team_id, channel_id)

@@ -1,10 +1,15 @@
-"""Subscribed events Lore does not act on yet still get a 200, so Slack does not retry them."""
+"""Subscribed events Lore does not act on yet still get a 200, so Slack does not retry them.
+
+Registered last: `message` here catches the subtypes no earlier listener acts on (joins,
+topic changes, bot_message and the like).
+"""
 
 from __future__ import annotations
 
 from slack_bolt.async_app import AsyncApp
 
 ACKNOWLEDGED_ONLY = (
+    "message",
     "channel_rename",
     "assistant_thread_started",
     "assistant_thread_context_changed",

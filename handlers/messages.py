@@ -30,6 +30,9 @@ from handlers.users import SlackUsers
 from memory.archive import ArchivedMessage
 
 NEW_MESSAGE_SUBTYPES = {None, "thread_broadcast", "file_share"}
+CHANGE_SUBTYPES = ("message_changed", "message_deleted")
+HANDLED = {"type": "message", "subtype": [*NEW_MESSAGE_SUBTYPES, *CHANGE_SUBTYPES]}
+"""The message events this listener acts on; others go to later listeners (handlers.ignored)."""
 HAND_BACK_TEXT = {
     HandBack.BUSY: "I'm busy right now — please ask again in a minute.",
     HandBack.RESTARTING: "I'm restarting and couldn't answer this — please ask again in a minute.",
@@ -46,7 +49,7 @@ def register(app: AsyncApp, services: Services, access: AccessFacts, users: Slac
         team_id = context.team_id or event.get("team") or ""
         subtype = event.get("subtype")
         settled = _settled(services, intake.kept(context))
-        if subtype in ("message_changed", "message_deleted"):
+        if subtype in CHANGE_SUBTYPES:
             services.archiving.submit_change(
                 partial(_apply_change, services, team_id, event), settled
             )
@@ -79,7 +82,7 @@ def register(app: AsyncApp, services: Services, access: AccessFacts, users: Slac
             ),
         )
 
-    app.event("message")(on_message)
+    app.event(HANDLED)(on_message)
     app.event("app_mention")(on_message)
 
 

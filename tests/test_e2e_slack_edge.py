@@ -111,6 +111,18 @@ async def test_ignored_event_types_still_get_200(lore: Lore, emulator: SlackEmul
     event = {"type": "member_joined_channel", "user": "U0BOB", "channel": "C0GENERAL"}
     assert await emulator.deliver_event(event) == 200
     assert await emulator.deliver_event({"type": "app_home_opened", "user": "U0BOB"}) == 200
+    for subtype in ("channel_join", "channel_topic", "bot_message"):  # messages Lore skips
+        joined = {
+            "type": "message",
+            "subtype": subtype,
+            "user": "U0BOB",
+            "channel": "C0GENERAL",
+            "ts": "1700000000.000100",
+            "text": "<@U0BOB> has joined the channel",
+        }
+        assert await emulator.deliver_event(joined) == 200, subtype
+    await settled(emulator, lore)
+    assert await lore.stores.archive.count("T0LORE") == 0
 
 
 async def test_huge_and_odd_unicode_messages_are_archived_and_answered(
