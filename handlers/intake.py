@@ -16,6 +16,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_bolt.middleware.async_middleware import AsyncMiddleware
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_bolt.response import BoltResponse
 
 from app.intake import Kept
 from app.services import Services
@@ -48,18 +51,35 @@ def kept(context: AsyncBoltContext) -> Kept | None:
     return entry if isinstance(entry, Kept) else None
 
 
-def register(app: AsyncApp, services: Services) -> None:
-    """Keep every archived message event before Bolt acks it; register before the other
-    middleware, so a duplicate is dropped only once it is written down (and then let go)."""
+class KeepBeforeAck(AsyncMiddleware):
+    """Keeps every archived message event before Bolt acks it.
 
-    @app.middleware
-    async def keep_before_ack(
-        body: dict[str, Any], context: AsyncBoltContext, next: Callable[[], Awaitable[None]]
-    ) -> None:
+    A middleware class, not a function: Bolt builds no keyword arguments to call it (that
+    costs a function middleware tens of microseconds on every delivery).
+    """
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    async def async_process(
+        self,
+        *,
+        req: AsyncBoltRequest,
+        resp: BoltResponse,
+        next: Callable[[], Awaitable[BoltResponse]],
+    ) -> BoltResponse | None:
+        body, context = req.body, req.context
         if body.get("type") == "event_callback":
             event = body.get("event") or {}
             key = archived_message(event)
             if key is not None:
                 team_id = context.team_id or event.get("team") or ""
-                context[KEPT] = await services.intake.keep(team_id, key, {"event": event})
+                context[KEPT] = await self._services.intake.keep(team_id, key, {"event": event})
         await next()
+        return resp
+
+
+def register(app: AsyncApp, services: Services) -> None:
+    """Register before the other middleware, so a duplicate is dropped only once it is
+    written down (and then let go)."""
+    app.middleware(KeepBeforeAck(services))

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+from slack_bolt.middleware.async_middleware import AsyncMiddleware
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 
@@ -67,14 +68,23 @@ def failed_before(req: AsyncBoltRequest) -> bool:
     return number not in ("", "0") and reason not in ("http_timeout", "timeout")
 
 
-def register(app: AsyncApp, services: Services) -> None:
-    @app.middleware
-    async def drop_duplicates(
-        body: dict[str, Any],
+class DropDuplicates(AsyncMiddleware):
+    """Counts each delivery, binds its log context and drops one already claimed.
+
+    A middleware class, not a function: Bolt builds no keyword arguments to call it.
+    """
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    async def async_process(
+        self,
+        *,
         req: AsyncBoltRequest,
-        context: AsyncBoltContext,
-        next: Callable[[], Awaitable[None]],
+        resp: BoltResponse,
+        next: Callable[[], Awaitable[BoltResponse]],
     ) -> BoltResponse | None:
+        services, body, context = self._services, req.body, req.context
         kind = delivery_type(body)
         services.metrics.event_received(kind, context.team_id)
         log_context.bind_delivery(**log_fields(body, context))
@@ -98,15 +108,19 @@ def register(app: AsyncApp, services: Services) -> None:
                 return BoltResponse(status=200, body="")
             claimed.append(key)
         await next()
-        await settle(claimed)
-        return None
+        await self._settle(claimed)
+        return resp
 
-    async def settle(keys: list[str]) -> None:
+    async def _settle(self, keys: list[str]) -> None:
         """The delivery was handed on: its claims stop being taken over by retries (a claim
         left pending is harmless: Slack retries only deliveries not acknowledged)."""
         for key in keys:
             try:
-                await services.once.settle(key)
+                await self._services.once.settle(key)
             except Exception as error:
                 log.warning("could not settle a delivery's claim: %s", error)
                 return
+
+
+def register(app: AsyncApp, services: Services) -> None:
+    app.middleware(DropDuplicates(services))
