@@ -16,6 +16,7 @@ itself after a restart). Two logs, by deployment shape:
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import json
 import logging
@@ -114,8 +115,8 @@ class _Segment:
 
 class FileIntake:
     """An append-only log in numbered segment files: `{"n": id, ...}` lines append an entry,
-    `{"d": id}` lines remove one. A segment is deleted once it is not the newest and no entry
-    in it or an older one is pending (so no removal record is deleted before its entry).
+    `{"d": [id, ...]}` lines remove entries. A segment is deleted once it is not the newest and
+    no entry in it or an older one is pending (so no removal record is deleted before its entry).
 
     `open` reads what the previous run left; `adopt` hands it over once.
     """
@@ -129,6 +130,7 @@ class FileIntake:
         self._fd = -1
         self._lock_fd = -1
         self._written = 0
+        self._removed: list[int] = []
 
     @property
     def shared(self) -> bool:
@@ -169,9 +171,11 @@ class FileIntake:
                 if record is None:
                     continue
                 if "d" in record:
-                    entries.pop(record["d"], None)
-                    for older in self._segments:
-                        older.pending.discard(record["d"])
+                    removed = record["d"] if isinstance(record["d"], list) else [record["d"]]
+                    for number in removed:
+                        entries.pop(number, None)
+                        for older in self._segments:
+                            older.pending.discard(number)
                     continue
                 number = int(record["n"])
                 entries[number] = Entry(record["t"], record["k"], record["p"], str(number))
@@ -208,15 +212,24 @@ class FileIntake:
         return Entry(team_id, key, payload, str(number))
 
     async def remove(self, entry: Entry) -> None:
+        """Removals of one pass of the event loop share one record (one `write`): one lost
+        with the process only means its entries are done again, and storing is idempotent."""
         number = int(entry.id)
         if self._fd < 0:
             return  # closed: the entry is adopted again by the next run
-        self._write({"d": number})
+        if not self._removed:
+            asyncio.get_running_loop().call_soon(self._write_removed)
+        self._removed.append(number)
         for segment in self._segments:
             if number in segment.pending:
                 segment.pending.discard(number)
                 break
         self._trim()
+
+    def _write_removed(self) -> None:
+        removed, self._removed = self._removed, []
+        if removed and self._fd >= 0:
+            self._write({"d": removed})
 
     def _trim(self) -> None:
         """Delete the oldest segments while nothing in them is pending (never the newest)."""
@@ -238,6 +251,7 @@ class FileIntake:
         return [_FileAdopted(self, kept)] if kept else []
 
     async def close(self) -> None:
+        self._write_removed()
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
