@@ -96,6 +96,7 @@ UNVERIFIED = (
     "(set it, or set SLACK_APP_TOKEN for Socket Mode)"
 )
 REDIS_CONNECTIONS = 100
+BACKGROUND_JOBS = 64  # archiving and other background jobs running at once
 REDIS_CONNECTION_WAIT = 10.0
 
 
@@ -244,7 +245,7 @@ def make_services(settings: Settings, stores: Stores, intake: IntakeLog) -> Serv
     )
     askers = Askers(stores.conversations)
     feedback = ReplyFeedback(stores.feedback, stores.conversations)
-    background = TaskPool(settings.lore_max_concurrent_turns * 4)
+    background = TaskPool(BACKGROUND_JOBS)
     archiving = ArchiveQueue(background, backfill, settings.lore_max_archive_backlog, metrics)
     archived_history = ArchivedHistory(
         stores.archive,

@@ -76,7 +76,7 @@ class Settings(BaseSettings):
     lore_max_steps: int = Field(default=6, ge=1, le=50)
     lore_max_tokens: int = Field(default=1024, ge=64)
     lore_history_tokens: int = Field(default=8000, ge=500)
-    lore_max_concurrent_turns: int = Field(default=16, ge=1)
+    lore_max_concurrent_turns: int = Field(default=128, ge=1)
     lore_max_queued_turns: int = Field(default=500, ge=1)
     lore_max_pending_archive: int = Field(default=1000, ge=1)
     lore_max_archive_backlog: int = Field(default=5000, ge=1)
