@@ -7,7 +7,9 @@ is answered with a short note in its thread instead.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
+from re import Pattern
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
@@ -31,7 +33,10 @@ from memory.archive import ArchivedMessage
 
 NEW_MESSAGE_SUBTYPES = {None, "thread_broadcast", "file_share"}
 CHANGE_SUBTYPES = ("message_changed", "message_deleted")
-HANDLED = {"type": "message", "subtype": [*NEW_MESSAGE_SUBTYPES, *CHANGE_SUBTYPES]}
+HANDLED: dict[str, str | Sequence[str | Pattern[str] | None] | None] = {
+    "type": "message",
+    "subtype": [*NEW_MESSAGE_SUBTYPES, *CHANGE_SUBTYPES],
+}
 """The message events this listener acts on; others go to later listeners (handlers.ignored)."""
 HAND_BACK_TEXT = {
     HandBack.BUSY: "I'm busy right now — please ask again in a minute.",
