@@ -5,8 +5,9 @@ What a viewer sees and may change is their `Access` (built for each view and eac
 only workspace-wide blocks (`persona`, `org`; guests and other organisations' members: not
 `org`) are shown, and changed only by workspace admins and owners; a `private:<channel>` block
 never reaches the Home tab. Rows about private channels, DMs and group DMs (backfill,
-exclusions) are shown to admins only; so are notes learned in them: others see the notes of
-public channels they may read, and only admins retract notes.
+exclusions) are shown to admins only. A note says what was said where it was learned, so it is
+shown only to who may read that conversation, admins included; only admins retract notes, and
+only notes they are shown.
 """
 
 from __future__ import annotations
@@ -107,7 +108,11 @@ class AppHome:
             self._backfill.status(team_id),
             self.exclusions.channels(team_id),
         )
-        notes = await self._notes.active(team_id) if self._notes is not None else []
+        notes = (
+            await self._notes.active(team_id, audience=access.audience)
+            if self._notes is not None
+            else []
+        )
         shown = [b for b in current if not b.label.startswith(SCOPED_PREFIX)]
         histories = await asyncio.gather(*(self._history(access, kind_of, b) for b in shown))
         return HomeSnapshot(
@@ -119,7 +124,7 @@ class AppHome:
             backfill=[row for row in backfill if await _row_shown(access, kind_of, row.channel_id)],
             excluded=sorted([c for c in excluded if await _row_shown(access, kind_of, c)]),
             reflection=await self._reflection_line(team_id),
-            notes=[n for n in notes if await _row_shown(access, kind_of, n.channel_id)],
+            notes=notes,
         )
 
     async def _reflection_line(self, team_id: str) -> str | None:
@@ -140,7 +145,11 @@ class AppHome:
         if self._notes is None:
             raise NoteError("notes are not kept here")
         note = await self._notes.retract(
-            access.team_id, note_id, reason="retracted in the App Home", by=f"admin:{access.asker}"
+            access.team_id,
+            note_id,
+            reason="retracted in the App Home",
+            by=f"admin:{access.asker}",
+            audience=access.audience,
         )
         if note is None:
             raise NoteError(f"there is no note {note_id}")

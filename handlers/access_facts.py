@@ -73,9 +73,7 @@ class AccessFacts:
 
     async def for_home(self, client: AsyncWebClient, team_id: str, user_id: str) -> Access:
         viewer = await self.person(client, team_id, user_id)
-        memberships: frozenset[str] = frozenset()
-        if viewer.outsider:
-            memberships = await self._memberships.every_conversation(client, team_id, user_id)
+        memberships = await self._memberships.every_conversation(client, team_id, user_id)
         return Access.for_home(team_id, viewer, memberships)
 
     async def person(self, client: AsyncWebClient, team_id: str, user_id: str) -> Person:

@@ -2,10 +2,11 @@
 is found in another conversation as a search result on its source message, which the answer
 cites; a private channel's note is found only by the channel's members (a public channel and a
 non-member are the controls); deleting every source retracts a note, a partial deletion does
-not; an edited source sends its thread back to be read again. The App Home shows admins every
-note with its sources and a Retract button, others only public channels' notes and no button
-(a forged press is refused); the JSON API lists notes with their sources. A channel made private
-takes its notes along, on SQLite and on PostgreSQL."""
+not; an edited source sends its thread back to be read again. The App Home shows each viewer
+the notes of conversations they may read (an admin outside a private channel is the control),
+with a Retract button for admins only (a forged press is refused, also for a note not shown);
+the JSON API lists notes with their sources. A channel made private takes its notes along, on
+SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
@@ -259,7 +260,7 @@ async def two_notes(lore: Lore, emulator: SlackEmulator) -> tuple[Note, Note]:
     return shipped, budget
 
 
-async def test_app_home_lists_notes_with_sources_and_only_admins_retract_them(
+async def test_app_home_lists_notes_to_who_may_read_them_and_only_admins_retract_them(
     lore: Lore, emulator: SlackEmulator
 ) -> None:
     shipped, budget = await two_notes(lore, emulator)
@@ -275,6 +276,16 @@ async def test_app_home_lists_notes_with_sources_and_only_admins_retract_them(
         "U0BOB", RETRACT_NOTE_ACTION, value=shipped.id, forge=True
     )
     await published(emulator, "U0BOB", ADMINS_ONLY)
+    assert [n.id for n in await active(lore)] == [budget.id, shipped.id]
+
+    emulator.add_user("U0DAVE", "dave", real_name="Dave Diaz", is_admin=True)  # not in #leadership
+    outside = await home_of(emulator, "U0DAVE", "Kestrel ships on Friday.")
+    assert "40k" not in view_text(outside)  # an admin too sees only what they may read
+    assert {e["value"] for e in elements(outside, RETRACT_NOTE_ACTION)} == {shipped.id}
+    await emulator.view_interactions.home_action(
+        "U0DAVE", RETRACT_NOTE_ACTION, value=budget.id, forge=True
+    )
+    await published(emulator, "U0DAVE", "cannot be seen from here")
     assert [n.id for n in await active(lore)] == [budget.id, shipped.id]
 
     await emulator.view_interactions.home_action("U0CAROL", RETRACT_NOTE_ACTION, value=shipped.id)
