@@ -351,6 +351,7 @@ def make_summariser(
         stores.archive,
         RedisLeases(stores.redis) if stores.redis else LocalLeases(),
         metrics.thread_summarised,
+        metrics.model_tokens,
     )
 
 

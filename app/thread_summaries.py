@@ -54,6 +54,9 @@ class SummaryLimits:
     history_tokens: int
 
 
+TokenObserver = Callable[[anthropic.types.Usage], None]
+"""Told the usage of every summary request (Lore's model-token metrics)."""
+
 SummaryObserver = Callable[[str], None]
 """Told how each summary job ended: "made", "current", "busy", "unvouched", "raced",
 "stale" or "failed"."""
@@ -71,6 +74,7 @@ class Summariser:
         archive: Archive,
         leases: Leases,
         observer: SummaryObserver | None = None,
+        tokens: TokenObserver | None = None,
     ) -> None:
         self._llm = llm
         self._limits = limits
@@ -79,6 +83,7 @@ class Summariser:
         self._archive = archive
         self._leases = leases
         self._observer = observer or _unobserved
+        self._tokens = tokens
         self._slots = asyncio.Semaphore(CONCURRENT)
         self._jobs: dict[ThreadKey, asyncio.Task[None]] = {}
         self._halted: set[str] = set()
@@ -169,6 +174,8 @@ class Summariser:
         )
         text = "\n".join(block.text for block in response.content if block.type == "text")
         usage = response.usage
+        if self._tokens is not None:
+            self._tokens(usage)
         read = (usage.cache_read_input_tokens or 0) + (usage.cache_creation_input_tokens or 0)
         before = summary.covers if summary is not None else ()
         return ThreadSummary(

@@ -199,6 +199,10 @@ async def test_a_long_thread_is_summarised_and_the_next_turn_reads_summary_then_
     assert in_order(condensed, covered)
     assert not any(t in condensed for t in thread.after(summary))
     assert request["max_tokens"] <= BUDGET_TOKENS // 4
+    metrics = await scrape(thread.lore)  # the summary's tokens are counted with the turns'
+    for kind, key in (("output", "output_tokens"), ("input", "input_tokens")):
+        reported = sum(u[key] for u in thread.model.fake.usages)
+        assert value(metrics, "lore_model_tokens_total", kind=kind) == reported
 
     await thread.ask("and after that?", "Step 13 is next.")
     follow_up = thread.model.turn_asking("and after that?")
