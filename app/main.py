@@ -170,6 +170,7 @@ async def open_stores(settings: Settings) -> Stores:
         settings.lore_embedding_model_dir,
         settings.lore_data_dir / "models",
         threads=settings.lore_embedding_threads,
+        precision=settings.lore_embedding_precision,
     )
     if settings.chroma_url:
         archive = await Archive.open_http(settings.chroma_url, embedder, engine, settings.ranking)
