@@ -196,7 +196,9 @@ async def open_stores(settings: Settings) -> Stores:
         reply_sources=ReplySources(engine),
         summaries=ThreadSummaries(engine),
         notes=notes,
-        reembedding=Reembedding(archive, RedisLeases(redis) if redis else LocalLeases()),
+        reembedding=Reembedding(
+            archive, RedisLeases(redis) if redis else LocalLeases(), notes=notes
+        ),
     )
 
 

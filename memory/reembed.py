@@ -6,8 +6,9 @@ SQL record holds messages the dense index cannot find. This fills them in, in th
 keys are read a page at a time, the ones without a vector are embedded in batches on the
 archive's low-priority embedding thread, and written as `Archive.add` writes them. Nothing is
 kept between runs: a restart finds again what is still missing. Search keeps working meanwhile,
-its lexical half over every message. A lease per workspace and vector space keeps processes
-sharing the stores from doing the same work twice.
+its lexical half over every message. The workspace's notes, whose vectors are kept in SQL
+with the name of their space, are embedded again first. A lease per workspace and vector space
+keeps processes sharing the stores from doing the same work twice.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from typing import Protocol
 
 from memory.archive import Archive
 from memory.locks import Lease, Leases, LocalLeases
@@ -27,6 +29,14 @@ PAGE = 512  # keys read and checked against the collection at once
 BATCH = 64  # messages embedded in one run on the embedding thread
 
 
+class NoteVectors(Protocol):
+    """The notes store's part (`memory.notes.Notes`)."""
+
+    async def reembed_some(self, team_id: str, limit: int) -> int:
+        """Embed up to limit notes whose vector is of another space; how many."""
+        ...
+
+
 class Reembedding:
     """One background re-embedding per workspace whose collection lacks archived messages."""
 
@@ -34,12 +44,14 @@ class Reembedding:
         self,
         archive: Archive,
         leases: Leases | None = None,
+        notes: NoteVectors | None = None,
         *,
         page: int = PAGE,
         batch: int = BATCH,
     ) -> None:
         self._archive = archive
         self._leases: Leases = leases if leases is not None else LocalLeases()
+        self._notes = notes
         self._page = max(1, page)
         self._batch = max(1, batch)
         self._tasks: dict[str, asyncio.Task[int]] = {}
@@ -110,8 +122,17 @@ class Reembedding:
             await lease.release()
 
     async def _run(self, team_id: str, lease: Lease) -> int:
-        """`run` under the lease: nothing when the collection holds as many vectors as the
-        record has messages, else every page of keys checked and what lacks a vector filled."""
+        """`run` under the lease: the notes first, then the messages (nothing when the
+        collection holds as many vectors as the record has messages, else every page of keys
+        checked and what lacks a vector filled)."""
+        notes = 0
+        while self._notes is not None and not lease.lost.is_set():
+            count = await self._notes.reembed_some(team_id, self._batch)
+            if count == 0:
+                break
+            notes += count
+        if notes:
+            log.info("re-embedded %d notes of %s", notes, team_id)
         total = await self._archive.count(team_id)
         present = await self._archive.vector_count(team_id)
         if present >= total:

@@ -16,6 +16,8 @@ from memory.audience import Audience
 from memory.embeddings import INT8_NAME, MODEL_NAME, OnnxEmbedder, load_embedder
 from memory.locks import LocalLeases
 from memory.messages import SearchFilters
+from memory.note_search import NoteSearch
+from memory.notes import Notes, NoteSource
 from memory.reembed import Reembedding
 from tests.conftest import MODEL_DIR, new_team
 from tests.harness import lore_settings
@@ -236,6 +238,38 @@ async def test_one_reembedding_per_workspace_and_space_at_a_time(
         gated.release.set()
         await first.close()
         await second.close()
+        await archive.close()
+
+
+async def test_notes_are_reembedded_too(
+    tmp_path: Path, embedder: OnnxEmbedder, int8: OnnxEmbedder, any_engine: AsyncEngine
+) -> None:
+    team = new_team()
+    source = NoteSource("C1", f"{BASE}.000100")
+    note = await Notes(any_engine, embedder).add(
+        team,
+        text="The on-call rotation changes every Monday at noon.",
+        sources=[source],
+        channel_type="channel",
+        written_by="test",
+    )
+    notes = Notes(any_engine, int8)
+    search = NoteSearch(notes, int8)
+    query = "who carries the pager each week"  # no word in common: found by meaning only
+
+    async def found() -> list[str]:
+        hits = await search.search(team, query, audience=EVERYONE, filters=SearchFilters(), limit=3)
+        return [hit.id for hit, _ in hits]
+
+    assert await found() == []  # its vector is of the fp32 space
+    archive = await Archive.open_embedded(tmp_path / "chroma", int8, any_engine)
+    reembedding = Reembedding(archive, notes=notes)
+    try:
+        assert await reembedding.run(team) == 0  # no messages, one note
+        assert await found() == [note.id]
+        assert await notes.reembed_some(team, 10) == 0
+    finally:
+        await reembedding.close()
         await archive.close()
 
 
