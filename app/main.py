@@ -80,6 +80,7 @@ from memory.locks import (
 from memory.note_search import NoteSearch
 from memory.notes import Notes
 from memory.redis_keys import RedisTeamKeys
+from memory.reembed import Reembedding
 from memory.reflection_state import ReflectionState
 from memory.reply_sources import ReplySources
 from memory.summaries import ThreadSummaries
@@ -144,8 +145,10 @@ class Stores:
     reply_sources: ReplySources
     summaries: ThreadSummaries
     notes: Notes
+    reembedding: Reembedding
 
     async def close(self) -> None:
+        await self.reembedding.close()
         await self.archive.close()
         if self.redis is not None:
             await self.redis.aclose()
@@ -170,6 +173,7 @@ async def open_stores(settings: Settings) -> Stores:
         settings.lore_embedding_model_dir,
         settings.lore_data_dir / "models",
         threads=settings.lore_embedding_threads,
+        precision=settings.lore_embedding_precision,
     )
     if settings.chroma_url:
         archive = await Archive.open_http(settings.chroma_url, embedder, engine, settings.ranking)
@@ -192,6 +196,9 @@ async def open_stores(settings: Settings) -> Stores:
         reply_sources=ReplySources(engine),
         summaries=ThreadSummaries(engine),
         notes=notes,
+        reembedding=Reembedding(
+            archive, RedisLeases(redis) if redis else LocalLeases(), notes=notes
+        ),
     )
 
 
@@ -308,6 +315,7 @@ def make_services(settings: Settings, stores: Stores, intake: IntakeLog) -> Serv
                 backfill,
                 ingest,
                 stores.archive,
+                stores.reembedding,
                 stores.exclusions,
                 *([summariser] if summariser is not None else []),
                 *([reflection] if reflection is not None else []),
@@ -528,6 +536,7 @@ class Lore:
         if self.socket_mode is not None:
             await self.socket_mode.close_async()
         await self.runner.cleanup()
+        await self.stores.reembedding.close()  # it resumes at the next start
         if (broadcast := self.services.workspace_data.broadcast) is not None:
             await broadcast.close()
         if self.services.reflection is not None:
@@ -567,6 +576,7 @@ async def start_lore(
         raise
     services = make_services(settings, stores, intake)
     await hear_forgetting(stores, services)
+    stores.reembedding.start_all()
     if services.reflection is not None:
         services.reflection.start()
     metrics = metrics_endpoint(settings, stores, services)
@@ -613,6 +623,7 @@ def metrics_endpoint(settings: Settings, stores: Stores, services: Services) -> 
     summariser = services.summariser
     reflection = services.reflection
     services.metrics.watch_notes(stores.notes)
+    services.metrics.watch_reembedding(stores.reembedding)
     services.metrics.watch_work(
         lambda: reflection.pending if reflection is not None else 0,
         lambda: services.turns.unfinished,

@@ -5,7 +5,8 @@ turns by outcome with their latency and model time, model tokens by kind and whe
 turns read their thread (the agent, as its `TurnObserver`), turns handed back (busy,
 restarting), thread summary jobs by outcome. Read when Prometheus scrapes: the turn queue's
 depth, the archive's backlog, memory edits and conflicts (`MemoryBlocks.counts`, so `memory/`
-knows nothing of Prometheus), and the archive's size per workspace: one SQL count per workspace
+knows nothing of Prometheus), messages re-embedded into the current vector space
+(`memory.reembed.Reembedding`), and the archive's size per workspace: one SQL count per workspace
 this process has had events from, refreshed at most every ARCHIVE_REFRESH_SECONDS.
 """
 
@@ -23,7 +24,7 @@ from prometheus_client import (
     Histogram,
     disable_created_metrics,
 )
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 
@@ -53,6 +54,13 @@ class HasEditCounts(Protocol):
 
 class HasNoteCounts(Protocol):
     counts: NoteCounts
+
+
+class HasReembedding(Protocol):
+    embedded: int
+
+    @property
+    def running(self) -> int: ...
 
 
 class CountsMessages(Protocol):
@@ -120,6 +128,33 @@ class NoteCollector:
             "lore_notes_rejected",
             "Note writes refused (sources in several channels or not readable, no such note)",
             value=counts.rejected,
+        )
+
+
+class ReembeddingCollector:
+    """Messages re-embedded into the current vector space, read at scrape time."""
+
+    def __init__(self, reembedding: HasReembedding) -> None:
+        self._reembedding = reembedding
+
+    def describe(self) -> Iterable[Metric]:
+        return list(self._families(0, 0))
+
+    def collect(self) -> Iterable[Metric]:
+        return list(self._families(self._reembedding.embedded, self._reembedding.running))
+
+    @staticmethod
+    def _families(embedded: int, running: int) -> Iterator[Metric]:
+        yield CounterMetricFamily(
+            "lore_archive_reembedded",
+            "Archived messages embedded again because the current embedder's collection "
+            "lacked them (e.g. after LORE_EMBEDDING_PRECISION changed)",
+            value=embedded,
+        )
+        yield GaugeMetricFamily(
+            "lore_archive_reembedding",
+            "Workspaces whose archive is being re-embedded now",
+            value=running,
         )
 
 
@@ -378,6 +413,10 @@ class LoreMetrics:
     def watch_notes(self, notes: HasNoteCounts) -> None:
         """Read the notes store's counts at every scrape (call once)."""
         self.registry.register(NoteCollector(notes))
+
+    def watch_reembedding(self, reembedding: HasReembedding) -> None:
+        """Read the re-embedding's counts at every scrape (call once)."""
+        self.registry.register(ReembeddingCollector(reembedding))
 
     def watch_intake(self, intake: HasPending) -> None:
         """Read the intake's unfinished entries at every scrape (call once)."""

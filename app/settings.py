@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     chroma_url: str | None = None
     lore_embedding_model_dir: Path | None = None
     lore_embedding_threads: int = Field(default=1, ge=1, le=64)
+    lore_embedding_precision: Literal["fp32", "int8"] = "fp32"
     lore_ingest_linger: float = Field(default=0.05, ge=0, le=5)
     lore_search_depth: int = Field(default=Ranking.depth, ge=1, le=1000)
     lore_search_rrf_k: float = Field(default=Ranking.rrf_k, ge=0)

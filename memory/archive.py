@@ -284,6 +284,11 @@ class Archive:
         """From now on `search` finds notes too, each ranked above the messages it summarises."""
         self._notes = notes
 
+    @property
+    def space(self) -> str:
+        """The vector space written and searched: the embedder's name."""
+        return self._embedder.name
+
     def _name(self, team_id: str) -> str:
         return collection_name(team_id, self._embedder.name)
 
@@ -665,6 +670,49 @@ class Archive:
             [],
         )
         return [parse_key(r.id) for r in records]
+
+    async def teams(self) -> list[str]:
+        """The workspaces with archived messages."""
+        return await self._lexical.teams()
+
+    async def key_page(self, team_id: str, after: Key | None, limit: int) -> list[Key]:
+        """Up to limit keys of the workspace's archived messages after `after`, in key order."""
+        return await self._lexical.key_page(team_id, after, limit)
+
+    async def vector_count(self, team_id: str) -> int:
+        """Vectors in the workspace's collection of this archive's vector space."""
+        return await self._read(team_id, lambda c: c.count(), 0)
+
+    async def lacking_vectors(self, team_id: str, keys: Sequence[Key]) -> list[Key]:
+        """The keys among these that have no vector in this vector space's collection."""
+        ids = [message_key(*key) for key in keys]
+        present = await self._read(team_id, lambda c: c.existing(ids), set[str]())
+        return [key for key, i in zip(keys, ids, strict=True) if i not in present]
+
+    async def restore_vectors(self, team_id: str, keys: Sequence[Key]) -> int:
+        """Embed (on the background embedding thread) and write the vectors these archived
+        messages lack, with the ids and metadata `add` writes; how many were written.
+
+        The records are read again under the team lock after embedding: one edited or deleted
+        meanwhile, or whose vector a live write stored meanwhile, is left to that write."""
+        records = await self._lexical.get_many(team_id, keys)
+        if not records:
+            return 0
+        embedded = list(records.values())
+        vectors = await self._embed([indexed_text(m) for m in embedded])
+        async with self._lock(team_id):
+            current = await self._lexical.get_many(team_id, list(records))
+            lacking = set(await self.lacking_vectors(team_id, list(records)))
+            kept = [
+                (now, vector)
+                for m, vector in zip(embedded, vectors, strict=True)
+                if (key := (m.channel_id, m.ts)) in lacking
+                and (now := current.get(key)) is not None
+                and indexed_text(now) == indexed_text(m)
+            ]
+            if kept:
+                await self._upsert(team_id, [m for m, _ in kept], [v for _, v in kept])
+        return len(kept)
 
     async def _channel_stats(self, team_id: str) -> ChannelStats:
         """The team's channel counts: loaded once, then kept up by writes here and re-read in

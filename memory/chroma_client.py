@@ -71,6 +71,11 @@ class ChromaCollection:
             for i, d, m in zip(res["ids"], res["documents"], res["metadatas"], strict=True)
         ]
 
+    async def existing(self, ids: list[str]) -> set[str]:
+        """The ids among these that have a record."""
+        res = await self._call("get", {"ids": ids, "include": []})
+        return set(res["ids"])
+
     async def query(
         self,
         embedding: list[float],

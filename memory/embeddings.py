@@ -1,4 +1,5 @@
-"""Sentence embedders: the ONNX all-MiniLM-L6-v2 model, and a lexical hashing fallback."""
+"""Sentence embedders: the ONNX all-MiniLM-L6-v2 model (fp32, or quantized to int8), and a
+lexical hashing fallback."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import tempfile
 import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -37,6 +38,10 @@ DOWNLOAD_FILES = (
     ("config.json", "config.json"),
     ("vocab.txt", "vocab.txt"),
 )
+
+Precision = Literal["fp32", "int8"]
+INT8_NAME = f"{MODEL_NAME}-int8"
+"""The int8 model's name: its vectors are a vector space of their own (its own collection)."""
 
 Int64Array = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
@@ -281,6 +286,73 @@ def _fallback(reason: str, cache_dir: Path) -> HashingEmbedder:
     return HashingEmbedder()
 
 
+class _QuantizerChatter(logging.Filter):
+    """Drops the quantizer's per-tensor notes, which it logs on the root logger."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or "quantization" not in record.pathname
+
+
+def _quantize(source: Path, dest: Path) -> None:
+    """Write the dynamic int8 quantization of the ONNX model at source to dest."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    chatter = _QuantizerChatter()
+    logging.getLogger().addFilter(chatter)
+    try:
+        quantize_dynamic(str(source), str(dest), weight_type=QuantType.QInt8)
+    finally:
+        logging.getLogger().removeFilter(chatter)
+
+
+def quantized_model(source_dir: Path, cache_dir: Path) -> Path:
+    """The folder of source_dir's model quantized to int8, made once under cache_dir.
+
+    Keyed by the source model.onnx's sha256, so another source never reuses it; made in a
+    staging folder and renamed into place, so a concurrent start never sees half of it.
+    """
+    target = cache_dir / INT8_NAME / _sha256(source_dir / "model.onnx")
+    if not _missing_files(target):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name[:16]}.partial-"))
+    try:
+        # The quantizer writes a shape-inferred copy beside its input: keep it in staging.
+        source = shutil.copyfile(source_dir / "model.onnx", staging / "source.onnx")
+        _quantize(source, staging / "model.onnx")
+        source.unlink()
+        shutil.copyfile(source_dir / "tokenizer.json", staging / "tokenizer.json")
+        try:
+            os.replace(staging, target)
+        except OSError:  # another process renamed its copy into place first
+            if _missing_files(target):
+                raise
+        logger.info("quantized %s to int8 into %s", source_dir / "model.onnx", target)
+        return target
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _onnx(
+    source_dir: Path, cache_dir: Path, precision: Precision, threads: int | None
+) -> OnnxEmbedder:
+    """The ONNX embedder of source_dir's model at the precision asked for; fp32 (with a
+    warning) when the int8 model cannot be made or loaded."""
+    if precision == "int8":
+        try:
+            quantized = quantized_model(source_dir, cache_dir)
+            return OnnxEmbedder(quantized, threads=threads, name=INT8_NAME)
+        except Exception as exc:
+            logger.warning(
+                "LORE_EMBEDDING_PRECISION=int8, but the int8 model could not be made from %s "
+                "in %s (%s); embedding with the fp32 model instead.",
+                source_dir / "model.onnx",
+                cache_dir / INT8_NAME,
+                exc,
+            )
+    return OnnxEmbedder(source_dir, threads=threads)
+
+
 def load_embedder(
     model_dir: Path | None,
     cache_dir: Path,
@@ -289,14 +361,17 @@ def load_embedder(
     allow_download: bool = True,
     timeout: float = 10.0,
     threads: int | None = None,
+    precision: Precision = "fp32",
 ) -> Embedder:
     """The ONNX embedder from model_dir or the cache (fetched once), else the hashing fallback.
 
     A downloaded or cached model.onnx must have the known build's sha256 (MODEL_SHA256);
     one that does not is refused and search falls back as when no model is present. An
     explicit model_dir (the operator's own copy) is not hashed; one that lacks the model files
-    raises ValueError.
+    raises ValueError. With precision "int8" the model is quantized once into cache_dir
+    (`quantized_model`) and named INT8_NAME.
     """
+    cache_dir = Path(cache_dir)
     if model_dir is not None:
         model_dir = Path(model_dir)
         if not model_dir.is_dir():
@@ -304,22 +379,22 @@ def load_embedder(
         missing = _missing_files(model_dir)
         if missing:
             raise ValueError(f"embedding model directory {model_dir} lacks {', '.join(missing)}")
-        return OnnxEmbedder(model_dir, threads=threads)
-    target = Path(cache_dir) / MODEL_NAME
+        return _onnx(model_dir, cache_dir, precision, threads)
+    target = cache_dir / MODEL_NAME
     if not _missing_files(target):
         try:
             _check_hash(target, f"the cached {target / 'model.onnx'}")
-            return OnnxEmbedder(target, threads=threads)
+            return _onnx(target, cache_dir, precision, threads)
         except ModelRefused as exc:
-            return _fallback(str(exc), Path(cache_dir))
+            return _fallback(str(exc), cache_dir)
         except Exception as exc:  # a corrupt cache must not stop the app
-            return _fallback(f"cached copy in {target} does not load: {exc}", Path(cache_dir))
+            return _fallback(f"cached copy in {target} does not load: {exc}", cache_dir)
     if not allow_download:
-        return _fallback("not found and downloading is disabled", Path(cache_dir))
+        return _fallback("not found and downloading is disabled", cache_dir)
     try:
         _fetch_model(download_base_url, target, timeout)
-        return OnnxEmbedder(target, threads=threads)
+        return _onnx(target, cache_dir, precision, threads)
     except ModelRefused as exc:
-        return _fallback(f"{exc} (downloaded from {download_base_url})", Path(cache_dir))
+        return _fallback(f"{exc} (downloaded from {download_base_url})", cache_dir)
     except Exception as exc:
-        return _fallback(f"download from {download_base_url} failed: {exc}", Path(cache_dir))
+        return _fallback(f"download from {download_base_url} failed: {exc}", cache_dir)

@@ -528,6 +528,30 @@ class LexicalIndex:
             joined = (await connection.execute(statement, params)).scalar()
         return str(joined).split(",") if joined else []
 
+    async def key_page(self, team_id: str, after: Key | None, limit: int) -> list[Key]:
+        """Up to limit keys of the team's messages after `after`, in key order (paging
+        through a whole workspace by its unique index)."""
+        query = (
+            select(messages.c.channel_id, messages.c.ts)
+            .where(messages.c.team_id == team_id)
+            .order_by(messages.c.channel_id, messages.c.ts)
+            .limit(limit)
+        )
+        if after is not None:
+            channel_id, ts = after
+            query = query.where(
+                (messages.c.channel_id > channel_id)
+                | ((messages.c.channel_id == channel_id) & (messages.c.ts > ts))
+            )
+        async with self._reads.connect() as connection:
+            return [(row.channel_id, row.ts) for row in await connection.execute(query)]
+
+    async def teams(self) -> list[str]:
+        """The workspaces with archived messages."""
+        query = select(messages.c.team_id).distinct().order_by(messages.c.team_id)
+        async with self._reads.connect() as connection:
+            return [str(team) for team in (await connection.execute(query)).scalars()]
+
     async def thread_rows(
         self, team_id: str, threads: Iterable[ThreadId]
     ) -> dict[ThreadId, list[ThreadRow]]:

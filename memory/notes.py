@@ -244,6 +244,43 @@ class Notes:
         space = self._embedder.name
         return [NoteVectorRow(note_id=row.id, team_id=row.team_id, space=space, vector=vector)]
 
+    async def reembed_some(self, team_id: str, limit: int) -> int:
+        """Embed up to limit of the team's active notes whose vector is of another vector
+        space (or missing), replacing it; how many (0 once none is left, or without embedder)."""
+        if self._embedder is None:
+            return 0
+        space = self._embedder.name
+        current = select(NoteVectorRow.note_id).where(NoteVectorRow.space == space)
+        query = (
+            select(NoteRow)
+            .where(
+                NoteRow.team_id == team_id,
+                NoteRow.retracted_at.is_(None),
+                NoteRow.id.not_in(current),
+            )
+            .order_by(NoteRow.id)
+            .limit(limit)
+        )
+        async with self._sessions() as session:
+            rows = list((await session.scalars(query)).all())
+        if not rows:
+            return 0
+        embedded = await asyncio.to_thread(self._embedder.embed, [row.text for row in rows])
+        vectors = [
+            NoteVectorRow(
+                note_id=row.id,
+                team_id=team_id,
+                space=space,
+                vector=np.asarray(vector, dtype=np.float32).tobytes(),
+            )
+            for row, vector in zip(rows, embedded, strict=True)
+        ]
+        async with self._sessions.begin() as session:
+            ids = [row.id for row in rows]
+            await session.execute(delete(NoteVectorRow).where(NoteVectorRow.note_id.in_(ids)))
+            session.add_all(vectors)
+        return len(rows)
+
     async def retract(
         self,
         team_id: str,
