@@ -56,7 +56,12 @@ from handlers.backfill import (
     resume_backfills,
     token_workspace,
 )
-from handlers.intake_replay import archive_what_was_left, installed_clients, token_clients
+from handlers.intake_replay import (
+    archive_what_was_left,
+    installed_clients,
+    serving,
+    token_clients,
+)
 from handlers.slack_retries import retry_handlers
 from memory.archive import Archive
 from memory.backfill_state import BackfillState
@@ -494,6 +499,7 @@ class Lore:
             resume_backfills(readers, self.services), name="backfill-resume"
         )
         archive_what_was_left(clients, self.services)
+        self.stores.reembedding.start_all(serving(clients))
         if credentials.app_token:
             self.socket_mode = AsyncSocketModeHandler(self.bolt, credentials.app_token)
             await self.socket_mode.connect_async()
@@ -576,7 +582,6 @@ async def start_lore(
         raise
     services = make_services(settings, stores, intake)
     await hear_forgetting(stores, services)
-    stores.reembedding.start_all()
     if services.reflection is not None:
         services.reflection.start()
     metrics = metrics_endpoint(settings, stores, services)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from memory.archive import Archive
@@ -24,6 +24,9 @@ from memory.locks import Lease, Leases, LocalLeases
 from memory.ranking import Key
 
 log = logging.getLogger("lore.reembed")
+
+Serves = Callable[[str], Awaitable[bool]]
+"""Whether this process serves a workspace (team_id -> bool)."""
 
 PAGE = 512  # keys read and checked against the collection at once
 BATCH = 64  # messages embedded in one run on the embedding thread
@@ -66,14 +69,15 @@ class Reembedding:
         """Workspaces being re-embedded now."""
         return len(self._tasks)
 
-    def start_all(self) -> None:
-        """Re-embed, in the background, every workspace with archived messages (returns at once)."""
+    def start_all(self, serves: Serves) -> None:
+        """Re-embed, in the background, every workspace with archived messages that this
+        process serves (returns at once)."""
         if self._starting is None:
-            self._starting = asyncio.create_task(self._start_all(), name="reembed-start")
+            self._starting = asyncio.create_task(self._start_all(serves), name="reembed-start")
 
-    async def _start_all(self) -> None:
+    async def _start_all(self, serves: Serves) -> None:
         try:
-            teams = await self._archive.teams()
+            teams = [team_id for team_id in await self._archive.teams() if await serves(team_id)]
         except Exception:
             log.exception("could not list the archived workspaces to re-embed")
             return

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.main import open_stores, start_lore
+from app.main import open_stores
+from emulator import SlackEmulator
 from memory.archive import Archive, ArchivedMessage, build_where, to_metadata
 from memory.audience import Audience
 from memory.embeddings import INT8_NAME, MODEL_NAME, OnnxEmbedder, load_embedder
@@ -20,7 +21,7 @@ from memory.note_search import NoteSearch
 from memory.notes import Notes, NoteSource
 from memory.reembed import Reembedding
 from tests.conftest import MODEL_DIR, new_team
-from tests.harness import lore_settings
+from tests.harness import lore_settings, start_lore_on
 
 BASE = 1_700_000_000
 EVERYONE = Audience.everyone()
@@ -273,23 +274,27 @@ async def test_notes_are_reembedded_too(
         await archive.close()
 
 
-async def test_lore_reembeds_every_workspace_when_the_precision_changes(tmp_path: Path) -> None:
+async def test_lore_reembeds_the_workspaces_it_serves_when_the_precision_changes(
+    tmp_path: Path, team_emulator: SlackEmulator
+) -> None:
     """Lore started on a data dir archived with fp32, now with LORE_EMBEDDING_PRECISION=int8,
-    re-embeds it in the background and reports it in its metrics."""
-    team = new_team()
+    re-embeds its workspace in the background and reports it in its metrics; a workspace it
+    does not serve (another token's) is left alone."""
+    team, other = team_emulator.config.team_id, new_team()
     stores = await open_stores(lore_settings(tmp_path, None, redis_url=None))
     try:
-        await stores.archive.add(corpus(team))
+        await stores.archive.add([*corpus(team), *corpus(other)])
     finally:
         await stores.close()
     settings = lore_settings(tmp_path, None, redis_url=None, lore_embedding_precision="int8")
-    lore = await start_lore(settings)
+    lore = await start_lore_on(team_emulator, settings)
     try:
         archive = lore.stores.archive
         assert archive.space == INT8_NAME
         await lore.stores.reembedding.wait()
         assert lore.stores.reembedding.embedded == len(corpus(team))
         assert await archive.vector_count(team) == await archive.count(team) == len(corpus(team))
+        assert await archive.vector_count(other) == 0  # not this token's workspace
         migration = corpus(team)[0]
         hits = await archive.search(team, MIGRATION_QUERY, audience=EVERYONE, limit=1)
         assert hits[0].message.key == migration.key
