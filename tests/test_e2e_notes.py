@@ -164,9 +164,11 @@ async def test_a_private_channel_note_is_found_there_and_by_members_in_a_dm_only
     assert found_above_its_source(search_results(in_channel), note)
     member_dm, _ = await ask_searching(emulator, fake_llm, "U0ALICE", "D0ALICE", query)
     assert found_above_its_source(search_results(member_dm), note)
+    private = ("Board approved the Initech", "Initech acquisition closes in June", "C0LEADS")
     for user, channel in (("U0ALICE", "C0GENERAL"), ("U0BOB", "D0BOB")):
         request, _ = await ask_searching(emulator, fake_llm, user, channel, query, cite=False)
-        assert "Initech" not in json.dumps(tool_results(request)), (user, channel)
+        shown = json.dumps(tool_results(request))  # the public questions asked here may be found
+        assert not any(words in shown for words in private), (user, channel)
     # control: the same question where the channel's members read the answer finds it
     in_channel, _ = await ask_searching(emulator, fake_llm, "U0ALICE", "C0LEADS", query)
     assert "Initech acquisition closes in June." in json.dumps(tool_results(in_channel))
