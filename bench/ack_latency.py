@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from bench.signed_events import message_event_body, signed_headers
 from emulator import EmulatorConfig, SlackEmulator
 from memory.archive import collection_name
-from memory.embeddings import MODEL_NAME
+from memory.embeddings import INT8_NAME, MODEL_NAME
 from memory.lexical import TABLE
 
 MODEL_DIR = ROOT.parent / "shared" / "models" / "all-MiniLM-L6-v2"
@@ -51,6 +51,11 @@ TEXTS = [
     "we decided to move the offsite to March",
     "customer Acme asked for SSO again, see the ticket",
 ]
+
+
+def embedder_name() -> str:
+    """The vector space Lore writes with the LORE_EMBEDDING_PRECISION it is given."""
+    return INT8_NAME if os.environ.get("LORE_EMBEDDING_PRECISION") == "int8" else MODEL_NAME
 
 
 def free_port() -> int:
@@ -131,7 +136,7 @@ def archived(data_dir: Path) -> tuple[int, int, float]:
     client = chromadb.PersistentClient(
         str(data_dir / "chroma"), ChromaSettings(anonymized_telemetry=False)
     )
-    collection = client.get_collection(collection_name(TEAM, MODEL_NAME))
+    collection = client.get_collection(collection_name(TEAM, embedder_name()))
     sample = collection.get(limit=200, include=["embeddings"])["embeddings"]
     return records, collection.count(), float(np.linalg.norm(sample, axis=1).min())
 

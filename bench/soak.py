@@ -64,7 +64,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.ack_latency import free_port, serve_env
+from bench.ack_latency import embedder_name, free_port, serve_env
 from bench.balancer import Balancer
 from bench.procstat import tree_rss_kib
 from bench.soak_checks import (
@@ -88,7 +88,6 @@ from emulator.workspace import EmulatorError
 from memory.archive import collection_name, message_key
 from memory.blocks import MemoryBlocks, MemoryScope
 from memory.chroma_client import open_http
-from memory.embeddings import MODEL_NAME
 from memory.lexical import messages as archive_table
 from memory.locks import LocalLocks
 from tests.harness import settled_processes
@@ -528,7 +527,7 @@ async def archive_state(
         await engine.dispose()
     store = await open_http(chroma_url)
     try:
-        vectors = await store.collection(collection_name(team, MODEL_NAME), create=False)
+        vectors = await store.collection(collection_name(team, embedder_name()), create=False)
         found: set[str] = set()
         keys = {message_key(c, ts): (c, ts) for c, ts in records}
         ids = list(keys)
