@@ -25,7 +25,10 @@ from app.services import Services
 
 KEPT = "lore_intake_kept"
 NEW_MESSAGE_SUBTYPES = {None, "thread_broadcast", "file_share"}
+CHANGE_SUBTYPES = ("message_changed", "message_deleted")
 MESSAGE_EVENTS = ("message", "app_mention")
+"""The message events Lore archives: new messages, and changes to them (`handlers.messages`
+and the de-duplication middleware read these)."""
 
 
 def archived_message(event: dict[str, Any]) -> str | None:

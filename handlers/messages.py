@@ -31,8 +31,8 @@ from handlers.slack_thread import SlackThread
 from handlers.users import SlackUsers
 from memory.archive import ArchivedMessage
 
-NEW_MESSAGE_SUBTYPES = {None, "thread_broadcast", "file_share"}
-CHANGE_SUBTYPES = ("message_changed", "message_deleted")
+NEW_MESSAGE_SUBTYPES = intake.NEW_MESSAGE_SUBTYPES
+CHANGE_SUBTYPES = intake.CHANGE_SUBTYPES
 HANDLED: dict[str, str | Sequence[str | Pattern[str] | None] | None] = {
     "type": "message",
     "subtype": [*NEW_MESSAGE_SUBTYPES, *CHANGE_SUBTYPES],
@@ -261,7 +261,7 @@ async def archive_kept(
     """Archive a message event the intake kept and a process that is gone did not archive,
     as the listener would have; a new message already archived is left as it is (an edit
     applied since must not be undone)."""
-    if event.get("subtype") in ("message_changed", "message_deleted"):
+    if event.get("subtype") in CHANGE_SUBTYPES:
         await _apply_change(services, team_id, event)
         return
     if await services.ingest.archived(team_id, event["channel"], event["ts"]):

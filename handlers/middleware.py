@@ -21,9 +21,6 @@ from handlers import intake
 
 log = logging.getLogger("lore.events")
 
-NEW_MESSAGE_SUBTYPES = {None, "thread_broadcast", "file_share"}
-MESSAGE_EVENTS = ("message", "app_mention")
-
 
 def dedupe_keys(body: dict[str, Any]) -> list[str]:
     """Keys that identify one delivery: the event id, and for new messages team+channel+ts."""
@@ -31,8 +28,8 @@ def dedupe_keys(body: dict[str, Any]) -> list[str]:
         return []
     keys = [f"event:{body.get('team_id')}:{body.get('event_id')}"]
     event = body.get("event") or {}
-    is_message = event.get("type") in MESSAGE_EVENTS
-    if is_message and event.get("subtype") in NEW_MESSAGE_SUBTYPES and event.get("ts"):
+    is_message = event.get("type") in intake.MESSAGE_EVENTS
+    if is_message and event.get("subtype") in intake.NEW_MESSAGE_SUBTYPES and event.get("ts"):
         keys.append(f"message:{body.get('team_id')}:{event.get('channel')}:{event['ts']}")
     return keys
 
@@ -50,7 +47,7 @@ def log_fields(body: dict[str, Any], context: AsyncBoltContext) -> dict[str, str
     """The ids a delivery's log lines carry: team, event id, and channel + thread for messages."""
     event = body.get("event") or {}
     thread_ts = None
-    if event.get("type") in MESSAGE_EVENTS:
+    if event.get("type") in intake.MESSAGE_EVENTS:
         thread_ts = event.get("thread_ts") or event.get("ts")
     return {
         "team": context.team_id,
