@@ -3,8 +3,11 @@
 Both servers run as their own processes against one Slack emulator and receive the same kind of
 traffic: N plain channel messages (Lore archives each one, embeddings included, in the
 background) at concurrency C. Prints p50/p99 for each and the ratio; goal: Lore's p99 <= 1.2x.
-It also prints the machine's load average before and after, and checks, once Lore has stopped,
-that it archived every message it acknowledged: one record and one unit-length vector each.
+It also prints each server's CPU per event, from /proc: its event loop's thread, and the whole
+process (Lore's embedding thread included, its Chroma worker process not), over the blast and
+until the machine is idle again. And the machine's load average before and after; and, once Lore
+has stopped, whether it archived every message it acknowledged: one record and one unit-length
+vector each.
 
     .venv/bin/python bench/ack_latency.py [--events 1000] [--concurrency 50] [--rounds 2]
         [--json-out bench/ack_latency.json]
@@ -120,6 +123,18 @@ async def machine_idle(threshold: float = 0.9, window: float = 0.5, limit: float
     print("warning: the machine never became idle; figures may be skewed", flush=True)
 
 
+def thread_cpu_ms(pid: int, tid: int | None = None) -> float:
+    """CPU time (user + system) of one thread of `pid` (its main thread by default), in ms."""
+    fields = Path(f"/proc/{pid}/task/{tid or pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_ms(pid: int) -> float:
+    """CPU time (user + system) of all threads of `pid`, in ms."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
@@ -168,6 +183,8 @@ async def measure(args: argparse.Namespace) -> None:
         "Lore": [sys.executable, "-m", "app", "serve"],
     }
     results: dict[str, list[float]] = {name: [] for name in servers}
+    loop_cpu: dict[str, float] = {name: 0.0 for name in servers}
+    all_cpu: dict[str, float] = {name: 0.0 for name in servers}
     processes = {}
     print(f"load average (1, 5, 15 min) before: {load_average()}", flush=True)
     try:
@@ -180,13 +197,17 @@ async def measure(args: argparse.Namespace) -> None:
         for process, port in processes.values():
             await wait_healthy(f"http://127.0.0.1:{port}/slack/events", process)
         for round_number in range(args.rounds):
-            for name, (_process, port) in processes.items():
+            for name, (process, port) in processes.items():
                 url = f"http://127.0.0.1:{port}/slack/events"
                 await blast(url, cfg.signing_secret, WARM_UP, 10, "C0RANDOM")
                 await machine_idle()
+                loop0, all0 = thread_cpu_ms(process.pid), process_cpu_ms(process.pid)
                 latencies = await blast(
                     url, cfg.signing_secret, args.events, args.concurrency, "C0GENERAL"
                 )
+                await machine_idle()  # the archiving the events left behind counts too
+                loop_cpu[name] += thread_cpu_ms(process.pid) - loop0
+                all_cpu[name] += process_cpu_ms(process.pid) - all0
                 results[name].extend(latencies)
                 print(
                     f"round {round_number + 1} {name:9s} p50 {percentile(latencies, 50):7.2f} ms"
@@ -209,10 +230,14 @@ async def measure(args: argparse.Namespace) -> None:
         print("warning: Lore did not archive every message with its embedding", flush=True)
     print()
     print(f"{args.events} events x {args.rounds} rounds at concurrency {args.concurrency}")
-    print("| server | p50 ms | p99 ms |")
-    print("|---|---|---|")
+    print("| server | p50 ms | p99 ms | event-loop CPU ms/event | process CPU ms/event |")
+    print("|---|---|---|---|---|")
+    events = args.events * args.rounds
     for name, latencies in results.items():
-        print(f"| {name} | {percentile(latencies, 50):.2f} | {percentile(latencies, 99):.2f} |")
+        print(
+            f"| {name} | {percentile(latencies, 50):.2f} | {percentile(latencies, 99):.2f} "
+            f"| {loop_cpu[name] / events:.3f} | {all_cpu[name] / events:.3f} |"
+        )
     lore99 = percentile(results["Lore"], 99)
     bare99 = percentile(results["bare Bolt"], 99)
     print(f"p99 ratio Lore / bare Bolt = {lore99 / bare99:.2f} (goal <= 1.2)")
