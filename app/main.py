@@ -50,6 +50,7 @@ from app.thread_summaries import Summariser, SummaryLimits
 from app.turns import TurnQueue
 from app.web import make_web_app
 from app.workspace_data import WorkspaceData
+from handlers.access_facts import AccessFacts
 from handlers.backfill import (
     backfill_installed,
     installed_workspaces,
@@ -62,6 +63,7 @@ from handlers.intake_replay import (
     serving,
     token_clients,
 )
+from handlers.reflection_readers import outsiders_of
 from handlers.slack_retries import retry_handlers
 from memory.archive import Archive
 from memory.backfill_state import BackfillState
@@ -421,8 +423,9 @@ def make_bolt(
     services: Services,
     oauth: AsyncOAuthSettings | None = None,
     session: aiohttp.ClientSession | None = None,
-) -> AsyncApp:
-    """The Bolt app: one bot token, or (with `oauth`) installations found per workspace.
+) -> tuple[AsyncApp, AccessFacts]:
+    """The Bolt app: one bot token, or (with `oauth`) installations found per workspace; and
+    the access facts its listeners look up.
 
     `session` keeps the Web API's connections open between calls (without one, slack-sdk opens
     a connection per call); Bolt's per-workspace clients share it too.
@@ -441,8 +444,7 @@ def make_bolt(
         request_verification_enabled=True,
         oauth_settings=oauth,
     )
-    handlers.register(bolt, services)
-    return bolt
+    return bolt, handlers.register(bolt, services)
 
 
 @dataclass
@@ -487,7 +489,7 @@ class Lore:
             self.services.workspace_data.add_work(AuthorizeCache(oauth.authorize))
             log.info("OAuth installs: a workspace admin opens %s/slack/install", self.url)
         self.slack_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
-        self.bolt = make_bolt(credentials, self.services, oauth, self.slack_session)
+        self.bolt, access = make_bolt(credentials, self.services, oauth, self.slack_session)
         if isinstance(credentials, SlackCredentials):
             readers = token_workspace(self.bolt.client)
             clients = token_clients(self.bolt.client)
@@ -499,6 +501,8 @@ class Lore:
             resume_backfills(readers, self.services), name="backfill-resume"
         )
         archive_what_was_left(clients, self.services)
+        if self.services.reflection is not None:
+            self.services.reflection.outsiders = outsiders_of(access, clients)
         self.stores.reembedding.start_all(serving(clients))
         if credentials.app_token:
             self.socket_mode = AsyncSocketModeHandler(self.bolt, credentials.app_token)

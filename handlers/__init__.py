@@ -26,8 +26,9 @@ from handlers.people import PeopleDirectory
 from handlers.users import SlackUsers
 
 
-def register(app: AsyncApp, services: Services) -> None:
-    """Attach every listener and middleware of the Slack edge to `app`."""
+def register(app: AsyncApp, services: Services) -> AccessFacts:
+    """Attach every listener and middleware of the Slack edge to `app`; the access facts they
+    share, for work outside Bolt that asks the same questions of Slack (reflection)."""
     people = PeopleDirectory(lambda job: services.background.spawn(job, name="people-refresh"))
     users = SlackUsers(people)  # names, admin checks and standing: the directory, else users.info
     channel_types = ChannelTypes()  # one per-workspace channel cache; channel events forget
@@ -46,3 +47,4 @@ def register(app: AsyncApp, services: Services) -> None:
     backfill.register(app, services, users, channel_types)
     app_home.register(app, services, access)
     ignored.register(app)  # last: message subtypes no listener above acts on
+    return access

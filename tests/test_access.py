@@ -104,3 +104,29 @@ def test_recall_reads_no_memory_and_app_home_rows_follow_the_viewer() -> None:
 def test_operators_see_everything() -> None:
     access = Access.for_operator(TEAM)
     assert access.audience.everything and access.memory.every_block and access.admin
+
+
+def test_reflection_of_public_channels_reads_and_writes_org() -> None:
+    access = Access.for_reflection(TEAM, None)
+    assert access.audience.public and not access.audience.channels
+    assert access.memory.readable == {"persona", "org"}
+    assert access.edit_target("org", Insert("x")) == "org"
+
+
+def test_reflection_of_a_private_conversation_reads_org_and_writes_its_own_block() -> None:
+    access = Access.for_reflection(TEAM, "G7")
+    assert access.audience.public and access.audience.channels == {"G7"}
+    assert access.memory.readable == {"persona", "org", "private:G7"}
+    assert access.edit_target("org", Insert("x")) == "private:G7"
+
+
+@pytest.mark.parametrize("channel", ["C5", "G7"])
+def test_reflection_of_a_conversation_outsiders_read_never_touches_org(channel: str) -> None:
+    access = Access.for_reflection(TEAM, channel, outsiders=True)
+    own = f"private:{channel}"
+    assert not access.audience.public and access.audience.channels == {channel}
+    assert access.memory.readable == {"persona", own}
+    assert access.memory.writable == {own}
+    assert access.edit_target("org", Insert("x")) == own
+    with pytest.raises(ValueError, match="on its own"):
+        Access.for_reflection(TEAM, None, outsiders=True)

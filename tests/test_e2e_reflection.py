@@ -22,6 +22,7 @@ from app.reflection.budget import Budget
 from emulator import SlackEmulator
 from memory.audience import Audience
 from memory.blocks import MemoryScope
+from memory.edits import Insert
 from memory.locks import RedisLeases
 from memory.reflection_state import ReflectionState
 from tests.conftest import REDIS_URL
@@ -41,6 +42,7 @@ REFLECT = "claude-haiku-4-5"
 QUIET = 0.4  # LORE_REFLECT_AFTER in these tests, seconds
 EVERYTHING = MemoryScope.everything()
 FALCON = "Falcon is funded with EUR 2M (Carol, in #plans)."
+ORG_ONLY = "Layoffs are planned for Q3 (leadership only)."
 
 
 def reflecting(tmp_path: Path, fake: FakeAnthropic, **overrides: Any) -> Any:
@@ -206,6 +208,82 @@ async def test_a_private_channel_is_reflected_alone_and_its_note_stays_there(
     assert FALCON in tool_results(in_plans)
 
 
+async def test_conversations_outsiders_read_are_reflected_alone_and_without_org(
+    lore: Lore, emulator: SlackEmulator, fake_llm: FakeAnthropic
+) -> None:
+    """A public channel shared with another organisation, and a private channel with a guest,
+    are each reflected alone and as their outsiders read them: never shown `org`, their block
+    edits landing in their own block. #general, reflected beside them, is the control."""
+    team = emulator.config.team_id
+    await lore.stores.blocks.edit(team, "org", Insert(ORG_ONLY), scope=EVERYTHING)
+    emulator.add_channel("C0PARTNER", "partner", members=["U0ALICE", "U0BOB"])
+    emulator.set_ext_shared("C0PARTNER")
+    emulator.add_channel("C0VENDOR", "vendor", is_private=True, members=["U0CAROL"])
+    emulator.add_guest("U0GUEST", "guest", ["C0VENDOR"])
+    partner = await thread(
+        emulator,
+        "C0PARTNER",
+        ("U0ALICE", "When does the Acme integration ship?"),
+        ("U0BOB", "The Acme integration ships in May."),
+    )
+    await thread(
+        emulator,
+        "C0VENDOR",
+        ("U0CAROL", "When is the vendor contract up?"),
+        ("U0GUEST", "Our contract renews in July."),
+    )
+    general = await thread(
+        emulator,
+        "C0GENERAL",
+        ("U0BOB", "Where is the offsite?"),
+        ("U0CAROL", "The offsite is in Lisbon in June."),
+    )
+
+    def script(request: dict[str, Any]) -> Any:
+        said = user_text(request)
+        if "Acme" in said:
+            return reply(
+                note_add("Acme ships in May.", "C0PARTNER", partner[1]["ts"]),
+                tool_use("memory_insert", {"label": "org", "text": "Acme ships in May."}),
+            )
+        if "contract" in said:
+            return reply(tool_use("memory_insert", {"label": "org", "text": "Renewal: July."}))
+        return reply(
+            note_add("The offsite is in Lisbon.", "C0GENERAL", general[1]["ts"]),
+            tool_use("memory_insert", {"label": "org", "text": "Offsite: Lisbon."}),
+        )
+
+    fake_llm.respond_to_model(REFLECT, script)
+
+    async def all_applied() -> bool:
+        """Each of the three reflections made its block edit (wherever it landed)."""
+        labels = ("org", "private:C0PARTNER", "private:C0VENDOR")
+        blocks = [await lore.stores.blocks.get(team, label, EVERYTHING) for label in labels]
+        values = "\n".join(block.value for block in blocks if block is not None)
+        return all(said in values for said in ("Acme", "July", "Lisbon"))
+
+    await eventually(all_applied, within=30)
+    calls = {
+        key: [c for c in fake_llm.requests_for(REFLECT) if key in user_text(c)]
+        for key in ("Acme", "contract", "Lisbon")
+    }
+    for outside in ("Acme", "contract"):
+        [call] = calls[outside]
+        others = {"Acme", "contract", "Lisbon"} - {outside}
+        assert not any(other in user_text(call) for other in others)
+        assert "<org" not in system_text(call) and ORG_ONLY not in system_text(call)
+    [control] = calls["Lisbon"]
+    assert "<org" in system_text(control) and ORG_ONLY in system_text(control)
+    org = await lore.stores.blocks.get(team, "org", EVERYTHING)
+    assert org is not None and "Offsite: Lisbon." in org.value
+    assert "Acme" not in org.value and "July" not in org.value
+    for label, said in (("private:C0PARTNER", "Acme"), ("private:C0VENDOR", "July")):
+        own = await lore.stores.blocks.get(team, label, EVERYTHING)
+        assert own is not None and said in own.value
+    acme = [n for n in await lore.stores.notes.active(team) if n.text == "Acme ships in May."]
+    assert [n.channel_id for n in acme] == ["C0PARTNER"]
+
+
 async def test_no_message_is_read_twice_and_a_reopened_thread_is_read_again(
     lore: Lore, emulator: SlackEmulator, fake_llm: FakeAnthropic
 ) -> None:
@@ -360,6 +438,7 @@ def _another_process(lore: Lore, fake: FakeAnthropic, redis: Redis, **limits: An
         blocks=lore.stores.blocks,
         notes=lore.stores.notes,
         leases=RedisLeases(redis),
+        outsiders=own.outsiders,
     )
 
 

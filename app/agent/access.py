@@ -22,6 +22,7 @@ and the stores enforce what it hands them: the archive an `Audience`, memory blo
 | reflection, public (6)    | channel  | public channels           | persona, org   | org          |
 | reflection, private (6)   | channel  | public channels + it      | persona, org,  | own          |
 |                           |          |                           | own            |              |
+| reflection, w/ outsiders  | channel  | that channel only         | persona, own   | own          |
 
 "channel": everyone who can read the channel; "asker": the asker alone; "own": the
 conversation's own `private:<channel>` block.
@@ -32,7 +33,8 @@ is not the workspace's); the channel's own block replaces `org`, and a thin answ
 asking Lore in a DM may find more. (4) private channels, group DMs and DMs the asker and Lore are
 both in. (5) admins: every row, private channels, DMs and group DMs too. (6) the background
 reflection over quiet threads: of public channels together, or of one private conversation
-alone; it is never an admin (no `persona` edit, no rewrite of a block, no cut of most of it).
+alone, and of a conversation outsiders can read (3) alone and as they would read it; it is
+never an admin (no `persona` edit, no rewrite of a block, no cut of most of it).
 
 Every memory edit also follows these rules:
 - naming another conversation's `private:` block is refused, and its text is never shown;
@@ -184,11 +186,16 @@ class Access:
         )
 
     @classmethod
-    def for_reflection(cls, team_id: str, channel_id: str | None) -> Access:
+    def for_reflection(
+        cls, team_id: str, channel_id: str | None, *, outsiders: bool = False
+    ) -> Access:
         """Reflection over public channels' threads (`channel_id` None) or over one private
-        conversation's, whose notes and memory edits stay in that conversation."""
-        shared = _shared_blocks(readable_org=True)
+        conversation's, whose notes and memory edits stay in that conversation. A conversation
+        with `outsiders` is reflected as they read it: that channel only, never `org`."""
+        shared = _shared_blocks(readable_org=not outsiders)
         if channel_id is None:
+            if outsiders:
+                raise ValueError("a conversation with outsiders is reflected on its own")
             return cls(
                 team_id,
                 Readers.CHANNEL,
@@ -199,9 +206,10 @@ class Access:
         return cls(
             team_id,
             Readers.CHANNEL,
-            Audience(frozenset({channel_id}), public=True),
+            Audience(frozenset({channel_id}), public=not outsiders),
             MemoryScope(shared | {own}, frozenset({own})),
             own_block=own,
+            channel_only=outsiders,
         )
 
     @property

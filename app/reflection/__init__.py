@@ -1,6 +1,6 @@
 """Reflection: a background worker that reads threads gone quiet and writes what they teach
 into memory (notes, and sparingly the core blocks), under the same rules as a turn."""
 
-from app.reflection.worker import Reflection, ReflectionLimits
+from app.reflection.worker import Outsiders, Reflection, ReflectionLimits
 
-__all__ = ["Reflection", "ReflectionLimits"]
+__all__ = ["Outsiders", "Reflection", "ReflectionLimits"]

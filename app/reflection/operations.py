@@ -3,8 +3,8 @@
 The operations (the model's tool calls) are stored with the run before any is applied
 (`memory.reflection_state`), and applied one by one; each is checked again here, so a run
 finished after a restart obeys the same rules. A run's access is rebuilt from its scope: public
-channels, or one private conversation. An operation that breaks a rule is skipped (logged and
-counted), the others still apply.
+channels, or one private conversation, or one conversation with outsiders. An operation that
+breaks a rule is skipped (logged and counted), the others still apply.
 """
 
 from __future__ import annotations
@@ -35,16 +35,21 @@ class ReadMessage:
     permalink: str | None
 
 
-def run_scope(private_channel: str | None, read: list[ReadMessage]) -> dict[str, Any]:
+def run_scope(
+    own_channel: str | None, read: list[ReadMessage], *, outsiders: bool = False
+) -> dict[str, Any]:
     """What a run may touch, stored with it."""
     return {
-        "channel": private_channel,
+        "channel": own_channel,
+        "outsiders": outsiders,
         "read": [[m.channel_id, m.channel_type, m.ts, m.permalink] for m in read],
     }
 
 
 def run_access(run: Run) -> Access:
-    return Access.for_reflection(run.team_id, run.scope.get("channel"))
+    return Access.for_reflection(
+        run.team_id, run.scope.get("channel"), outsiders=bool(run.scope.get("outsiders"))
+    )
 
 
 def written_by(run_id: str) -> str:

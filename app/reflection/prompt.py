@@ -105,21 +105,18 @@ TOOLS: list[dict[str, Any]] = [
 ]
 
 
-def system_blocks(blocks: Sequence[Block], *, private_channel: str | None) -> list[dict[str, Any]]:
+def system_blocks(
+    blocks: Sequence[Block], *, own_channel: str | None, outsiders: bool = False
+) -> list[dict[str, Any]]:
     """The rules (cached with the tools), then the core blocks as they are now (cached until
-    one is edited)."""
+    one is edited). `own_channel`: the one conversation the threads are from, when they are
+    not public channels' together; `outsiders`: people outside the organisation read it."""
     rendered = "\n".join(
         f'<{b.label} version="{b.version}" chars="{len(b.value)}/{b.char_limit}">\n'
         f"{b.value}\n</{b.label}>"
         for b in blocks
     )
-    where = (
-        f"These threads are from the private conversation <#{private_channel}>: its notes stay "
-        f"there, and block edits go to its own block private:{private_channel}."
-        if private_channel
-        else "These threads are from public channels: their notes are seen workspace-wide, "
-        "and block edits go to the org block."
-    )
+    where = _where(own_channel, outsiders)
     return [
         {"type": "text", "text": RULES, "cache_control": CACHED},
         {
@@ -128,6 +125,24 @@ def system_blocks(blocks: Sequence[Block], *, private_channel: str | None) -> li
             "cache_control": CACHED,
         },
     ]
+
+
+def _where(own_channel: str | None, outsiders: bool) -> str:
+    """Where the threads are from, and where what is learned from them goes."""
+    if own_channel is None:
+        return (
+            "These threads are from public channels: their notes are seen workspace-wide, "
+            "and block edits go to the org block."
+        )
+    if outsiders:
+        return (
+            f"These threads are from <#{own_channel}>, which people outside the organisation "
+            f"can read: block edits go to its own block private:{own_channel}."
+        )
+    return (
+        f"These threads are from the private conversation <#{own_channel}>: its notes stay "
+        f"there, and block edits go to its own block private:{own_channel}."
+    )
 
 
 def user_message(threads: Sequence[DueThread], notes: Sequence[Note]) -> dict[str, Any]:

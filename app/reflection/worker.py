@@ -2,7 +2,9 @@
 the threads gone quiet, several per model call, and applies what the model makes of them.
 
 A pass per workspace: finish any run a stopped process left half applied; find the due threads
-(`quiet`); batch them (public channels' threads together, each private conversation's alone);
+(`quiet`); batch them (public channels' threads together, each private conversation's alone, and
+alone too each conversation people outside the organisation can read, reflected as they would
+read it: without `org`; a conversation whose readers cannot be looked up waits for a later pass);
 for each batch, within the day's token budget: one model call, the run stored with the threads'
 new positions in one transaction, then applied (`operations`). A failed call (the API's error,
 a timeout) stores nothing: its threads are read again at the next pass. Channels whose every
@@ -74,6 +76,9 @@ class _Unobserved:
 
 FindNotes = Callable[[str, Access, list[DueThread]], Awaitable[list[Note]]]
 """The known notes that may concern a batch of threads, of those the access may read."""
+Outsiders = Callable[[str, str], Awaitable[bool]]
+"""Whether a conversation (team_id, channel_id) has a guest or a member of another organisation,
+or is shared with one (asked of Slack)."""
 
 
 class Reflection:
@@ -90,6 +95,7 @@ class Reflection:
         notes: Notes,
         leases: Leases,
         find_notes: FindNotes | None = None,
+        outsiders: Outsiders | None = None,
         busy: Busy | None = None,
         observer: ReflectionObserver | None = None,
         clock: Callable[[], float] = time.time,
@@ -102,6 +108,8 @@ class Reflection:
         self._notes = notes
         self._leases = leases
         self._find_notes = find_notes or _notes_of_threads(notes, archive)
+        self.outsiders = outsiders
+        """Set once Lore is connected to Slack; until then no conversation is reflected."""
         self._busy = busy
         self._observer: ReflectionObserver = observer or _Unobserved()
         self._clock = clock
@@ -215,8 +223,9 @@ class Reflection:
             after=self.limits.after,
             busy=busy,
         )
+        channels, outside = await self._readers(team_id, channels)
         read: set[tuple[str, str]] = set()
-        for batch in self._batches(channels):
+        for batch in self._batches(channels, outside):
             if (
                 self._stop.is_set()
                 or team_id in self._halted
@@ -228,7 +237,7 @@ class Reflection:
             if status.over:
                 log.info("reflection of %s stopped for today: over its token budget", team_id)
                 break
-            if not await self._reflect(team_id, batch):
+            if not await self._reflect(team_id, batch, batch[0].channel_id in outside):
                 break  # the model failed: the rest waits for the next pass
             read |= {(t.channel_id, t.thread_ts) for t in batch}
         await self.state.advance(
@@ -240,12 +249,37 @@ class Reflection:
             },
         )
 
-    def _batches(self, channels: list[DueChannel]) -> list[list[DueThread]]:
-        """Public channels' threads together, each private conversation's alone; at most
-        `threads_per_call` threads and about `chars_per_call` characters per batch."""
+    async def _readers(
+        self, team_id: str, channels: list[DueChannel]
+    ) -> tuple[list[DueChannel], set[str]]:
+        """The channels whose readers are known now, and those of them outsiders read."""
+        if self.outsiders is None:
+            return [], set()
+        known: list[DueChannel] = []
+        outside: set[str] = set()
+        for channel in channels:
+            try:
+                if await self.outsiders(team_id, channel.channel_id):
+                    outside.add(channel.channel_id)
+            except Exception as error:
+                log.warning(
+                    "who reads %s/%s is unknown (%s); reflected at a later pass",
+                    team_id,
+                    channel.channel_id,
+                    error,
+                )
+                continue
+            known.append(channel)
+        return known, outside
+
+    def _batches(self, channels: list[DueChannel], outside: set[str]) -> list[list[DueThread]]:
+        """Public channels' threads together; each private conversation's, and each
+        conversation's that outsiders read, alone; at most `threads_per_call` threads and about
+        `chars_per_call` characters per batch."""
         groups: dict[str | None, list[DueThread]] = {}
         for channel in channels:
-            key = None if channel.channel_type == "channel" else channel.channel_id
+            together = channel.channel_type == "channel" and channel.channel_id not in outside
+            key = None if together else channel.channel_id
             groups.setdefault(key, []).extend(channel.threads)
         batches: list[list[DueThread]] = []
         for threads in groups.values():
@@ -265,17 +299,19 @@ class Reflection:
                 batches.append(batch)
         return batches
 
-    async def _reflect(self, team_id: str, batch: list[DueThread]) -> bool:
-        """One model call over `batch`, its run stored and applied; False if the call failed."""
-        private = None if batch[0].channel_type == "channel" else batch[0].channel_id
-        access = Access.for_reflection(team_id, private)
+    async def _reflect(self, team_id: str, batch: list[DueThread], outsiders: bool) -> bool:
+        """One model call over `batch` (of one conversation when `outsiders` read it), its run
+        stored and applied; False if the call failed."""
+        together = batch[0].channel_type == "channel" and not outsiders
+        own = None if together else batch[0].channel_id
+        access = Access.for_reflection(team_id, own, outsiders=outsiders)
         blocks = await self._blocks.current(team_id, access.memory)
         known = await self._find_notes(team_id, access, batch)
         try:
             message = await self._llm.messages.create(
                 model=self.limits.model,
                 max_tokens=self.limits.max_tokens,
-                system=prompt.system_blocks(blocks, private_channel=private),  # type: ignore[arg-type]
+                system=prompt.system_blocks(blocks, own_channel=own, outsiders=outsiders),  # type: ignore[arg-type]
                 messages=[prompt.user_message(batch, known)],  # type: ignore[list-item]
                 tools=prompt.TOOLS,  # type: ignore[arg-type]
             )
@@ -295,7 +331,9 @@ class Reflection:
             for t in batch
             for m in t.messages
         ]
-        run = Run(uuid.uuid4().hex, team_id, run_scope(private, read), operations, 0)
+        run = Run(
+            uuid.uuid4().hex, team_id, run_scope(own, read, outsiders=outsiders), operations, 0
+        )
         await self.state.record_run(
             run, [ThreadRead(t.channel_id, t.thread_ts, t.read_upto, t.reopens) for t in batch]
         )
