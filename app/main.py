@@ -639,6 +639,7 @@ def metrics_endpoint(settings: Settings, stores: Stores, services: Services) -> 
         lambda: services.background.pending,
         lambda: services.ingest.pending + services.ingest.rechecking,
         lambda: summariser.pending if summariser is not None else 0,
+        lambda: stores.reembedding.pending,
     )
     token = settings.lore_metrics_token
     return MetricsEndpoint(

@@ -323,12 +323,13 @@ class LoreMetrics:
 
     def watch_work(self, *sources: Callable[[], int]) -> None:
         """Publish `lore_work_pending`: listeners running plus what each source counts (turns,
-        background jobs, messages being archived); 0 means this process is idle (call once)."""
+        background jobs, messages being archived or re-embedded); 0 means this process is idle
+        (call once)."""
         self._work_sources = sources
         Gauge(
             "lore_work_pending",
             "Work under way in this process: listeners running, turns queued or running, "
-            "background jobs, messages being archived (0 when idle)",
+            "background jobs, messages being archived or re-embedded (0 when idle)",
             registry=self.registry,
         ).set_function(self.work_pending)
 

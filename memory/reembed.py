@@ -69,6 +69,12 @@ class Reembedding:
         """Workspaces being re-embedded now."""
         return len(self._tasks)
 
+    @property
+    def pending(self) -> int:
+        """Work under way: workspaces being re-embedded, and the look for them (0 when idle)."""
+        looking = self._starting is not None and not self._starting.done()
+        return len(self._tasks) + int(looking)
+
     def start_all(self, serves: Serves) -> None:
         """Re-embed, in the background, every workspace with archived messages that this
         process serves (returns at once)."""

@@ -21,7 +21,7 @@ from memory.note_search import NoteSearch
 from memory.notes import Notes, NoteSource
 from memory.reembed import Reembedding
 from tests.conftest import MODEL_DIR, new_team
-from tests.harness import lore_settings, start_lore_on
+from tests.harness import lore_settings, settled, start_lore_on
 
 BASE = 1_700_000_000
 EVERYONE = Audience.everyone()
@@ -278,8 +278,8 @@ async def test_lore_reembeds_the_workspaces_it_serves_when_the_precision_changes
     tmp_path: Path, team_emulator: SlackEmulator
 ) -> None:
     """Lore started on a data dir archived with fp32, now with LORE_EMBEDDING_PRECISION=int8,
-    re-embeds its workspace in the background and reports it in its metrics; a workspace it
-    does not serve (another token's) is left alone."""
+    re-embeds its workspace in the background and reports it in its metrics (it is not idle
+    until that is done); a workspace it does not serve (another token's) is left alone."""
     team, other = team_emulator.config.team_id, new_team()
     stores = await open_stores(lore_settings(tmp_path, None, redis_url=None))
     try:
@@ -291,7 +291,9 @@ async def test_lore_reembeds_the_workspaces_it_serves_when_the_precision_changes
     try:
         archive = lore.stores.archive
         assert archive.space == INT8_NAME
-        await lore.stores.reembedding.wait()
+        assert lore.stores.reembedding.pending == 1  # looking for what to re-embed
+        await settled(team_emulator, lore)  # idle: re-embedding counts as work under way
+        assert lore.stores.reembedding.pending == 0
         assert lore.stores.reembedding.embedded == len(corpus(team))
         assert await archive.vector_count(team) == await archive.count(team) == len(corpus(team))
         assert await archive.vector_count(other) == 0  # not this token's workspace
