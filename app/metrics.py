@@ -64,6 +64,8 @@ class HasReembedding(Protocol):
 
 
 class CountsMessages(Protocol):
+    searches_without_vectors: int
+
     async def count(self, team_id: str) -> int: ...
 
 
@@ -155,6 +157,28 @@ class ReembeddingCollector:
             "lore_archive_reembedding",
             "Workspaces whose archive is being re-embedded now",
             value=running,
+        )
+
+
+class LexicalOnlySearches:
+    """Searches the archive answered without its vector store, read at scrape time."""
+
+    def __init__(self, archive: CountsMessages) -> None:
+        self._archive = archive
+
+    def describe(self) -> Iterable[Metric]:
+        return [self._family(0)]
+
+    def collect(self) -> Iterable[Metric]:
+        return [self._family(self._archive.searches_without_vectors)]
+
+    @staticmethod
+    def _family(value: int) -> Metric:
+        return CounterMetricFamily(
+            "lore_search_without_vectors",
+            "Searches answered from the lexical index alone because the vector store (Chroma) "
+            "could not be reached",
+            value=value,
         )
 
 
@@ -409,6 +433,7 @@ class LoreMetrics:
             registry=self.registry,
         ).set_function(lambda: ingest.pending)
         self.registry.register(MemoryEditCollector(blocks))
+        self.registry.register(LexicalOnlySearches(archive))
         self._archive_sizes = ArchiveSizes(archive, self._archive_messages, self._archive_refresh)
 
     def watch_notes(self, notes: HasNoteCounts) -> None:

@@ -35,10 +35,12 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
+import httpx
 from chromadb.errors import ChromaError, NotFoundError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -101,6 +103,8 @@ STATS_TTL = 600.0  # seconds before channel counts are re-read (other processes 
 FETCH_SLACK = 8  # records read beyond `limit` at once, for hits that fail validation
 ABOVE = 1e-6  # how much more than the best of its source messages a note scores
 EMBED_NICENESS = 10  # background embedding: about a tenth of a core against a busy one
+UNREACHABLE = (httpx.TransportError, BrokenProcessPool)
+"""What a call to the vector store raises when it cannot be reached (server, worker process)."""
 
 
 def collection_name(team_id: str, embedder_name: str) -> str:
@@ -251,6 +255,8 @@ class Archive:
             max_workers=1, thread_name_prefix="lore-embed", initializer=_lower_priority
         )
         self._queries = QueryEmbeddings(embedder)
+        self.searches_without_vectors = 0
+        """Searches answered from the lexical index alone: the vector store was unreachable."""
 
     @classmethod
     async def open_embedded(
@@ -603,9 +609,26 @@ class Archive:
         """The lexical and the dense ranking of one scope, best first."""
         lexical, dense = await asyncio.gather(
             self._lexical.search(team_id, query, audience=audience, filters=filters, limit=depth),
-            self._dense(team_id, vector, audience, filters, depth),
+            self._dense_if_reachable(team_id, vector, audience, filters, depth),
         )
         return lexical, dense
+
+    async def _dense_if_reachable(
+        self,
+        team_id: str,
+        query_vector: QueryVector,
+        audience: Audience,
+        filters: SearchFilters,
+        limit: int,
+    ) -> list[Key]:
+        """The dense ranking; none while the vector store cannot be reached (a Chroma server
+        restarting, a worker being replaced), so that search answers from the lexical index."""
+        try:
+            return await self._dense(team_id, query_vector, audience, filters, limit)
+        except UNREACHABLE as error:
+            self.searches_without_vectors += 1
+            log.warning("vector store unreachable (%s); searching %s lexically", error, team_id)
+            return []
 
     async def _dense(
         self,

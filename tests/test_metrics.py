@@ -230,6 +230,8 @@ async def test_memory_edit_conflict_and_refusal_are_counted(postgres_engine: Asy
 
 
 class CountingArchive:
+    searches_without_vectors = 0
+
     def __init__(self) -> None:
         self.sizes: dict[str, int] = {}
         self.counted: list[str] = []
@@ -277,6 +279,8 @@ class _Idle:
 
 
 class _NoArchive:
+    searches_without_vectors = 0
+
     async def count(self, team_id: str) -> int:
         del team_id
         return 0
