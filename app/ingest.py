@@ -42,9 +42,10 @@ class Ingest:
     An edit or deletion may overtake its message (Slack sends them seconds apart; the message
     waits for its batch, for its author's name, or in another process), and a message's changes
     may arrive in any order. Every change is first kept in `early` (Redis when several processes
-    share the archive), which keeps the newest by Slack's order; what is applied is always that
-    newest change, and each batch consults `early` before and after it is stored. When `early`
-    cannot be looked at (Redis away), the batch is stored as it came and its messages are looked
+    share the archive, else the SQL store: it outlives the process either way), which keeps the
+    newest by Slack's order; what is applied is always that newest change, and each batch
+    consults `early` before and after it is stored. When `early` cannot be looked at (its store
+    away), the batch is stored as it came and its messages are looked
     up again, with backoff, until `early` answers (`rechecking` counts them; at most
     `MAX_UNCHECKED`); what is found then is the newest change, applied as any other.
 
@@ -140,6 +141,11 @@ class Ingest:
         """Whether the message is in the archive (or being stored now)."""
         await self._stored((team_id, channel_id, ts))
         return await self._archive.get(team_id, channel_id, ts) is not None
+
+    async def lore_replied(self, team_id: str, channel_id: str, thread_ts: str, after: str) -> bool:
+        """Whether one of Lore's replies newer than `after` is archived in the thread."""
+        thread = await self._archive.thread(team_id, channel_id, thread_ts)
+        return any(m.is_bot and m.user_id is None and float(m.ts) > float(after) for m in thread)
 
     async def update_text(
         self, team_id: str, channel_id: str, ts: str, text: str, version: str = ""

@@ -1,5 +1,6 @@
 """Nothing acknowledged is lost: message events are kept in the intake log before Slack's 200
-and removed once archived; what a dead process left is archived by the next one to look.
+and removed once archived (and, for a question, once answered); what a dead process left is
+archived, and answered, by the next one to look.
 
 Entries about one message (its arrival, edits, deletion) are removed together, once none of
 them is pending: an edit archived early (kept until its message is stored) stays in the log
@@ -63,13 +64,21 @@ class Intake:
     @property
     def pending(self) -> int:
         """Entries kept by this process and not removed yet."""
-        return sum(len(queue) for queue in self._open.values()) + len(self._unremoved)
+        open_entries = sum(len({id(k.entry) for k in queue}) for queue in self._open.values())
+        return open_entries + len(self._unremoved)
 
     async def keep(self, team_id: str, key: str, payload: Payload) -> Kept:
         """Write a received message event down; it survives this process once this returns."""
         kept = Kept(await self._log.append(team_id, key, payload))
         self._open.setdefault((team_id, key), deque()).append(kept)
         return kept
+
+    def hold(self, kept: Kept) -> Kept:
+        """More work on the entry of `kept` (the turn its message asks for): the entry stays
+        in the log until that is `done` too, so a process that dies meanwhile leaves it."""
+        held = Kept(kept.entry)
+        self._open.setdefault((kept.entry.team_id, kept.entry.key), deque()).append(held)
+        return held
 
     async def done(self, kept: Kept) -> None:
         """The work of `kept` is finished (or was never needed): remove it, once every entry
@@ -80,7 +89,8 @@ class Intake:
         if queue is None or not all(other.finished for other in queue):
             return
         del self._open[slot]
-        await self._remove([*self._unremoved, *(other.entry for other in queue)])
+        entries = {id(other.entry): other.entry for other in queue}  # a held entry is there twice
+        await self._remove([*self._unremoved, *entries.values()])
 
     async def _remove(self, entries: list[Entry]) -> None:
         """Remove entries; those the log cannot remove now (Redis away) are tried again later."""

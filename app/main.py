@@ -71,7 +71,7 @@ from memory.blocks import MemoryBlocks
 from memory.conversations import Conversations
 from memory.db import create_tables, make_engine
 from memory.dedupe import LocalOnceKeys, OnceKeys, RedisOnceKeys
-from memory.early_changes import RedisEarlyChanges
+from memory.early_changes import RedisEarlyChanges, SqlEarlyChanges
 from memory.embeddings import load_embedder
 from memory.exclusions import Exclusions
 from memory.feedback import Feedback
@@ -247,11 +247,12 @@ def make_services(settings: Settings, stores: Stores, intake: IntakeLog) -> Serv
     metrics = LoreMetrics()
     backfill = make_backfill(settings, stores)
     reflection = make_reflection(settings, stores, llm, backfill, metrics)
+    early = RedisEarlyChanges(stores.redis) if stores.redis else SqlEarlyChanges(stores.engine)
     ingest = Ingest(
         stores.archive,
         linger=settings.lore_ingest_linger,
         max_pending=settings.lore_max_pending_archive,
-        early=RedisEarlyChanges(stores.redis) if stores.redis else None,
+        early=early,
         replies=stores.reply_sources,
         summaries=stores.summaries,
         notes=stores.notes,
@@ -315,6 +316,7 @@ def make_services(settings: Settings, stores: Stores, intake: IntakeLog) -> Serv
                 ReflectionState(stores.engine),
                 *([stores.installations] if stores.installations is not None else []),
                 stores.once,
+                *([early] if isinstance(early, SqlEarlyChanges) else []),
                 *([RedisTeamKeys(stores.redis)] if stores.redis is not None else []),
             ],
             work=[
@@ -500,7 +502,7 @@ class Lore:
         self.services.background.spawn(
             resume_backfills(readers, self.services), name="backfill-resume"
         )
-        archive_what_was_left(clients, self.services)
+        archive_what_was_left(clients, self.services, access)
         if self.services.reflection is not None:
             self.services.reflection.outsiders = outsiders_of(access, clients)
         self.stores.reembedding.start_all(serving(clients))

@@ -77,7 +77,8 @@ class KeepBeforeAck(AsyncMiddleware):
             key = archived_message(event)
             if key is not None:
                 team_id = context.team_id or event.get("team") or ""
-                context[KEPT] = await self._services.intake.keep(team_id, key, {"event": event})
+                payload = {"event": event, "bot_user_id": context.bot_user_id}
+                context[KEPT] = await self._services.intake.keep(team_id, key, payload)
         await next()
         return resp
 

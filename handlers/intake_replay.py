@@ -1,4 +1,5 @@
-"""Archiving what a dead process acknowledged and left in the intake (see `handlers.intake`)."""
+"""Archiving, and answering, what a dead process acknowledged and left in the intake (see
+`handlers.intake`)."""
 
 from __future__ import annotations
 
@@ -10,19 +11,17 @@ from app.intake import Replay
 from app.oauth import WorkspaceTokens
 from app.services import Services
 from handlers import messages
-from handlers.channels import ChannelTypes
+from handlers.access_facts import AccessFacts
 from handlers.permalinks import WorkspaceUrls
-from handlers.users import SlackUsers
 from memory.intake import Payload, Serves
 
 Clients = Callable[[str], Awaitable[AsyncWebClient | None]]
 """team_id -> a Web API client on its bot token, if this process serves the workspace."""
 
 
-def replayer(services: Services, clients: Clients) -> Replay:
-    """Archives a kept event the way the live listener does, with the workspace's client."""
-    channel_types = ChannelTypes()
-    users = SlackUsers()
+def replayer(services: Services, clients: Clients, access: AccessFacts) -> Replay:
+    """Archives a kept event the way the live listener does, with the workspace's client, and
+    answers the question it asks if that was left unanswered."""
     workspace_urls = WorkspaceUrls()
 
     async def replay(team_id: str, payload: Payload) -> None:
@@ -30,8 +29,15 @@ def replayer(services: Services, clients: Clients) -> Replay:
         if client is None:
             raise LookupError(f"no bot token for {team_id}")
         await messages.archive_kept(
-            services, channel_types, users, workspace_urls, client, team_id, payload["event"]
+            services,
+            access.channel_types,
+            access.users,
+            workspace_urls,
+            client,
+            team_id,
+            payload["event"],
         )
+        await messages.answer_kept(services, access, workspace_urls, client, team_id, payload)
 
     return replay
 
@@ -65,7 +71,7 @@ def serving(clients: Clients) -> Serves:
     return serves
 
 
-def archive_what_was_left(clients: Clients, services: Services) -> None:
-    """At start-up: archive the message events a dead process acknowledged and left, and
-    (with several processes) keep looking for those of processes that die later."""
-    services.intake.keep_adopting(replayer(services, clients), serving(clients))
+def archive_what_was_left(clients: Clients, services: Services, access: AccessFacts) -> None:
+    """At start-up: archive (and answer) the message events a dead process acknowledged and
+    left, and (with several processes) keep looking for those of processes that die later."""
+    services.intake.keep_adopting(replayer(services, clients, access), serving(clients))

@@ -7,7 +7,8 @@ is answered with a short note in its thread instead.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Awaitable, Sequence
 from functools import partial
 from re import Pattern
 from typing import Any
@@ -53,7 +54,8 @@ def register(app: AsyncApp, services: Services, access: AccessFacts, users: Slac
     ) -> None:
         team_id = context.team_id or event.get("team") or ""
         subtype = event.get("subtype")
-        settled = _settled(services, intake.kept(context))
+        kept = intake.kept(context)
+        settled = _settled(services, kept)
         if subtype in CHANGE_SUBTYPES:
             services.archiving.submit_change(
                 partial(_apply_change, services, team_id, event), settled
@@ -77,18 +79,40 @@ def register(app: AsyncApp, services: Services, access: AccessFacts, users: Slac
             incoming.channel_type_hint, incoming.ts, incoming.thread_ts, incoming.mentions_lore
         ):
             return
-        services.turns.submit(
-            (team_id, incoming.channel_id, incoming.thread_ts),
-            Turn(
-                run=log_context.carried(
-                    lambda: _answer(services, channel_types, access, users, client, incoming)
-                ),
-                hand_back=lambda reason: _hand_back(services, client, incoming, reason),
-            ),
-        )
+        held = services.intake.hold(kept) if kept is not None else None
+        _submit_turn(services, access, client, incoming, _settled(services, held))
 
     app.event(HANDLED)(on_message)
     app.event("app_mention")(on_message)
+
+
+def _submit_turn(
+    services: Services,
+    access: AccessFacts,
+    client: AsyncWebClient,
+    incoming: _Incoming,
+    finished: Settled | None,
+) -> None:
+    """Queue the turn `incoming` may ask for; `finished` is awaited once it has run or been
+    handed back (its intake entry may go then)."""
+
+    async def then(work: Awaitable[None]) -> None:
+        try:
+            await work
+        finally:
+            if finished is not None:
+                await finished()
+
+    channel_types, users = access.channel_types, access.users
+    services.turns.submit(
+        (incoming.team_id, incoming.channel_id, incoming.thread_ts),
+        Turn(
+            run=log_context.carried(
+                lambda: then(_answer(services, channel_types, access, users, client, incoming))
+            ),
+            hand_back=lambda reason: then(_hand_back(services, client, incoming, reason)),
+        ),
+    )
 
 
 async def _apply_change(services: Services, team_id: str, event: dict[str, Any]) -> None:
@@ -268,3 +292,39 @@ async def archive_kept(
         return
     incoming = _Incoming(event, AsyncBoltContext(), team_id, workspace_urls)
     await _archive(services, channel_types, users, client, incoming)
+
+
+async def answer_kept(
+    services: Services,
+    access: AccessFacts,
+    workspace_urls: WorkspaceUrls,
+    client: AsyncWebClient,
+    team_id: str,
+    payload: dict[str, Any],
+) -> None:
+    """Answer a question a process that is gone acknowledged and did not answer, as the
+    listener would have; return once it is answered (or handed back). A question with one of
+    Lore's replies archived after it was answered already."""
+    event = payload["event"]
+    if event.get("subtype") not in NEW_MESSAGE_SUBTYPES or "ts" not in event:
+        return
+    context = AsyncBoltContext(bot_user_id=payload.get("bot_user_id"))
+    incoming = _Incoming(event, context, team_id, workspace_urls)
+    if incoming.from_bot or not incoming.user_id:
+        return
+    if not may_be_for_lore(
+        incoming.channel_type_hint, incoming.ts, incoming.thread_ts, incoming.mentions_lore
+    ):
+        return
+    if await services.ingest.lore_replied(
+        team_id, incoming.channel_id, incoming.thread_ts, incoming.ts
+    ):
+        return
+    answered = asyncio.get_running_loop().create_future()
+
+    async def finished() -> None:
+        if not answered.done():
+            answered.set_result(None)
+
+    _submit_turn(services, access, client, incoming, finished)
+    await answered

@@ -6,19 +6,41 @@ Slack may deliver a message's edits and deletion in any order (each event is its
 retried on its own), and a process that dies leaves them to be replayed by another in the order
 they arrived. Every change is kept here first, ranked by its event's `event_ts` (a deletion ranks
 above every edit: nothing follows it in Slack); the change that is applied is always the newest
-kept, so an older one arriving late applies the newer one again. `LocalEarlyChanges` keeps them
-in this process; `RedisEarlyChanges` in Redis, shared by every process, each for a day.
+kept, so an older one arriving late applies the newer one again. `RedisEarlyChanges` keeps them
+in Redis, shared by every process, each for a day; `SqlEarlyChanges` in the SQL store, for a
+day too, where there is no Redis: a change that overtook its message survives the process, so
+a restart that archives the message from the intake still applies it. `LocalEarlyChanges`
+keeps them in memory (for tests and tools).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, cast
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    String,
+    Table,
+    Text,
+    and_,
+    delete,
+    func,
+    or_,
+    select,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.orm import Mapped, mapped_column
+
+from memory.db import Base
 
 log = logging.getLogger("lore.early_changes")
 
@@ -31,6 +53,8 @@ Change = str | None
 MAX_LOCAL = 10_000
 TTL_SECONDS = 24 * 3600
 RANK_CHARS = 20
+PURGE_EVERY = 100  # keeps between deletions of expired rows (SqlEarlyChanges)
+LOOKUP_CHUNK = 100  # messages looked up in one statement (SqlEarlyChanges)
 
 
 def rank(change: Change, version: str) -> str:
@@ -144,6 +168,89 @@ class RedisEarlyChanges:
             for message, value in zip(messages, values, strict=True)
             if value is not None
         }
+
+
+class EarlyChangeRow(Base):
+    """A message's newest change (`SqlEarlyChanges`): its rank, then "D" or "T" and the text."""
+
+    __tablename__ = "early_changes"
+
+    team_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    channel_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    ts: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    expires_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class SqlEarlyChanges:
+    """In the SQL store (`early_changes`), one row per message: the newest change, compared and
+    set in one statement (an upsert that replaces only an older rank), kept `ttl` seconds.
+
+    A failed `newest` raises `EarlyChangesUnknown` (the batch is looked at again later); a
+    failed `keep` raises, so the change is tried again rather than applied out of order."""
+
+    def __init__(self, engine: AsyncEngine, ttl: int = TTL_SECONDS) -> None:
+        self._engine = engine
+        self._ttl = ttl
+        self._postgres = engine.dialect.name == "postgresql"
+        self._keeps = 0
+
+    def forget_team(self, team_id: str) -> None:
+        """Nothing kept in this process: the rows go with the workspace (`delete_team`)."""
+
+    async def delete_team(self, team_id: str) -> None:
+        async with self._engine.begin() as connection:
+            await connection.execute(delete(_early).where(_early.c.team_id == team_id))
+
+    async def keep(self, message: MessageId, change: Change, version: str = "") -> Change:
+        team_id, channel_id, ts = message
+        value = rank(change, version) + ("D" if change is None else "T" + change)
+        now = time.time()
+        insert = (postgresql.insert if self._postgres else sqlite.insert)(_early)
+        statement = insert.values(
+            team_id=team_id, channel_id=channel_id, ts=ts, value=value, expires_at=now + self._ttl
+        ).on_conflict_do_update(
+            index_elements=[_early.c.team_id, _early.c.channel_id, _early.c.ts],
+            set_={"value": insert.excluded.value, "expires_at": insert.excluded.expires_at},
+            where=or_(
+                _early.c.expires_at < now,
+                func.substr(_early.c.value, 1, RANK_CHARS)
+                <= func.substr(insert.excluded.value, 1, RANK_CHARS),
+            ),
+        )
+        async with self._engine.begin() as connection:
+            await connection.execute(statement)
+            kept = await connection.scalar(select(_early.c.value).where(_is(message)))
+            self._keeps += 1
+            if self._keeps % PURGE_EVERY == 0:
+                await connection.execute(delete(_early).where(_early.c.expires_at < now))
+        return _change(str(kept).encode())
+
+    async def newest(self, messages: Sequence[MessageId]) -> dict[MessageId, Change]:
+        found: dict[MessageId, Change] = {}
+        now = time.time()
+        columns = (_early.c.team_id, _early.c.channel_id, _early.c.ts, _early.c.value)
+        try:
+            async with self._engine.connect() as connection:
+                for start in range(0, len(messages), LOOKUP_CHUNK):
+                    chunk = messages[start : start + LOOKUP_CHUNK]
+                    query = select(*columns).where(
+                        or_(*(_is(m) for m in chunk)), _early.c.expires_at >= now
+                    )
+                    for t, c, ts, value in await connection.execute(query):
+                        found[(t, c, ts)] = _change(value.encode())
+        except (DBAPIError, OSError) as error:
+            log.warning("could not look for early edits of %d messages: %s", len(messages), error)
+            raise EarlyChangesUnknown(str(error)) from error
+        return found
+
+
+_early = cast(Table, EarlyChangeRow.__table__)
+
+
+def _is(message: MessageId) -> ColumnElement[bool]:
+    team_id, channel_id, ts = message
+    return and_(_early.c.team_id == team_id, _early.c.channel_id == channel_id, _early.c.ts == ts)
 
 
 def _change(value: bytes) -> Change:

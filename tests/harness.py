@@ -155,17 +155,22 @@ async def settled(emulator: SlackEmulator, *lores: Lore, within: float = 60.0) -
     await eventually(idle, within)
 
 
-async def work_pending_at(url: str, token: str) -> int:
-    """`lore_work_pending` of a Lore subprocess, read from its /metrics."""
+async def metric_at(url: str, token: str, name: str) -> float:
+    """One unlabelled metric of a Lore subprocess, read from its /metrics."""
     headers = {"Authorization": f"Bearer {token}"}
     async with aiohttp.ClientSession() as session:
         async with session.get(f"{url}/metrics", headers=headers) as response:
             assert response.status == 200, await response.text()
             body = await response.text()
     for line in body.splitlines():
-        if line.startswith("lore_work_pending "):
-            return int(float(line.split()[1]))
-    raise AssertionError("no lore_work_pending in /metrics")
+        if line.startswith(f"{name} "):
+            return float(line.split()[1])
+    raise AssertionError(f"no {name} in /metrics")
+
+
+async def work_pending_at(url: str, token: str) -> int:
+    """`lore_work_pending` of a Lore subprocess, read from its /metrics."""
+    return int(await metric_at(url, token, "lore_work_pending"))
 
 
 async def settled_processes(

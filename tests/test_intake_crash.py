@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import signal
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from memory.embeddings import MODEL_NAME, OnnxEmbedder
 from tests.chroma_server import free_port
 from tests.conftest import POSTGRES_URL, postgres_engine_or_skip
 from tests.fake_anthropic import FakeAnthropic
-from tests.harness import eventually, serve_env
+from tests.harness import eventually, metric_at, serve_env
 from tests.processes import chroma_process, chroma_worker_of, held, lexical_rows, serving
 
 CHANNEL = "C0GENERAL"
@@ -205,3 +206,57 @@ async def test_another_process_archives_what_a_sigkilled_one_acknowledged(
             if reader is not None:
                 await reader.close()
             await engine.dispose()
+
+
+async def test_an_edit_that_overtook_its_message_survives_a_sigkill(
+    team_emulator: SlackEmulator, fake_llm: FakeAnthropic, tmp_path: Path
+) -> None:
+    """Slack delivers an edit before the message it edits (one process, embedded stores): the
+    edit finds nothing to apply yet and is finished before the message arrives, the message
+    waits for the held store, and the process is killed. After the restart the message is
+    archived from the intake with the edit applied: the early edit was kept in the SQL store,
+    not in memory."""
+    emulator = team_emulator
+    team = emulator.config.team_id
+    data = tmp_path / "lore"
+    token = secrets.token_hex(16)
+    env = serve_env(emulator, fake_llm, data, REDIS_URL="", LORE_METRICS_TOKEN=token)
+    url = f"http://127.0.0.1:{env['PORT']}"
+    ts, edited_at = emulator.workspace.clock.next(), emulator.workspace.clock.next()
+    message = {
+        "type": "message",
+        "channel": CHANNEL,
+        "channel_type": "channel",
+        "user": "U0BOB",
+        "text": "the offsite is in Porto",
+        "ts": ts,
+        "event_ts": ts,
+    }
+
+    async with serving(env) as process:
+        emulator.config.events_url = f"{url}/slack/events"
+        await emulator.post_message("U0ALICE", CHANNEL, "standing note")
+        await eventually(lambda: _holds(data, team, channel_texts(emulator)), within=60)
+        with held(chroma_worker_of(process.pid)):  # the message's archive write waits
+            edit = edited_event(ts, "the offsite is in Lisbon", edited_at)
+            assert await emulator.deliver_event(edit) == 200
+
+            async def pending(count: int) -> bool:
+                return await metric_at(url, token, "lore_intake_pending") == count
+
+            await eventually(lambda: pending(0), within=60)  # the edit is finished: no message
+            assert await emulator.deliver_event(message) == 200
+            await eventually(lambda: pending(1), within=60)  # the message waits for the store
+            assert ts not in lexical_rows(data, team, CHANNEL)
+            os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
+
+    restarted = {**env, "PORT": str(free_port())}
+    async with serving(restarted) as process:
+
+        async def edited() -> bool:
+            return lexical_rows(data, team, CHANNEL).get(ts) == "the offsite is in Lisbon"
+
+        await eventually(edited, within=90)
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), timeout=60) == 0

@@ -1,0 +1,65 @@
+"""A question Lore acknowledged is answered even if the process answering it is killed: its
+intake entry stays until the turn has ended, and the process that archives what a dead one left
+answers the question too (once), while a message that asked nothing stays unanswered."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+from pathlib import Path
+
+from emulator import SlackEmulator
+from tests.chroma_server import free_port
+from tests.fake_anthropic import FakeAnthropic, delay, reply, text
+from tests.harness import eventually, serve_env, work_pending_at
+from tests.processes import lexical_rows, serving
+
+CHANNEL = "C0GENERAL"
+BOT = "<@U0LORE>"
+
+
+async def test_a_question_whose_process_was_killed_is_answered_after_the_restart(
+    team_emulator: SlackEmulator, fake_llm: FakeAnthropic, tmp_path: Path
+) -> None:
+    emulator = team_emulator
+    team = emulator.config.team_id
+    data = tmp_path / "lore"
+    token = secrets.token_hex(16)
+    env = serve_env(emulator, fake_llm, data, REDIS_URL="", LORE_METRICS_TOKEN=token)
+    fake_llm.script(
+        delay(120, reply(text("The first process never gets to say this."))),
+        reply(text("The offsite is in Lisbon.")),
+    )
+
+    async with serving(env) as process:
+        emulator.config.events_url = f"http://127.0.0.1:{env['PORT']}/slack/events"
+        asked = await emulator.post_message("U0ALICE", CHANNEL, f"{BOT} where is the offsite?")
+        plain = await emulator.post_message("U0BOB", CHANNEL, "lunch is at noon today")
+
+        async def under_way() -> bool:  # both archived, the question's turn waiting on the model
+            rows = lexical_rows(data, team, CHANNEL)
+            return len(fake_llm.requests) == 1 and {asked["ts"], plain["ts"]} <= set(rows)
+
+        await eventually(under_way, within=60)
+        os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
+    assert emulator.bot_replies(CHANNEL, asked["ts"], finished=False) == []
+
+    restarted = {**env, "PORT": str(free_port())}
+    url = f"http://127.0.0.1:{restarted['PORT']}"
+    async with serving(restarted) as process:
+        emulator.config.events_url = f"{url}/slack/events"
+        [answer] = await emulator.wait_for_reply(CHANNEL, asked["ts"], timeout=60)
+        assert answer["text"].startswith("The offsite is in Lisbon.")
+
+        async def idle() -> bool:
+            return await work_pending_at(url, token) == 0
+
+        await eventually(idle, within=60)
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), timeout=60) == 0
+    assert len(emulator.bot_replies(CHANNEL, asked["ts"], finished=False)) == 1  # once
+    assert emulator.bot_replies(CHANNEL, plain["ts"], finished=False) == []  # asked nothing
+    assert len(fake_llm.requests) == 2
