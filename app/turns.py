@@ -1,8 +1,9 @@
 """Turn ordering: one at a time per conversation, in arrival order; bounded per workspace.
 
-Every submitted turn is either run or handed back to its asker: refused when its workspace
-already has `max_queued` turns waiting (busy) or when Lore is stopping (restarting), or left
-over when the shutdown grace runs out (restarting).
+Every submitted turn is either run or handed back: refused when its workspace already has
+`max_queued` turns waiting (busy) or when Lore is stopping (restarting), left over when the
+shutdown grace runs out (restarting), or dropped because its workspace is being forgotten
+(forgotten: its asker is not told).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ class HandBack(Enum):
 
     BUSY = "busy"
     RESTARTING = "restarting"
+    FORGOTTEN = "forgotten"
+    """The workspace is being forgotten (uninstalled): nobody is told."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,7 @@ class TurnQueue:
         team = key[0]
         if team in self._halted:
             log.info("turn of %s dropped: the workspace is being forgotten", team)
+            self._hand_back(team, turn, HandBack.FORGOTTEN)
             return False
         if self._closed:
             self._hand_back(team, turn, HandBack.RESTARTING)
@@ -110,7 +114,8 @@ class TurnQueue:
 
     async def halt_team(self, team_id: str) -> None:
         """Cancel the workspace's running and queued turns (nobody is told: it is being
-        uninstalled) and take none of its turns until `resume_team`; returns once they ended."""
+        uninstalled; those that never started are handed back as forgotten) and take none of
+        its turns until `resume_team`; returns once they ended."""
         self._halted.add(team_id)
         keys = [key for key in self._queues if key[0] == team_id]
         queues = {key: self._queues[key] for key in keys}
@@ -122,6 +127,7 @@ class TurnQueue:
             for entry in queue:
                 if not entry.started:
                     self._dequeued(team_id)
+                    self._hand_back(team_id, entry.turn, HandBack.FORGOTTEN)
             if self._queues.get(key) is queue:
                 del self._queues[key]
         self._slots.pop(team_id, None)

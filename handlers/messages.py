@@ -204,7 +204,10 @@ async def _archive(
 async def _hand_back(
     services: Services, client: AsyncWebClient, incoming: _Incoming, reason: HandBack
 ) -> None:
-    """Tell the asker, in their thread, that Lore will not answer this message and why."""
+    """Tell the asker, in their thread, that Lore will not answer this message and why (not
+    when the workspace is being forgotten)."""
+    if reason not in HAND_BACK_TEXT:
+        return
     if not await services.askers.expects_answer(
         incoming.team_id,
         incoming.channel_id,

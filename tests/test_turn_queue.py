@@ -139,3 +139,27 @@ async def test_grace_over_hands_back_running_and_queued_turns_but_not_finished_o
     ]
     assert queue.depth == 0
     assert queue.queued("T") == 0
+
+
+async def test_a_workspace_being_forgotten_hands_back_its_turns_as_forgotten() -> None:
+    """Halting a workspace cancels its running turn and hands back the queued one and any
+    submitted later as forgotten (so whoever waits on them hears of it); another workspace's
+    turn runs (the control)."""
+    queue = TurnQueue(per_workspace=1)
+    asker = Asker()
+    started, never = asyncio.Event(), asyncio.Event()
+
+    async def running() -> None:
+        started.set()
+        await never.wait()
+
+    assert queue.submit(("T", "C", "a"), asker.turn("running", running))
+    assert queue.submit(("T", "C", "b"), asker.turn("queued"))
+    await started.wait()
+    await queue.halt_team("T")
+    assert not queue.submit(("T", "C", "c"), asker.turn("later"))
+    assert queue.submit(("T2", "C", "a"), asker.turn("elsewhere"))
+    await queue.drain()
+    assert asker.ran == ["elsewhere"]
+    forgotten = HandBack.FORGOTTEN
+    assert sorted(asker.handed_back) == [("later", forgotten), ("queued", forgotten)]
