@@ -186,14 +186,18 @@ class SqlEarlyChanges:
     """In the SQL store (`early_changes`), one row per message: the newest change, compared and
     set in one statement (an upsert that replaces only an older rank), kept `ttl` seconds.
 
-    A failed `newest` raises `EarlyChangesUnknown` (the batch is looked at again later); a
-    failed `keep` raises, so the change is tried again rather than applied out of order."""
+    For the one process that archives without Redis: it reads which messages have a row once,
+    then keeps that set itself, so a batch whose messages have no change (nearly every one)
+    costs no statement. A failed `newest` raises `EarlyChangesUnknown` (the batch is looked at
+    again later); a failed `keep` raises, so the change is tried again rather than applied out
+    of order."""
 
     def __init__(self, engine: AsyncEngine, ttl: int = TTL_SECONDS) -> None:
         self._engine = engine
         self._ttl = ttl
         self._postgres = engine.dialect.name == "postgresql"
         self._keeps = 0
+        self._known: set[MessageId] | None = None
 
     def forget_team(self, team_id: str) -> None:
         """Nothing kept in this process: the rows go with the workspace (`delete_team`)."""
@@ -201,6 +205,17 @@ class SqlEarlyChanges:
     async def delete_team(self, team_id: str) -> None:
         async with self._engine.begin() as connection:
             await connection.execute(delete(_early).where(_early.c.team_id == team_id))
+        if self._known is not None:
+            self._known = {m for m in self._known if m[0] != team_id}
+
+    async def _with_rows(self) -> set[MessageId]:
+        """The messages with a row (read once, then kept up to date by `keep`)."""
+        if self._known is None:
+            query = select(_early.c.team_id, _early.c.channel_id, _early.c.ts)
+            async with self._engine.connect() as connection:
+                rows = await connection.execute(query.where(_early.c.expires_at >= time.time()))
+                self._known = {(t, c, ts) for t, c, ts in rows}
+        return self._known
 
     async def keep(self, message: MessageId, change: Change, version: str = "") -> Change:
         team_id, channel_id, ts = message
@@ -218,9 +233,11 @@ class SqlEarlyChanges:
                 <= func.substr(insert.excluded.value, 1, RANK_CHARS),
             ),
         )
+        known = await self._with_rows()
         async with self._engine.begin() as connection:
             await connection.execute(statement)
             kept = await connection.scalar(select(_early.c.value).where(_is(message)))
+            known.add(message)
             self._keeps += 1
             if self._keeps % PURGE_EVERY == 0:
                 await connection.execute(delete(_early).where(_early.c.expires_at < now))
@@ -231,6 +248,10 @@ class SqlEarlyChanges:
         now = time.time()
         columns = (_early.c.team_id, _early.c.channel_id, _early.c.ts, _early.c.value)
         try:
+            known = await self._with_rows()
+            messages = [m for m in messages if m in known]
+            if not messages:
+                return found
             async with self._engine.connect() as connection:
                 for start in range(0, len(messages), LOOKUP_CHUNK):
                     chunk = messages[start : start + LOOKUP_CHUNK]

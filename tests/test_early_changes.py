@@ -285,33 +285,37 @@ async def test_a_change_made_while_redis_is_away_waits_for_it_and_wins_over_the_
 
 
 @pytest.mark.parametrize("any_engine", ["sqlite", "postgresql"], indirect=True)
-async def test_the_sql_store_keeps_the_newest_change_for_a_day_across_processes(
+async def test_the_sql_store_keeps_the_newest_change_for_a_day_across_a_restart(
     any_engine: AsyncEngine,
 ) -> None:
-    """Where there is no Redis the changes are kept in the SQL store: two processes (two
-    instances) agree on the newest by Slack's order, an expired change counts as none, and a
-    forgotten workspace's changes go while another's stay."""
-    first, second = SqlEarlyChanges(any_engine), SqlEarlyChanges(any_engine)
+    """Where there is no Redis the changes are kept in the SQL store: the newest by Slack's
+    order, found by the next process (a new instance) too; an expired change counts as none;
+    a forgotten workspace's changes go while another's stay."""
+    first = SqlEarlyChanges(any_engine)
     team, other = new_team(), new_team()
     edited, deleted, untouched = (team, "C1", "1.1"), (team, "C1", "1.2"), (team, "C1", "1.9")
     assert await first.keep(edited, "day 10", "1700000100.000002") == "day 10"
-    assert await second.keep(edited, "day 9", "1700000100.000001") == "day 10"  # older: loses
-    assert await second.keep(edited, "day 11", "1700000101.000000") == "day 11"
+    assert await first.keep(edited, "day 9", "1700000100.000001") == "day 10"  # older: loses
+    assert await first.keep(edited, "day 11", "1700000101.000000") == "day 11"
     assert await first.keep(deleted, None, "1700000100.000001") is None
-    assert await second.keep(deleted, "edited before", "1700000100.000002") is None
+    assert await first.keep(deleted, "edited before", "1700000100.000002") is None
     many = [(team, "C2", f"2.{n:06d}") for n in range(250)]  # more than one statement's worth
     for key in many[::50]:
         await first.keep(key, f"text of {key[2]}", "1700000200.000000")
     wanted = [edited, deleted, untouched, *many]
     expected = {edited: "day 11", deleted: None, **{k: f"text of {k[2]}" for k in many[::50]}}
-    assert await second.newest(wanted) == expected
+    assert await first.newest(wanted) == expected
+    restarted = SqlEarlyChanges(any_engine)
+    assert await restarted.newest(wanted) == expected
+    assert await restarted.keep(edited, "day 8", "1700000099.000000") == "day 11"
 
     expired = SqlEarlyChanges(any_engine, ttl=-1)  # kept already past its day
     gone = (other, "C1", "3.000001")
     assert await expired.keep(gone, "day 30", "1700000300.000002") == "day 30"
-    assert await first.newest([gone]) == {}
-    assert await first.keep(gone, "day 20", "1700000300.000001") == "day 20"  # replaces it
+    assert await SqlEarlyChanges(any_engine).newest([gone]) == {}
+    assert await restarted.keep(gone, "day 20", "1700000300.000001") == "day 20"  # replaces it
 
-    await first.delete_team(team)
-    assert await second.newest(wanted) == {}
-    assert await second.newest([gone]) == {gone: "day 20"}
+    await restarted.delete_team(team)
+    assert await restarted.newest(wanted) == {}
+    assert await SqlEarlyChanges(any_engine).newest(wanted) == {}
+    assert await restarted.newest([gone]) == {gone: "day 20"}
