@@ -609,22 +609,15 @@ class Archive:
         """The lexical and the dense ranking of one scope, best first."""
         lexical, dense = await asyncio.gather(
             self._lexical.search(team_id, query, audience=audience, filters=filters, limit=depth),
-            self._dense_if_reachable(team_id, vector, audience, filters, depth),
+            self._if_reachable(team_id, self._dense(team_id, vector, audience, filters, depth)),
         )
         return lexical, dense
 
-    async def _dense_if_reachable(
-        self,
-        team_id: str,
-        query_vector: QueryVector,
-        audience: Audience,
-        filters: SearchFilters,
-        limit: int,
-    ) -> list[Key]:
+    async def _if_reachable(self, team_id: str, dense: Awaitable[list[Key]]) -> list[Key]:
         """The dense ranking; none while the vector store cannot be reached (a Chroma server
         restarting, a worker being replaced), so that search answers from the lexical index."""
         try:
-            return await self._dense(team_id, query_vector, audience, filters, limit)
+            return await dense
         except UNREACHABLE as error:
             self.searches_without_vectors += 1
             log.warning("vector store unreachable (%s); searching %s lexically", error, team_id)

@@ -138,6 +138,15 @@ def user_text(request: dict[str, Any]) -> str:
     return "\n".join(parts)
 
 
+def tool_result_text(request: dict[str, Any]) -> str:
+    """Every tool result the model was sent in one request, as text."""
+    found = []
+    for message in request["messages"]:
+        if isinstance(message["content"], list):
+            found += [str(p["content"]) for p in message["content"] if p["type"] == "tool_result"]
+    return "\n".join(found)
+
+
 def system_text(request: dict[str, Any]) -> str:
     return "\n".join(block["text"] for block in request["system"])
 

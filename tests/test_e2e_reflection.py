@@ -33,6 +33,7 @@ from tests.harness import (
     lore_settings,
     start_lore_on,
     system_text,
+    tool_result_text,
     user_text,
 )
 from tests.test_app_home import home_of
@@ -102,15 +103,6 @@ async def wait_notes(lore: Lore, team: str, count: int) -> list[Any]:
     return await lore.stores.notes.active(team)
 
 
-def tool_results(request: dict[str, Any]) -> str:
-    """Every tool result the model was sent in one request, as text."""
-    found = []
-    for message in request["messages"]:
-        if isinstance(message["content"], list):
-            found += [str(p["content"]) for p in message["content"] if p["type"] == "tool_result"]
-    return "\n".join(found)
-
-
 async def ask(
     emulator: SlackEmulator, fake: FakeAnthropic, user: str, channel: str, question: str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -152,7 +144,7 @@ async def test_a_quiet_public_thread_becomes_a_note_that_another_channel_finds_a
     assert "<org" in system_text(call)
 
     answer, request = await ask(emulator, fake_llm, "U0ALICE", "C0RANDOM", "who owns billing?")
-    assert fact in tool_results(request)
+    assert fact in tool_result_text(request)
     links = str(answer)
     assert any(ts.replace(".", "") in links for ts in (posted[0]["ts"], posted[1]["ts"]))
 
@@ -203,9 +195,9 @@ async def test_a_private_channel_is_reflected_alone_and_its_note_stays_there(
     assert org is not None and "Falcon" not in org.value
 
     _, in_public = await ask(emulator, fake_llm, "U0ALICE", "C0RANDOM", "Falcon budget")
-    assert "EUR 2M" not in tool_results(in_public) + user_text(in_public)
+    assert "EUR 2M" not in tool_result_text(in_public) + user_text(in_public)
     _, in_plans = await ask(emulator, fake_llm, "U0ALICE", "C0PLANS", "Falcon budget")
-    assert FALCON in tool_results(in_plans)
+    assert FALCON in tool_result_text(in_plans)
 
 
 async def test_conversations_outsiders_read_are_reflected_alone_and_without_org(

@@ -4,23 +4,13 @@ answered from the lexical index, under the same access rule, and the metric coun
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from emulator import SlackEmulator
 from tests.fake_anthropic import FakeAnthropic, reply, text, tool_use
-from tests.harness import archived, lore_settings, settled, start_lore_on
+from tests.harness import archived, lore_settings, settled, start_lore_on, tool_result_text
 from tests.processes import ChromaServer
 
 BOT = "<@U0LORE>"
-
-
-def tool_results(request: dict[str, Any]) -> str:
-    """Every tool result the model was sent in one request, as text."""
-    found = []
-    for message in request["messages"]:
-        if isinstance(message["content"], list):
-            found += [str(p["content"]) for p in message["content"] if p["type"] == "tool_result"]
-    return "\n".join(found)
 
 
 async def test_a_question_is_answered_lexically_while_the_chroma_server_is_down(
@@ -46,7 +36,7 @@ async def test_a_question_is_answered_lexically_while_the_chroma_server_is_down(
         [answer] = await emulator.wait_for_reply("C0RANDOM", asked["ts"], timeout=30)
         assert "The offsite is in Lisbon." in str(answer)
         assert "went wrong" not in str(answer)
-        found = tool_results(fake_llm.requests[-1])
+        found = tool_result_text(fake_llm.requests[-1])
         assert "Lisbon in June" in found  # the public channel's message, found lexically
         assert "90k" not in found  # the private channel's stays with its members
         assert lore.stores.archive.searches_without_vectors >= 1
