@@ -41,6 +41,7 @@ from app.oauth import (
     connect_oauth,
     parse_scopes,
 )
+from app.quiet_queue import QuietQueue
 from app.recall import Recall
 from app.reflection import Reflection, ReflectionLimits
 from app.services import Services
@@ -57,6 +58,7 @@ from handlers.backfill import (
     resume_backfills,
     token_workspace,
 )
+from handlers.early_ack import EarlyAck
 from handlers.intake_replay import (
     archive_what_was_left,
     installed_clients,
@@ -331,6 +333,7 @@ def make_services(settings: Settings, stores: Stores, intake: IntakeLog) -> Serv
             ],
         ),
         backfill=backfill,
+        deferred=QuietQueue(),
         app_home=AppHome(
             blocks=stores.blocks,
             conversations=stores.conversations,
@@ -425,9 +428,12 @@ def make_bolt(
     services: Services,
     oauth: AsyncOAuthSettings | None = None,
     session: aiohttp.ClientSession | None = None,
-) -> tuple[AsyncApp, AccessFacts]:
-    """The Bolt app: one bot token, or (with `oauth`) installations found per workspace; and
-    the access facts its listeners look up.
+    *,
+    early_acks: bool = False,
+) -> tuple[AsyncApp, AccessFacts, EarlyAck | None]:
+    """The Bolt app: one bot token, or (with `oauth`) installations found per workspace; the
+    access facts its listeners look up; and with `early_acks` (events over HTTP) the early path
+    that answers kept message events before Bolt handles them.
 
     `session` keeps the Web API's connections open between calls (without one, slack-sdk opens
     a connection per call); Bolt's per-workspace clients share it too.
@@ -446,7 +452,17 @@ def make_bolt(
         request_verification_enabled=True,
         oauth_settings=oauth,
     )
-    return bolt, handlers.register(bolt, services)
+    early = None
+    if early_acks and credentials.signing_secret:
+        early = EarlyAck(
+            bolt,
+            services.intake,
+            services.deferred,
+            credentials.signing_secret,
+            lambda job: services.background.spawn(job, name="event-retry"),
+            services.metrics,
+        )
+    return bolt, handlers.register(bolt, services, early), early
 
 
 @dataclass
@@ -463,6 +479,7 @@ class Lore:
     slack_session: aiohttp.ClientSession | None = None
     tokens: WorkspaceTokens | None = None
     serves_events: bool = True
+    early: EarlyAck | None = None
 
     @property
     def url(self) -> str:
@@ -491,7 +508,13 @@ class Lore:
             self.services.workspace_data.add_work(AuthorizeCache(oauth.authorize))
             log.info("OAuth installs: a workspace admin opens %s/slack/install", self.url)
         self.slack_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
-        self.bolt, access = make_bolt(credentials, self.services, oauth, self.slack_session)
+        self.bolt, access, self.early = make_bolt(
+            credentials,
+            self.services,
+            oauth,
+            self.slack_session,
+            early_acks=self.serves_events and not credentials.app_token,
+        )
         if isinstance(credentials, SlackCredentials):
             readers = token_workspace(self.bolt.client)
             clients = token_clients(self.bolt.client)
@@ -548,6 +571,7 @@ class Lore:
         if self.socket_mode is not None:
             await self.socket_mode.close_async()
         await self.runner.cleanup()
+        await self.services.deferred.close()  # deliveries acked early go through Bolt now
         await self.stores.reembedding.close()  # it resumes at the next start
         if (broadcast := self.services.workspace_data.broadcast) is not None:
             await broadcast.close()
@@ -597,6 +621,7 @@ async def start_lore(
         lambda: lore.readiness(),  # type: ignore[union-attr]
         metrics.handle,
         events=events,
+        early=lambda: lore.early if lore else None,
     )
     runner = web.AppRunner(application, access_log=None)
     await runner.setup()
@@ -642,6 +667,7 @@ def metrics_endpoint(settings: Settings, stores: Stores, services: Services) -> 
         lambda: services.ingest.pending + services.ingest.rechecking,
         lambda: summariser.pending if summariser is not None else 0,
         lambda: stores.reembedding.pending,
+        lambda: services.deferred.pending,
     )
     token = settings.lore_metrics_token
     return MetricsEndpoint(

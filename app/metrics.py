@@ -227,6 +227,11 @@ class LoreMetrics:
             ["type"],
             registry=registry,
         )
+        self._acked_early = Counter(
+            "lore_events_acked_early",
+            "Message events answered 200 once written to the intake, before Bolt handled them",
+            registry=registry,
+        )
         self._turns = Counter(
             "lore_turns",
             "Turns by outcome: answered, failed, or handed back (busy, restarting)",
@@ -330,6 +335,10 @@ class LoreMetrics:
 
     def event_duplicate(self, kind: str) -> None:
         self._duplicates.labels(type=kind).inc()
+
+    def event_acked_early(self) -> None:
+        """A message event was answered as soon as it was written down (`handlers.early_ack`)."""
+        self._acked_early.inc()
 
     def listener_started(self) -> None:
         """A delivery's listener began (Bolt's listener start handler)."""

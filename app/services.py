@@ -14,6 +14,7 @@ from app.feedback import ReplyFeedback
 from app.ingest import Ingest
 from app.intake import Intake
 from app.metrics import LoreMetrics
+from app.quiet_queue import QuietQueue
 from app.recall import Recall
 from app.reflection import Reflection
 from app.thread_summaries import Summariser
@@ -38,6 +39,8 @@ class Services:
     askers: Askers
     metrics: LoreMetrics
     intake: Intake
+    deferred: QuietQueue
+    """Deliveries acknowledged before Bolt handles them (`handlers.early_ack`)."""
     summariser: Summariser | None = None
     reflection: Reflection | None = None
     """None in retrieval-only mode, or with no reflection budget."""

@@ -4,15 +4,25 @@ playground in local mode)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol
 
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
 
 from app.api import add_api_routes
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, str]]]
+
+
+class EarlyAcks(Protocol):
+    async def take(self, body: str, headers: Mapping[str, str]) -> bool:
+        """Whether the delivery is written down and may be answered 200 before Bolt sees it."""
+        ...  # pragma: no cover - protocol
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 MAX_BODY_BYTES = 2 * 1024 * 1024
@@ -24,17 +34,27 @@ def make_web_app(
     metrics: Handler,
     *,
     events: bool = True,
+    early: Callable[[], EarlyAcks | None] = lambda: None,
 ) -> web.Application:
     """The aiohttp application; `bolt` returns the Bolt app once it exists, `metrics` serves
     `/metrics` (see `app.metrics_endpoint`). Without `events` (Socket Mode, where requests carry
-    no signature Lore could check) `/slack/events` is not served at all."""
+    no signature Lore could check) `/slack/events` is not served at all. A delivery `early`
+    takes is answered 200 before Bolt sees it (`handlers.early_ack`)."""
 
     async def slack_events(request: web.Request) -> web.StreamResponse:
         app = bolt()
         if app is None:
             return web.json_response({"error": "starting"}, status=503)
         try:
-            bolt_request = await to_bolt_request(request)
+            body = await request.text()
+            acks = early()
+            if acks is not None and await acks.take(body, request.headers):
+                return web.Response(status=200)
+            bolt_request = AsyncBoltRequest(
+                body=body,
+                query=request.query_string,
+                headers=request.headers,  # type: ignore[arg-type]
+            )
         except ValueError:
             return web.json_response({"error": "malformed request body"}, status=400)
         return await to_aiohttp_response(await app.async_dispatch(bolt_request))

@@ -26,15 +26,18 @@ from handlers.people import PeopleDirectory
 from handlers.users import SlackUsers
 
 
-def register(app: AsyncApp, services: Services) -> AccessFacts:
+def register(
+    app: AsyncApp, services: Services, authorised: intake.Authorised | None = None
+) -> AccessFacts:
     """Attach every listener and middleware of the Slack edge to `app`; the access facts they
-    share, for work outside Bolt that asks the same questions of Slack (reflection)."""
+    share, for work outside Bolt that asks the same questions of Slack (reflection).
+    `authorised` hears of each workspace Bolt authorised (`handlers.early_ack`)."""
     people = PeopleDirectory(lambda job: services.background.spawn(job, name="people-refresh"))
     users = SlackUsers(people)  # names, admin checks and standing: the directory, else users.info
     channel_types = ChannelTypes()  # one per-workspace channel cache; channel events forget
     memberships = Memberships()
     access = AccessFacts(channel_types, memberships, users, people)
-    intake.register(app, services)  # before de-duplication: see handlers.intake
+    intake.register(app, services, authorised)  # before de-duplication: see handlers.intake
     middleware.register(app, services)
     completion.register(app, services)
     # Bolt tries listeners in registration order, each costing a matcher call: messages first

@@ -8,12 +8,13 @@ matching listener to `AsyncioListenerRunner.run` (`listener/asyncio_runner.py`),
 process_before_response=False, calls `ack()`, starts the listener with `asyncio.ensure_future`
 and returns the ack. So a global middleware that awaits the intake's write finishes it before
 the 200 goes out; if the write fails, Bolt answers 500 and Slack delivers the event again.
+Deliveries `handlers.early_ack` answered before Bolt saw them arrive here written down already.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_bolt.middleware.async_middleware import AsyncMiddleware
@@ -24,6 +25,7 @@ from app.intake import Kept
 from app.services import Services
 
 KEPT = "lore_intake_kept"
+EARLY = "lore_intake_acked_early"
 NEW_MESSAGE_SUBTYPES = {None, "thread_broadcast", "file_share"}
 CHANGE_SUBTYPES = ("message_changed", "message_deleted")
 MESSAGE_EVENTS = ("message", "app_mention")
@@ -54,6 +56,18 @@ def kept(context: AsyncBoltContext) -> Kept | None:
     return entry if isinstance(entry, Kept) else None
 
 
+def acked_early(context: AsyncBoltContext) -> bool:
+    """Whether Slack was answered before Bolt saw this delivery (`handlers.early_ack`): no
+    retry of Slack's will come if handling it fails."""
+    return isinstance(context.get(EARLY), Kept)
+
+
+class Authorised(Protocol):
+    def authorised(self, team_id: str, bot_user_id: str | None) -> None:
+        """Bolt authorised a delivery of `team_id` (its bot user is `bot_user_id`)."""
+        ...  # pragma: no cover - protocol
+
+
 class KeepBeforeAck(AsyncMiddleware):
     """Keeps every archived message event before Bolt acks it.
 
@@ -61,8 +75,9 @@ class KeepBeforeAck(AsyncMiddleware):
     costs a function middleware tens of microseconds on every delivery).
     """
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, authorised: Authorised | None) -> None:
         self._services = services
+        self._authorised = authorised
 
     async def async_process(
         self,
@@ -72,18 +87,22 @@ class KeepBeforeAck(AsyncMiddleware):
         next: Callable[[], Awaitable[BoltResponse]],
     ) -> BoltResponse | None:
         body, context = req.body, req.context
-        if body.get("type") == "event_callback":
+        if (early := context.get(EARLY)) is not None:
+            context[KEPT] = early  # written down before the ack already
+        elif body.get("type") == "event_callback":
             event = body.get("event") or {}
             key = archived_message(event)
             if key is not None:
                 team_id = context.team_id or event.get("team") or ""
                 payload = {"event": event, "bot_user_id": context.bot_user_id}
                 context[KEPT] = await self._services.intake.keep(team_id, key, payload)
+            if self._authorised is not None and context.team_id is not None:
+                self._authorised.authorised(context.team_id, context.bot_user_id)
         await next()
         return resp
 
 
-def register(app: AsyncApp, services: Services) -> None:
+def register(app: AsyncApp, services: Services, authorised: Authorised | None = None) -> None:
     """Register before the other middleware, so a duplicate is dropped only once it is
-    written down (and then let go)."""
-    app.middleware(KeepBeforeAck(services))
+    written down (and then let go); `authorised` hears of each workspace Bolt authorised."""
+    app.middleware(KeepBeforeAck(services, authorised))

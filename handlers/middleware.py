@@ -92,9 +92,11 @@ class DropDuplicates(AsyncMiddleware):
             try:
                 won = await services.once.claim(key, delivery, retry)
             except Exception:
-                # answered 500: Slack sends the delivery again, and that retry takes the claim
-                # over even if this one was stored, so this attempt's intake entry may go
-                if (kept := intake.kept(context)) is not None:
+                # answered 500: Slack (or `handlers.early_ack`, for a delivery it acked) sends the
+                # delivery again, and that retry takes the claim over even if this one was
+                # stored; a retry of Slack's is written down again, so this entry may go
+                kept = intake.kept(context)
+                if kept is not None and not intake.acked_early(context):
                     await services.intake.done(kept)
                 raise
             if not won:
