@@ -8,7 +8,8 @@ while its message does, and an edit applied before an older one of the same mess
 deliveries arrive in any order) stays while that one does, so a restart replays both and the
 newer still wins (`app.ingest`). Adopted entries are archived in order per message too, many
 messages at once, each tried again with backoff (`app.retry`); one still not stored after that
-stays in the log for the next process to look.
+stays in the log for the next process to look. A workspace being forgotten halts its replays:
+entries of it read before (or during) the halt are dropped, never archived after it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -60,6 +62,10 @@ class Intake:
         self._unremoved: list[Entry] = []
         self._adopter: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
+        self._halted: set[str] = set()
+        self._halted_at: dict[str, float] = {}
+        self._replaying: dict[str, int] = {}
+        self._replay_ended = asyncio.Event()
 
     @property
     def pending(self) -> int:
@@ -103,15 +109,45 @@ class Intake:
                 self._unremoved.extend(entries[index:])
                 return
 
+    async def halt_team(self, team_id: str) -> None:
+        """The workspace is being forgotten: no entry of it read so far is archived (they are
+        dropped), nor any until `resume_team`; returns once its replays under way ended."""
+        self._halted.add(team_id)
+        self._halted_at[team_id] = time.monotonic()
+        while self._replaying.get(team_id):
+            self._replay_ended.clear()
+            await self._replay_ended.wait()
+
+    def resume_team(self, team_id: str) -> None:
+        self._halted.discard(team_id)
+
     async def recover(self, replay: Replay, serves: Serves) -> int:
         """Archive what processes that are gone left in the log; the number of entries."""
         total = 0
+        read_at = time.monotonic()
         for adopted in await self._log.adopt(serves):
             try:
-                total += await self._finish(adopted, replay)
+                total += await self._finish(adopted, replay, read_at)
             finally:
                 await adopted.close()
         return total
+
+    def _forgotten(self, team_id: str, read_at: float) -> bool:
+        """Whether the workspace was halted since entries read at `read_at` were read."""
+        return team_id in self._halted or self._halted_at.get(team_id, -1.0) >= read_at
+
+    async def _replay_one(self, replay: Replay, entry: Entry, read_at: float) -> None:
+        if self._forgotten(entry.team_id, read_at):
+            return
+        team = entry.team_id
+        self._replaying[team] = self._replaying.get(team, 0) + 1
+        try:
+            await replay(team, entry.payload)
+        finally:
+            self._replaying[team] -= 1
+            if not self._replaying[team]:
+                del self._replaying[team]
+            self._replay_ended.set()
 
     def keep_adopting(self, replay: Replay, serves: Serves) -> None:
         """Recover now, then (when other processes share the log) every `adopt_every` seconds,
@@ -136,7 +172,7 @@ class Intake:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), every)
 
-    async def _finish(self, adopted: Adopted, replay: Replay) -> int:
+    async def _finish(self, adopted: Adopted, replay: Replay, read_at: float) -> int:
         entries = adopted.entries
         if not entries:
             return 0
@@ -149,7 +185,7 @@ class Intake:
                 await asyncio.wait([before])
             async with slots:
                 await retrying(
-                    lambda: replay(entry.team_id, entry.payload),
+                    lambda: self._replay_one(replay, entry, read_at),
                     self._backoff,
                     self._counts,
                     what="archiving a received message",

@@ -295,6 +295,7 @@ def make_services(settings: Settings, stores: Stores, intake: IntakeLog) -> Serv
         max_queued=settings.lore_max_queued_turns,
         locks=RedisConversationLocks(stores.redis) if stores.redis else None,
     )
+    received = Intake(intake, metrics, adopt_every=settings.lore_intake_lease_seconds / 3)
     return Services(
         agent=agent,
         turns=turns,
@@ -330,6 +331,7 @@ def make_services(settings: Settings, stores: Stores, intake: IntakeLog) -> Serv
                 stores.exclusions,
                 *([summariser] if summariser is not None else []),
                 *([reflection] if reflection is not None else []),
+                received,
             ],
         ),
         backfill=backfill,
@@ -347,7 +349,7 @@ def make_services(settings: Settings, stores: Stores, intake: IntakeLog) -> Serv
         ),
         askers=askers,
         metrics=metrics,
-        intake=Intake(intake, metrics, adopt_every=settings.lore_intake_lease_seconds / 3),
+        intake=received,
         summariser=summariser,
         reflection=reflection,
     )

@@ -233,6 +233,42 @@ async def test_what_cannot_be_stored_after_the_retries_stays_for_later(tmp_path:
     assert [payload for _, _, payload in await left_in(tmp_path)] == [{"n": 1}]
 
 
+async def test_a_workspace_forgotten_while_its_entries_replay_gets_none_of_them_back(
+    tmp_path: Path,
+) -> None:
+    log = FileIntake.open(tmp_path)
+    await log.append("TGONE", "C1:1", {"n": 1})
+    await log.append("TGONE", "C1:1", {"n": 2})  # an edit of the same message: replayed after
+    await log.append("TKEPT", "C1:3", {"n": 3})
+    await log.close()
+    happened: list[str] = []
+    first_started, release = asyncio.Event(), asyncio.Event()
+
+    async def replay(team_id: str, payload: Payload) -> None:
+        n = payload["n"]
+        if n == 1:
+            first_started.set()
+            await release.wait()
+        happened.append(f"{team_id} {n} archived")
+
+    intake = Intake(FileIntake.open(tmp_path), Counts(), Backoff(first=0.01, cap=0.02))
+    recovering = asyncio.create_task(intake.recover(replay, everyone))
+    await first_started.wait()  # TGONE's first entry is being archived as the forgetting starts
+    halting = asyncio.create_task(intake.halt_team("TGONE"))
+    await asyncio.wait([halting], timeout=0.2)  # a halt that did not wait would be done by now
+    happened.append("halt began")
+    release.set()
+    await halting
+    happened.append("halted")
+    intake.resume_team("TGONE")  # the forgetting is over
+    await recovering
+    await intake.close()
+    assert happened.index("TGONE 1 archived") < happened.index("halted")
+    assert "TGONE 2 archived" not in happened  # read before the halt: dropped, even after it
+    assert "TKEPT 3 archived" in happened  # the control: another workspace's entry
+    assert await left_in(tmp_path) == []
+
+
 class DyingLeases:
     """The leases of a process that dies at once: taken, never renewed, so they lapse."""
 
