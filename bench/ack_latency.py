@@ -82,13 +82,31 @@ async def wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"{url} never answered")
 
 
-async def blast(url: str, secret: str, events: int, concurrency: int, channel: str) -> list[float]:
+def warm_up_events(concurrency: int) -> int:
+    """Events sent before each measured blast: enough to open every connection it reuses."""
+    return max(WARM_UP, concurrency)
+
+
+def client_session(concurrency: int) -> aiohttp.ClientSession:
+    """One load generator's connections, `concurrency` of them, kept open between blasts."""
+    connector = aiohttp.TCPConnector(limit=concurrency, keepalive_timeout=120)
+    return aiohttp.ClientSession(connector=connector)
+
+
+async def blast(
+    session: aiohttp.ClientSession,
+    url: str,
+    secret: str,
+    events: int,
+    concurrency: int,
+    channel: str,
+) -> list[float]:
     """POST `events` signed message events, `concurrency` at a time; return latencies in ms."""
     latencies: list[float] = []
     counter = iter(range(events))
     base = time.time()
 
-    async def worker(session: aiohttp.ClientSession) -> None:
+    async def worker() -> None:
         for n in counter:
             ts = f"{base + n / 1000:.6f}"
             body = message_event_body(TEAM, channel, "U0ALICE", TEXTS[n % len(TEXTS)], ts)
@@ -99,9 +117,7 @@ async def blast(url: str, secret: str, events: int, concurrency: int, channel: s
                     raise RuntimeError(f"{url} answered {resp.status}")
             latencies.append((time.perf_counter() - start) * 1000)
 
-    connector = aiohttp.TCPConnector(limit=concurrency)
-    async with aiohttp.ClientSession(connector=connector) as session:
-        await asyncio.gather(*(worker(session) for _ in range(concurrency)))
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
     return latencies
 
 
@@ -199,12 +215,16 @@ async def measure(args: argparse.Namespace) -> None:
         for round_number in range(args.rounds):
             for name, (process, port) in processes.items():
                 url = f"http://127.0.0.1:{port}/slack/events"
-                await blast(url, cfg.signing_secret, WARM_UP, 10, "C0RANDOM")
-                await machine_idle()
-                loop0, all0 = thread_cpu_ms(process.pid), process_cpu_ms(process.pid)
-                latencies = await blast(
-                    url, cfg.signing_secret, args.events, args.concurrency, "C0GENERAL"
-                )
+                async with client_session(args.concurrency) as session:
+                    warm_up = warm_up_events(args.concurrency)
+                    await blast(
+                        session, url, cfg.signing_secret, warm_up, args.concurrency, "C0RANDOM"
+                    )
+                    await machine_idle()
+                    loop0, all0 = thread_cpu_ms(process.pid), process_cpu_ms(process.pid)
+                    latencies = await blast(
+                        session, url, cfg.signing_secret, args.events, args.concurrency, "C0GENERAL"
+                    )
                 await machine_idle()  # the archiving the events left behind counts too
                 loop_cpu[name] += thread_cpu_ms(process.pid) - loop0
                 all_cpu[name] += process_cpu_ms(process.pid) - all0
@@ -221,7 +241,7 @@ async def measure(args: argparse.Namespace) -> None:
         await emulator.stop()
     print(f"load average (1, 5, 15 min) after: {load_average()}")
     records, vectors, least_norm = archived(work / "data")
-    sent = args.rounds * (args.events + WARM_UP)
+    sent = args.rounds * (args.events + warm_up_events(args.concurrency))
     print(
         f"Lore archived {records} of the {sent} messages it acknowledged, {vectors} vectors "
         f"(least norm {least_norm:.3f})"
