@@ -83,9 +83,8 @@ class QuietQueue:
                 await job()
             except Exception:
                 log.exception("deferred work failed")
-            finally:
-                self._running -= 1
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # what the job started (a listener) begins, and counts, first
+            self._running -= 1
 
     async def close(self) -> None:
         """Refuse new jobs, run the waiting ones now, then stop."""

@@ -75,6 +75,20 @@ async def test_only_signed_deliveries_of_an_authorised_workspace_are_acknowledge
     assert lore.services.intake.pending == 0  # the bot's message, which Bolt ignores, was let go
 
 
+async def test_lore_is_idle_only_once_a_message_answered_early_is_archived(
+    emulator: SlackEmulator, lore: Lore
+) -> None:
+    cfg = emulator.config
+    await emulator.post_message("U0ALICE", "C0GENERAL", "the first: Bolt authorises the workspace")
+    await settled(emulator, lore)
+    for n in range(20):
+        said = message("C0GENERAL", "U0ALICE", f"decision {n}", f"{time.time():.6f}")
+        assert await emulator.delivery.deliver_once(said) == 200
+        while lore.services.metrics.work_pending():  # noqa: ASYNC110 - every pass of the loop
+            await asyncio.sleep(0)
+        assert await lore.stores.archive.get(cfg.team_id, "C0GENERAL", said["ts"]) is not None
+
+
 @dataclass
 class Edge:
     """A Bolt app with Lore's intake and de-duplication middleware, its early path, and a
