@@ -10,7 +10,7 @@ from app.main import Lore
 from emulator import SlackEmulator
 from memory.audience import Audience
 from tests.fake_anthropic import FakeAnthropic, reply, text, tool_use
-from tests.harness import archived_message, eventually
+from tests.harness import archived_message, eventually, settled
 
 BOT = "<@U0LORE>"
 
@@ -37,17 +37,6 @@ async def gone(lore: Lore, ts: str, channel: str = "C0RANDOM") -> None:
     await eventually(deleted)
 
 
-async def settled(lore: Lore, emulator: SlackEmulator) -> None:
-    """Every event delivered and every change it led to applied."""
-    await emulator.drain()
-
-    async def idle() -> bool:
-        services = lore.services
-        return not (services.background.pending or services.turns.depth or services.ingest.pending)
-
-    await eventually(idle)
-
-
 async def test_a_deleted_message_leaves_search_with_the_answers_that_quoted_it(
     lore: Lore, emulator: SlackEmulator, fake_llm: FakeAnthropic
 ) -> None:
@@ -72,7 +61,7 @@ async def test_a_deleted_message_leaves_search_with_the_answers_that_quoted_it(
     await emulator.delete_message("C0GENERAL", vpn["ts"])
 
     await gone(lore, quoting_vpn["ts"])
-    await settled(lore, emulator)
+    await settled(emulator, lore)
     assert await archive.get("T0LORE", "C0GENERAL", vpn["ts"]) is None
     hits = await archive.search("T0LORE", "VPN rotate 90 days", audience=Audience.everyone())
     assert not {vpn["ts"], quoting_vpn["ts"]} & {hit.message.ts for hit in hits}
@@ -92,7 +81,7 @@ async def test_an_edit_that_removes_the_quoted_text_removes_the_answer(
 
     # control: an edit that keeps the quoted text keeps the answer
     await emulator.edit_message("C0GENERAL", standup["ts"], "Standup moves to 9:30. Room 4.")
-    await settled(lore, emulator)
+    await settled(emulator, lore)
     edited = await lore.stores.archive.get("T0LORE", "C0GENERAL", standup["ts"])
     assert edited is not None and edited.text.endswith("Room 4.")
     assert await lore.stores.archive.get("T0LORE", "C0RANDOM", quoting_standup["ts"]) is not None
@@ -129,6 +118,6 @@ async def test_lore_replies_in_an_excluded_channel_are_not_archived(
     included_reply = (await emulator.wait_for_reply("C0GENERAL", included["ts"], timeout=20))[0]
 
     await archived_message(lore, "T0LORE", "C0GENERAL", included_reply["ts"])  # control
-    await settled(lore, emulator)
+    await settled(emulator, lore)
     assert await lore.stores.archive.get("T0LORE", "C0RANDOM", excluded_reply["ts"]) is None
     assert await lore.stores.archive.get("T0LORE", "C0RANDOM", excluded["ts"]) is None

@@ -9,7 +9,7 @@ from typing import Any
 from app.main import Lore
 from emulator import SlackEmulator
 from tests.fake_anthropic import FakeAnthropic, reply, text, tool_use
-from tests.harness import eventually, user_text
+from tests.harness import eventually, settled, user_text
 from tests.test_metrics import scrape, value
 
 TEAM = "T0LORE"
@@ -24,15 +24,6 @@ def assistant_text(request: dict[str, Any]) -> str:
     return "\n".join(str(m["content"]) for m in request["messages"] if m["role"] == "assistant")
 
 
-async def settled(lore: Lore) -> None:
-    """Wait until every message Lore received has been archived."""
-
-    async def empty() -> bool:
-        return lore.services.archiving.backlog(TEAM) == 0 and lore.services.ingest.pending == 0
-
-    await eventually(empty)
-
-
 async def answered_thread(
     lore: Lore, emulator: SlackEmulator, fake_llm: FakeAnthropic, channel: str
 ) -> str:
@@ -43,7 +34,7 @@ async def answered_thread(
     fake_llm.script(reply(text("The launch is planned for the 14th.")))
     await emulator.post_message("U0ALICE", channel, f"{BOT} when is the launch?", parent["ts"])
     await emulator.wait_for_reply(channel, parent["ts"], timeout=20)
-    await settled(lore)
+    await settled(emulator, lore)
     return str(parent["ts"])
 
 
@@ -122,7 +113,7 @@ async def test_a_follow_up_turn_reads_its_stable_prefix_and_its_first_step_from_
     )
     asked = await emulator.post_message("U0ALICE", "C0GENERAL", f"{BOT} when is the launch?")
     await emulator.wait_for_reply("C0GENERAL", asked["ts"], timeout=20)
-    await settled(lore)
+    await settled(emulator, lore)
     fake_llm.script(
         reply(tool_use("search_conversations", {"query": "launch moved"})),
         reply(text("Still nothing.")),
