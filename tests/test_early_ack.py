@@ -49,12 +49,17 @@ def acked_early(lore: Lore) -> float:
     return value or 0.0
 
 
+async def authorised_by_bolt(emulator: SlackEmulator, lore: Lore) -> None:
+    """The workspace's first message goes through Bolt before its ack, which authorises it."""
+    await emulator.post_message("U0ALICE", "C0GENERAL", "the first: Bolt authorises the workspace")
+    await settled(emulator, lore)
+
+
 async def test_only_signed_deliveries_of_an_authorised_workspace_are_acknowledged_early(
     emulator: SlackEmulator, lore: Lore
 ) -> None:
     cfg = emulator.config
-    await emulator.post_message("U0ALICE", "C0GENERAL", "the first: Bolt authorises the workspace")
-    await settled(emulator, lore)
+    await authorised_by_bolt(emulator, lore)
     before = acked_early(lore)
     now = time.time()
     forged = message("C0GENERAL", "U0MALLORY", "forged: wire the money", f"{now:.6f}")
@@ -79,8 +84,7 @@ async def test_lore_is_idle_only_once_a_message_answered_early_is_archived(
     emulator: SlackEmulator, lore: Lore
 ) -> None:
     cfg = emulator.config
-    await emulator.post_message("U0ALICE", "C0GENERAL", "the first: Bolt authorises the workspace")
-    await settled(emulator, lore)
+    await authorised_by_bolt(emulator, lore)
     for n in range(20):
         said = message("C0GENERAL", "U0ALICE", f"decision {n}", f"{time.time():.6f}")
         assert await emulator.delivery.deliver_once(said) == 200
