@@ -180,7 +180,7 @@ async def open_stores(settings: Settings) -> Stores:
     embedder = await asyncio.to_thread(
         load_embedder,
         settings.lore_embedding_model_dir,
-        settings.lore_data_dir / "models",
+        settings.model_cache,
         threads=settings.lore_embedding_threads,
         precision=settings.lore_embedding_precision,
     )

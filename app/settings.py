@@ -61,8 +61,9 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     chroma_url: str | None = None
     lore_embedding_model_dir: Path | None = None
+    lore_model_cache_dir: Path | None = None
     lore_embedding_threads: int = Field(default=1, ge=1, le=64)
-    lore_embedding_precision: Literal["fp32", "int8"] = "fp32"
+    lore_embedding_precision: Literal["fp32", "int8"] = "int8"
     lore_ingest_linger: float = Field(default=0.05, ge=0, le=5)
     lore_search_depth: int = Field(default=Ranking.depth, ge=1, le=1000)
     lore_search_rrf_k: float = Field(default=Ranking.rrf_k, ge=0)
@@ -134,7 +135,7 @@ class Settings(BaseSettings):
     def _blank_url_is_unset(cls, value: object) -> object:
         return None if value == "" else value
 
-    @field_validator("lore_embedding_model_dir", mode="before")
+    @field_validator("lore_embedding_model_dir", "lore_model_cache_dir", mode="before")
     @classmethod
     def _blank_dir_is_unset(cls, value: object) -> object:
         return None if value == "" else value
@@ -292,6 +293,11 @@ class Settings(BaseSettings):
     @property
     def socket_mode(self) -> bool:
         return self.slack_app_token is not None
+
+    @property
+    def model_cache(self) -> Path:
+        """Where a fetched model and the int8 copy are kept (shareable between processes)."""
+        return self.lore_model_cache_dir or self.lore_data_dir / "models"
 
     @property
     def database(self) -> str:

@@ -18,7 +18,7 @@ from app.main import Lore
 from emulator import EmulatorConfig, SlackEmulator
 from memory.archive import Archive
 from memory.db import create_tables, make_engine
-from memory.embeddings import OnnxEmbedder
+from memory.embeddings import INT8_NAME, OnnxEmbedder, quantized_model
 from tests.chroma_server import CHROMA_BIN, running_chroma
 from tests.fake_anthropic import FakeAnthropic
 
@@ -26,6 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 MODEL_DIR = Path(
     os.environ.get("LORE_TEST_MODEL_DIR", ROOT.parent / "shared" / "models" / "all-MiniLM-L6-v2")
 )
+MODEL_CACHE_DIR = ROOT / "test-output" / "models"
+# Every Lore the tests start shares one int8 copy of the model (made once, keyed by the source's
+# sha256) rather than quantizing it again in each data dir.
+os.environ.setdefault("LORE_MODEL_CACHE_DIR", str(MODEL_CACHE_DIR))
 REDIS_URL = os.environ.get("LORE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get(
     "LORE_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -38,6 +42,15 @@ def embedder() -> OnnxEmbedder:
     if not (MODEL_DIR / "model.onnx").is_file():
         pytest.skip(f"model not present at {MODEL_DIR}")
     return OnnxEmbedder(MODEL_DIR)
+
+
+@pytest.fixture(scope="session")
+def lore_embedder() -> OnnxEmbedder:
+    """The embedder a Lore started at its defaults uses (int8, from the shared cache): for
+    tests that read the vectors such a Lore wrote."""
+    if not (MODEL_DIR / "model.onnx").is_file():
+        pytest.skip(f"model not present at {MODEL_DIR}")
+    return OnnxEmbedder(quantized_model(MODEL_DIR, MODEL_CACHE_DIR), name=INT8_NAME)
 
 
 @pytest.fixture(scope="session")

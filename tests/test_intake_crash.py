@@ -19,7 +19,7 @@ from chromadb.config import Settings as ChromaSettings
 from emulator import SlackEmulator
 from memory.archive import Archive, collection_name, message_key
 from memory.chroma_client import open_http
-from memory.embeddings import MODEL_NAME, OnnxEmbedder
+from memory.embeddings import INT8_NAME, OnnxEmbedder
 from tests.chroma_server import free_port
 from tests.conftest import POSTGRES_URL, postgres_engine_or_skip
 from tests.fake_anthropic import FakeAnthropic
@@ -121,7 +121,7 @@ async def test_a_restart_after_sigkill_archives_every_acknowledged_message_once(
     client = chromadb.PersistentClient(
         str(data / "chroma"), ChromaSettings(anonymized_telemetry=False)
     )
-    vectors = client.get_collection(collection_name(team, MODEL_NAME)).get(include=["documents"])
+    vectors = client.get_collection(collection_name(team, INT8_NAME)).get(include=["documents"])
     assert sorted(vectors["ids"]) == sorted(message_key(CHANNEL, ts) for ts in expected)
     by_id = dict(zip(vectors["ids"], vectors["documents"] or [], strict=True))
     assert {ts: by_id[message_key(CHANNEL, ts)] for ts in expected} == expected
@@ -134,7 +134,7 @@ async def _holds(data: Path, team: str, expected: dict[str, str]) -> bool:
 async def test_another_process_archives_what_a_sigkilled_one_acknowledged(
     team_emulator: SlackEmulator,
     fake_llm: FakeAnthropic,
-    embedder: OnnxEmbedder,
+    lore_embedder: OnnxEmbedder,
     tmp_path: Path,
 ) -> None:
     engine = await postgres_engine_or_skip()
@@ -154,7 +154,7 @@ async def test_another_process_archives_what_a_sigkilled_one_acknowledged(
             for n in range(2)
         ]
         try:
-            reader = await Archive.open_http(chroma_url, embedder, engine)
+            reader = await Archive.open_http(chroma_url, lore_embedder, engine)
 
             async def holds(expected: dict[str, str]) -> bool:
                 assert reader is not None
@@ -194,7 +194,9 @@ async def test_another_process_archives_what_a_sigkilled_one_acknowledged(
             assert len(expected) == 3 - 1 + NEW_MESSAGES - 2
             store = await open_http(chroma_url)
             try:
-                vectors = await store.collection(collection_name(team, embedder.name), create=False)
+                vectors = await store.collection(
+                    collection_name(team, lore_embedder.name), create=False
+                )
                 assert vectors is not None
                 keys = [message_key(CHANNEL, ts) for ts in expected]
                 assert await vectors.count() == len(expected)

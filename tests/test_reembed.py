@@ -281,12 +281,15 @@ async def test_lore_reembeds_the_workspaces_it_serves_when_the_precision_changes
     re-embeds its workspace in the background and reports it in its metrics (it is not idle
     until that is done); a workspace it does not serve (another token's) is left alone."""
     team, other = team_emulator.config.team_id, new_team()
-    stores = await open_stores(lore_settings(tmp_path, None, redis_url=None))
+    fp32 = lore_settings(tmp_path, None, redis_url=None, lore_embedding_precision="fp32")
+    stores = await open_stores(fp32)
     try:
         await stores.archive.add([*corpus(team), *corpus(other)])
     finally:
         await stores.close()
-    settings = lore_settings(tmp_path, None, redis_url=None, lore_embedding_precision="int8")
+    settings = lore_settings(
+        tmp_path, None, redis_url=None, lore_embedding_precision="int8", lore_model_cache_dir=None
+    )
     lore = await start_lore_on(team_emulator, settings)
     try:
         archive = lore.stores.archive

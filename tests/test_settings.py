@@ -22,6 +22,8 @@ SETTINGS_UNDER_TEST = (
     "ANTHROPIC_API_KEY",
     "PORT",
     "LORE_DATA_DIR",
+    "LORE_MODEL_CACHE_DIR",
+    "LORE_EMBEDDING_PRECISION",
     "LORE_HOST",
     "LORE_ADMIN_TOKEN",
     "LORE_METRICS_TOKEN",
@@ -44,6 +46,16 @@ def test_defaults_are_local_and_embedded() -> None:
     assert settings.database == "sqlite+aiosqlite:///data/lore.db"
     assert settings.redis_url is None and settings.chroma_url is None
     assert settings.slack_api_url == "https://slack.com/api/"
+    assert settings.lore_embedding_precision == "int8"
+    assert settings.model_cache == Path("data/models")
+
+
+def test_the_model_cache_can_be_shared(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LORE_DATA_DIR", "/srv/lore-a")
+    monkeypatch.setenv("LORE_MODEL_CACHE_DIR", "/srv/models")
+    assert load_settings().model_cache == Path("/srv/models")
+    monkeypatch.setenv("LORE_MODEL_CACHE_DIR", "")
+    assert load_settings().model_cache == Path("/srv/lore-a/models")
 
 
 def test_postgres_url_is_normalised_to_asyncpg(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,7 +22,7 @@ from memory.archive import collection_name, message_key
 from memory.blocks import MemoryBlocks, MemoryScope
 from memory.chroma_client import open_http
 from memory.db import make_engine
-from memory.embeddings import MODEL_NAME
+from memory.embeddings import INT8_NAME
 from memory.locks import LocalLocks
 from tests.conftest import new_team
 from tests.fake_anthropic import FakeAnthropic, reply, text, tool_use
@@ -50,7 +50,7 @@ def vectors(data_dir: Path, team: str) -> dict[str, str]:
     client = chromadb.PersistentClient(
         str(data_dir / "chroma"), ChromaSettings(anonymized_telemetry=False)
     )
-    found = client.get_collection(collection_name(team, MODEL_NAME)).get(include=["documents"])
+    found = client.get_collection(collection_name(team, INT8_NAME)).get(include=["documents"])
     return dict(zip(found["ids"], found["documents"] or [], strict=True))
 
 
@@ -295,7 +295,7 @@ async def test_a_chroma_server_restarted_during_ingest_gets_everything_once_it_i
         assert len(expected) == 3 - 1 + 8
         store = await open_http(chroma.url)
         try:
-            collection = await store.collection(collection_name(team, MODEL_NAME), create=False)
+            collection = await store.collection(collection_name(team, INT8_NAME), create=False)
             assert collection is not None
             assert await collection.count() == len(expected)
             keys = [message_key(CHANNEL, ts) for ts in expected]

@@ -65,7 +65,7 @@ async def test_two_processes_answer_once_lose_no_edit_and_archive_everything_onc
     team_emulator: SlackEmulator,
     fake_llm: FakeAnthropic,
     chroma_server: str,
-    embedder: OnnxEmbedder,
+    lore_embedder: OnnxEmbedder,
     tmp_path: Path,
 ) -> None:
     engine = await postgres_engine_or_skip()
@@ -121,7 +121,7 @@ async def test_two_processes_answer_once_lose_no_edit_and_archive_everything_onc
             await emulator.wait_for_reply(CHANNEL, posted["ts"], timeout=120)
         await emulator.drain()  # every event delivered, the bot's own messages' included
         expected = channel_messages(emulator)
-        reader = await Archive.open_http(chroma_server, embedder, engine)
+        reader = await Archive.open_http(chroma_server, lore_embedder, engine)
 
         async def archived_all() -> bool:
             assert reader is not None
@@ -154,7 +154,9 @@ async def test_two_processes_answer_once_lose_no_edit_and_archive_everything_onc
             assert stored.text == message["text"], ts
         store = await open_http(chroma_server)
         try:
-            vectors = await store.collection(collection_name(team, embedder.name), create=False)
+            vectors = await store.collection(
+                collection_name(team, lore_embedder.name), create=False
+            )
             assert vectors is not None
             assert await vectors.count() == len(expected)
             keys = [message_key(CHANNEL, ts) for ts in expected]
