@@ -61,9 +61,13 @@ def _sqlite_pragmas(dbapi_connection: object, _record: ConnectionPoolEntry) -> N
 
 
 SQLITE_POOL = 20
-"""SQLite connections kept open: more than the turns running at once (LORE_MAX_CONCURRENT_TURNS,
-16 by default) with their archiving, so a busy moment opens none (each is a thread and a
-file handle, set up anew; the pool's default of 5 opened one per turn at 50 threads at once)."""
+"""SQLite connections kept open, and no more: each is a thread and a file handle, set up anew, so
+a connection opened past the pool for a busy moment and closed after it (an "overflow") costs
+several statements' worth of CPU; callers past the pool wait for a free one instead."""
+
+POSTGRES_POOL = 20
+"""PostgreSQL connections kept open, and no more, for the same reason: a connection opened for a
+busy moment costs a handshake, a server process and its settings, then is closed again."""
 
 # PostgreSQL plans each statement for its parameters, never with a generic plan: asyncpg prepares
 # every statement, and after five runs of one PostgreSQL may switch to a generic plan, which made
@@ -75,15 +79,15 @@ def make_engine(url: str) -> AsyncEngine:
     """Create the async engine; SQLite gets WAL and a busy timeout so writers wait, not fail."""
     if url.startswith("sqlite"):
         in_memory = make_url(url).database in (None, "", ":memory:")  # one shared connection
-        pool = {} if in_memory else {"pool_size": SQLITE_POOL, "max_overflow": SQLITE_POOL}
+        pool = {} if in_memory else {"pool_size": SQLITE_POOL, "max_overflow": 0}
         engine = create_async_engine(url, **pool)
         sync_engine: Engine = engine.sync_engine
         event.listen(sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(
         url,
-        pool_size=10,
-        max_overflow=10,
+        pool_size=POSTGRES_POOL,
+        max_overflow=0,
         pool_pre_ping=True,
         connect_args={"server_settings": dict(POSTGRES_SETTINGS)},
     )
