@@ -326,6 +326,7 @@ def make_services(settings: Settings, stores: Stores, intake: IntakeLog) -> Serv
                 turns,
                 backfill,
                 ingest,
+                archiving,
                 stores.archive,
                 stores.reembedding,
                 stores.exclusions,
@@ -464,6 +465,7 @@ def make_bolt(
             lambda job: services.background.spawn(job, name="event-retry"),
             services.metrics,
         )
+        services.workspace_data.add_work(early)
     return bolt, handlers.register(bolt, services, early), early
 
 

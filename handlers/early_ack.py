@@ -10,7 +10,8 @@ authorised in this process lately, and every delivery while the queue is full.
 
 A deferred dispatch that fails (a store away: Bolt answered 500) is tried again as Slack would
 retry it; a delivery no listener took (Bolt refused it: an uninstalled workspace, the bot's own
-message) has its entry finished.
+message) has its entry finished. A workspace being forgotten has the deliveries waiting here let
+go unhandled, so nothing it said before the forgetting is archived after it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ import asyncio
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
 
@@ -49,6 +52,17 @@ class DispatchFailed(Exception):
     """Bolt answered a deferred delivery with a server error."""
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """A delivery answered early: its workspace, how many times that workspace had been halted
+    when it was taken, and the request as Slack sent it."""
+
+    team_id: str
+    halts: int
+    body: str
+    headers: dict[str, str]
+
+
 class EarlyAck:
     """The early path of `/slack/events`: `take` keeps and queues a delivery, or declines it."""
 
@@ -70,6 +84,24 @@ class EarlyAck:
         self._counts = counts
         self._backoff = backoff or Backoff(attempts=8)
         self._authorised: dict[str, tuple[str | None, float]] = {}
+        self._halted: set[str] = set()
+        self._halts: Counter[str] = Counter()  # times each workspace was halted
+        self._handling: Counter[str] = Counter()  # each workspace's deliveries in Bolt now
+        self._handled = asyncio.Event()
+
+    async def halt_team(self, team_id: str) -> None:
+        """The workspace is being forgotten: its deliveries taken so far are let go unhandled
+        (their entries finished), and until `resume_team` its deliveries go through Bolt before
+        their ack; returns once its deliveries in Bolt now have been handled."""
+        self._halted.add(team_id)
+        self._halts[team_id] += 1
+        self._authorised.pop(team_id, None)
+        while self._handling[team_id]:
+            self._handled.clear()
+            await self._handled.wait()
+
+    def resume_team(self, team_id: str) -> None:
+        self._halted.discard(team_id)
 
     def authorised(self, team_id: str, bot_user_id: str | None) -> None:
         """Bolt authorised a delivery of `team_id`: its next ones may be acked early."""
@@ -86,6 +118,8 @@ class EarlyAck:
         team_id = extract_team_id(payload)
         if key is None or team_id is None or extract_is_enterprise_install(payload):
             return False
+        if team_id in self._halted:
+            return False
         bot_user_id, until = self._authorised.get(team_id, (None, 0.0))
         if until < time.monotonic():
             return False
@@ -96,7 +130,8 @@ class EarlyAck:
         except Exception as error:
             log.warning("could not keep a delivery before its ack; Bolt tries: %s", error)
             return False
-        if not self._queue.put(partial(self._dispatch, body, dict(headers), kept)):
+        delivery = Delivery(team_id, self._halts[team_id], body, dict(headers))
+        if not self._queue.put(partial(self._dispatch, delivery, kept)):
             await self._intake.done(kept)  # full: Bolt keeps it again, before its ack
             return False
         self._counts.event_acked_early()
@@ -116,21 +151,21 @@ class EarlyAck:
             return None
         return payload if isinstance(payload, dict) else None
 
-    async def _dispatch(self, body: str, headers: dict[str, str], kept: Kept) -> None:
+    async def _dispatch(self, delivery: Delivery, kept: Kept) -> None:
         """Put the delivery through Bolt; if that fails, try again in the background."""
         try:
-            await self._through_bolt(body, headers, kept, attempt=0)
+            await self._through_bolt(delivery, kept, attempt=0)
         except Exception as error:
             log.warning("handling a received event failed (%s); trying again", error)
-            self._spawn(self._retry(body, headers, kept))
+            self._spawn(self._retry(delivery, kept))
 
-    async def _retry(self, body: str, headers: dict[str, str], kept: Kept) -> None:
+    async def _retry(self, delivery: Delivery, kept: Kept) -> None:
         attempts = 0
 
         async def attempt() -> None:
             nonlocal attempts
             attempts += 1
-            await self._through_bolt(body, headers, kept, attempt=attempts)
+            await self._through_bolt(delivery, kept, attempt=attempts)
 
         try:
             await asyncio.sleep(self._backoff.delay(1))
@@ -138,9 +173,12 @@ class EarlyAck:
         except Exception:
             log.error("a received event stays in the intake log until the next start")
 
-    async def _through_bolt(
-        self, body: str, headers: dict[str, str], kept: Kept, attempt: int
-    ) -> None:
+    async def _through_bolt(self, delivery: Delivery, kept: Kept, attempt: int) -> None:
+        team_id = delivery.team_id
+        if self._halts[team_id] != delivery.halts:  # its workspace was forgotten meanwhile
+            await self._intake.done(kept)
+            return
+        headers = delivery.headers
         if attempt:  # what Slack sends when it retries a delivery that failed
             headers = {
                 **headers,
@@ -148,8 +186,17 @@ class EarlyAck:
                 "X-Slack-Retry-Reason": "http_error",
             }
         as_sent: dict[str, str | Sequence[str]] = {**headers}
-        request = AsyncBoltRequest(body=body, headers=as_sent, context={intake.EARLY: kept})
-        response = await self._bolt.async_dispatch(request)
+        request = AsyncBoltRequest(
+            body=delivery.body, headers=as_sent, context={intake.EARLY: kept}
+        )
+        self._handling[team_id] += 1
+        try:
+            response = await self._bolt.async_dispatch(request)
+        finally:
+            self._handling[team_id] -= 1
+            if not self._handling[team_id]:
+                del self._handling[team_id]
+            self._handled.set()
         if response.status >= 500:
             raise DispatchFailed(f"HTTP {response.status}")
         if intake.kept(request.context) is None:

@@ -58,7 +58,7 @@ def register(app: AsyncApp, services: Services, access: AccessFacts, users: Slac
         settled = _settled(services, kept)
         if subtype in CHANGE_SUBTYPES:
             services.archiving.submit_change(
-                partial(_apply_change, services, team_id, event), settled
+                team_id, partial(_apply_change, services, team_id, event), settled
             )
             return
         if subtype not in NEW_MESSAGE_SUBTYPES or "ts" not in event:

@@ -203,7 +203,7 @@ async def test_a_failing_job_is_retried_with_backoff_and_settled_once() -> None:
         settled.append("done")
 
     assert queue.submit("T1", "C1", job, lambda: Reader("T1"), done)
-    queue.submit_change(job, done)
+    queue.submit_change("T1", job, done)
     await pool.drain(grace=5)
     assert settled == ["done", "done"]
     assert counts.waits == 2 and counts.retrying == 0
@@ -212,3 +212,46 @@ async def test_a_failing_job_is_retried_with_backoff_and_settled_once() -> None:
 
 async def _is(value: object, expected: object) -> bool:
     return value == expected
+
+
+async def test_a_forgotten_workspace_has_no_job_run_after_the_forgetting() -> None:
+    """Halting a workspace waits for its running job; its jobs submitted before (still waiting
+    for the pool) or during the halt never run, their entries are let go; another workspace's
+    job waiting beside them runs (the control)."""
+    pool = TaskPool(limit=1)
+    queue = ArchiveQueue(pool, Rereads(), 10, Counts())
+    ran: list[str] = []
+    settled: list[str] = []
+    gate = asyncio.Event()
+
+    def job(name: str, wait: asyncio.Event | None = None) -> Job:
+        async def run() -> None:
+            if wait is not None:
+                await wait.wait()
+            ran.append(name)
+
+        return run
+
+    def done(name: str) -> Callable[[], Coroutine[Any, Any, None]]:
+        async def settle() -> None:
+            settled.append(name)
+
+        return settle
+
+    queue.submit("T1", "C1", job("running", gate), lambda: Reader("T1"), done("running"))
+    await eventually(lambda: _is(queue.backlog("T1"), 1))
+    queue.submit("T1", "C1", job("waiting"), lambda: Reader("T1"), done("waiting"))
+    queue.submit_change("T1", job("change"), done("change"))
+    queue.submit("T2", "C1", job("other"), lambda: Reader("T2"), done("other"))
+    halting = asyncio.create_task(queue.halt_team("T1"))
+    await asyncio.sleep(0)
+    assert not halting.done()  # the running job has not ended
+    gate.set()
+    await halting
+    assert ran == ["running"]
+    queue.submit("T1", "C1", job("during"), lambda: Reader("T1"), done("during"))
+    queue.resume_team("T1")
+    await pool.drain(grace=5)
+    assert ran == ["running", "other"]
+    assert sorted(settled) == ["change", "during", "other", "running", "waiting"]
+    assert queue.backlog("T1") == 0

@@ -216,7 +216,12 @@ async def test_uninstalling_forgets_the_workspace_people_too(
     async def forgotten() -> bool:
         return await lore.stores.archive.count(TEAM) == 0
 
-    await eventually(forgotten)
+    try:
+        await eventually(forgotten)
+    except TimeoutError:
+        archive = lore.stores.archive
+        left = [await archive.get(TEAM, *key) for key in await archive.key_page(TEAM, None, 20)]
+        raise AssertionError(f"still archived after the forgetting: {left}") from None
     await lore.services.background.drain()  # the forgetting has ended: work is taken again
     await ask(emulator, "U0BOB", "C0RANDOM", f"{BOT} Falcon budget")
     assert len(calls(emulator, "users.list")) == 2  # read afresh

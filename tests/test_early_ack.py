@@ -107,8 +107,10 @@ class Edge:
     """(message ts, X-Slack-Retry-Num) of each delivery the listener handled."""
 
 
-async def authorize(**_: Any) -> AuthorizeResult:
-    return AuthorizeResult(enterprise_id=None, team_id=TEAM, bot_user_id=BOT, bot_token="xoxb-t")
+async def authorize(team_id: str | None = None, **_: Any) -> AuthorizeResult:
+    return AuthorizeResult(
+        enterprise_id=None, team_id=team_id or TEAM, bot_user_id=BOT, bot_token="xoxb-t"
+    )
 
 
 def edge(tmp_path: Path, once: OnceKeys, queue: QuietQueue) -> Edge:
@@ -140,10 +142,10 @@ def edge(tmp_path: Path, once: OnceKeys, queue: QuietQueue) -> Edge:
     return made
 
 
-def signed(ts: str, text: str) -> tuple[str, dict[str, str]]:
+def signed(ts: str, text: str, team: str = TEAM) -> tuple[str, dict[str, str]]:
     """A signed event_callback body of one message, and its headers."""
     body = json.dumps({
-        "type": "event_callback", "team_id": TEAM, "api_app_id": "A0EARLY",
+        "type": "event_callback", "team_id": team, "api_app_id": "A0EARLY",
         "event_id": f"Ev{ts.replace('.', '')}", "event_time": int(time.time()),
         "event": message("C0GENERAL", "U0ALICE", text, ts),
     })  # fmt: skip
@@ -154,14 +156,14 @@ def signed(ts: str, text: str) -> tuple[str, dict[str, str]]:
     return body, headers
 
 
-async def through_bolt_first(made: Edge) -> None:
+async def through_bolt_first(made: Edge, team: str = TEAM, ts: str = "1000.000001") -> None:
     """The workspace's first delivery goes through Bolt before its ack, which authorises it."""
-    body, headers = signed("1000.000001", "the first")
+    body, headers = signed(ts, "the first", team)
     assert not await made.early.take(body, headers)  # not authorised in this process yet
     assert made.intake.pending == 0
     response = await made.bolt.async_dispatch(AsyncBoltRequest(body=body, headers=headers))
     assert response.status == 200
-    await eventually(lambda: _true(made.handled))
+    await eventually(lambda: _true(ts in [handled for handled, _ in made.handled]))
 
 
 async def _true(value: object) -> bool:
@@ -216,3 +218,24 @@ async def test_with_the_queue_full_a_delivery_is_left_to_bolt_before_its_ack(
     await made.queue.close()  # runs the queued delivery now
     await eventually(lambda: _true(made.intake.pending == 0))
     assert sorted(ts for ts, _ in made.handled) == ["1000.000001", "1000.000002", "1000.000003"]
+
+
+async def test_a_workspace_forgotten_while_its_delivery_waits_gets_it_let_go_unhandled(
+    tmp_path: Path,
+) -> None:
+    """A delivery answered early and waiting for Bolt when its workspace is forgotten is never
+    handled (nothing it said is archived after the forgetting) and its entry is finished;
+    another workspace's delivery waiting beside it is handled (the control)."""
+    other = "T0EARLYOTHER"
+    made = edge(tmp_path, LocalOnceKeys(), QuietQueue(quiet=60.0, max_wait=60.0))
+    await through_bolt_first(made)
+    await through_bolt_first(made, other, "1000.000002")
+    assert await made.early.take(*signed("1000.000003", "said before the forgetting"))
+    assert await made.early.take(*signed("1000.000004", "another workspace's", other))
+    await made.early.halt_team(TEAM)
+    said_meanwhile = signed("1000.000005", "said while it is forgotten")
+    assert not await made.early.take(*said_meanwhile)  # through Bolt, which refuses or drops it
+    made.early.resume_team(TEAM)
+    await made.queue.close()  # runs what waits, after the forgetting
+    assert sorted(ts for ts, _ in made.handled) == ["1000.000001", "1000.000002", "1000.000004"]
+    assert made.intake.pending == 0  # the forgotten delivery's entry was let go too
