@@ -13,7 +13,6 @@ forgets it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
@@ -22,6 +21,7 @@ from typing import Any, Protocol
 from app.backfill import ChannelReader
 from app.background import TaskPool
 from app.retry import Backoff, CountsRetries, retrying
+from app.team_halts import TeamHalts
 
 log = logging.getLogger("lore.archive_queue")
 
@@ -67,23 +67,16 @@ class ArchiveQueue:
         self._in_flight: dict[tuple[str, str, str], Counter[str]] = {}  # by thread
         self._queuing: Counter[tuple[str, str]] = Counter()
         self._lost: set[tuple[str, str]] = set()  # channels where an archive job failed
-        self._halted: set[str] = set()
-        self._halts: Counter[str] = Counter()  # times each workspace was halted
-        self._working: Counter[str] = Counter()  # each workspace's jobs running now
-        self._work_ended = asyncio.Event()
+        self._halts = TeamHalts()
 
     async def halt_team(self, team_id: str) -> None:
         """The workspace is being forgotten: none of its jobs submitted so far or until
         `resume_team` runs from now on (their intake entries are let go); returns once its jobs
         running now have ended."""
-        self._halted.add(team_id)
-        self._halts[team_id] += 1
-        while self._working[team_id]:
-            self._work_ended.clear()
-            await self._work_ended.wait()
+        await self._halts.halt(team_id)
 
     def resume_team(self, team_id: str) -> None:
-        self._halted.discard(team_id)
+        self._halts.resume(team_id)
 
     def backlog(self, team_id: str) -> int:
         """The workspace's archive jobs accepted and not finished."""
@@ -104,7 +97,7 @@ class ArchiveQueue:
         read again instead (through the reader that `reader()` makes). `ts` (in the thread
         `thread_ts`, default its own): the message the job stores, known to be on its way
         until the job ends (`unsettled`)."""
-        if team_id in self._halted:
+        if self._halts.halted(team_id):
             self._let_go(settled)
             return True
         if self._backlog[team_id] >= self._max_backlog:
@@ -129,40 +122,32 @@ class ArchiveQueue:
         thread = (team_id, channel_id, thread_ts or ts) if ts is not None else None
         if thread is not None and ts is not None:
             self._in_flight.setdefault(thread, Counter())[ts] += 1
-        halts = self._halts[team_id]
+        stamp = self._halts.stamp(team_id)
         self._pool.spawn(
-            self._run(team_id, job, channel_id, thread, ts, settled, halts), name="archive"
+            self._run(team_id, job, channel_id, thread, ts, settled, stamp), name="archive"
         )
         return True
 
     def submit_change(self, team_id: str, job: Job, settled: Settled | None = None) -> None:
         """Run an edit or deletion `job()` in the background; never deferred, since a re-read
         would not take back a deleted message."""
-        if team_id in self._halted:
+        if self._halts.halted(team_id):
             self._let_go(settled)
             return
-        halts = self._halts[team_id]
-        self._pool.spawn(self._run_change(team_id, job, settled, halts), name="archive-change")
+        stamp = self._halts.stamp(team_id)
+        self._pool.spawn(self._run_change(team_id, job, settled, stamp), name="archive-change")
 
     def _let_go(self, settled: Settled | None) -> None:
         """A job of a workspace being forgotten: nothing runs, its intake entry is let go."""
         if settled is not None:
             self._pool.spawn(settled(), name="archive-let-go")
 
-    async def _work(self, team_id: str, job: Job, halts: int, what: str) -> bool:
-        """Run `job` with retries unless the workspace was halted since it was submitted;
-        whether it ran."""
-        if self._halts[team_id] != halts:
-            return False
-        self._working[team_id] += 1
-        try:
+    async def _work(self, team_id: str, job: Job, stamp: int, what: str) -> None:
+        """Run `job` with retries unless the workspace was halted since it was submitted."""
+        if self._halts.stale(team_id, stamp):
+            return
+        with self._halts.running(team_id):
             await retrying(job, self._backoff, self._counts, what=what)
-        finally:
-            self._working[team_id] -= 1
-            if not self._working[team_id]:
-                del self._working[team_id]
-            self._work_ended.set()
-        return True
 
     def unsettled(self, team_id: str, channel_id: str, thread_ts: str, before_ts: str) -> bool:
         """Whether a message of the thread older than `before_ts` reached this process and is
@@ -176,9 +161,9 @@ class ArchiveQueue:
         return waiting is not None and any(float(ts) < limit for ts in waiting)
 
     async def _run_change(
-        self, team_id: str, job: Job, settled: Settled | None, halts: int
+        self, team_id: str, job: Job, settled: Settled | None, stamp: int
     ) -> None:
-        await self._work(team_id, job, halts, "archiving an edit or deletion")
+        await self._work(team_id, job, stamp, "archiving an edit or deletion")
         if settled is not None:
             await settled()
 
@@ -190,11 +175,11 @@ class ArchiveQueue:
         thread: tuple[str, str, str] | None,
         ts: str | None,
         settled: Settled | None,
-        halts: int,
+        stamp: int,
     ) -> None:
         try:
             try:
-                await self._work(team_id, job, halts, "archiving a message")
+                await self._work(team_id, job, stamp, "archiving a message")
             except Exception:
                 self._lost.add((team_id, channel_id))
                 raise

@@ -20,7 +20,6 @@ import asyncio
 import json
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -34,6 +33,7 @@ from slack_sdk.signature import SignatureVerifier
 from app.intake import Intake, Kept
 from app.quiet_queue import QuietQueue
 from app.retry import Backoff, CountsRetries, retrying
+from app.team_halts import TeamHalts
 from handlers import intake
 
 log = logging.getLogger("lore.edge")
@@ -54,11 +54,11 @@ class DispatchFailed(Exception):
 
 @dataclass(frozen=True)
 class Delivery:
-    """A delivery answered early: its workspace, how many times that workspace had been halted
+    """A delivery answered early: its workspace, its `TeamHalts` stamp
     when it was taken, and the request as Slack sent it."""
 
     team_id: str
-    halts: int
+    stamp: int
     body: str
     headers: dict[str, str]
 
@@ -84,24 +84,17 @@ class EarlyAck:
         self._counts = counts
         self._backoff = backoff or Backoff(attempts=8)
         self._authorised: dict[str, tuple[str | None, float]] = {}
-        self._halted: set[str] = set()
-        self._halts: Counter[str] = Counter()  # times each workspace was halted
-        self._handling: Counter[str] = Counter()  # each workspace's deliveries in Bolt now
-        self._handled = asyncio.Event()
+        self._halts = TeamHalts()
 
     async def halt_team(self, team_id: str) -> None:
         """The workspace is being forgotten: its deliveries taken so far are let go unhandled
         (their entries finished), and until `resume_team` its deliveries go through Bolt before
         their ack; returns once its deliveries in Bolt now have been handled."""
-        self._halted.add(team_id)
-        self._halts[team_id] += 1
         self._authorised.pop(team_id, None)
-        while self._handling[team_id]:
-            self._handled.clear()
-            await self._handled.wait()
+        await self._halts.halt(team_id)
 
     def resume_team(self, team_id: str) -> None:
-        self._halted.discard(team_id)
+        self._halts.resume(team_id)
 
     def authorised(self, team_id: str, bot_user_id: str | None) -> None:
         """Bolt authorised a delivery of `team_id`: its next ones may be acked early."""
@@ -118,7 +111,7 @@ class EarlyAck:
         team_id = extract_team_id(payload)
         if key is None or team_id is None or extract_is_enterprise_install(payload):
             return False
-        if team_id in self._halted:
+        if self._halts.halted(team_id):
             return False
         bot_user_id, until = self._authorised.get(team_id, (None, 0.0))
         if until < time.monotonic():
@@ -130,7 +123,7 @@ class EarlyAck:
         except Exception as error:
             log.warning("could not keep a delivery before its ack; Bolt tries: %s", error)
             return False
-        delivery = Delivery(team_id, self._halts[team_id], body, dict(headers))
+        delivery = Delivery(team_id, self._halts.stamp(team_id), body, dict(headers))
         if not self._queue.put(partial(self._dispatch, delivery, kept)):
             await self._intake.done(kept)  # full: Bolt keeps it again, before its ack
             return False
@@ -175,7 +168,7 @@ class EarlyAck:
 
     async def _through_bolt(self, delivery: Delivery, kept: Kept, attempt: int) -> None:
         team_id = delivery.team_id
-        if self._halts[team_id] != delivery.halts:  # its workspace was forgotten meanwhile
+        if self._halts.stale(team_id, delivery.stamp):  # its workspace was forgotten meanwhile
             await self._intake.done(kept)
             return
         headers = delivery.headers
@@ -189,14 +182,8 @@ class EarlyAck:
         request = AsyncBoltRequest(
             body=delivery.body, headers=as_sent, context={intake.EARLY: kept}
         )
-        self._handling[team_id] += 1
-        try:
+        with self._halts.running(team_id):
             response = await self._bolt.async_dispatch(request)
-        finally:
-            self._handling[team_id] -= 1
-            if not self._handling[team_id]:
-                del self._handling[team_id]
-            self._handled.set()
         if response.status >= 500:
             raise DispatchFailed(f"HTTP {response.status}")
         if intake.kept(request.context) is None:
