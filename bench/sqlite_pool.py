@@ -1,10 +1,11 @@
-"""CPU per SQL statement on Lore's SQLite engine, by pool shape, with statements issued at once.
+"""CPU per SQL statement on Lore's SQLite engine, by driver and pool shape, statements at once.
 
 Runs `Conversations.find` (a turn's first lookup: one Core SELECT through SQLAlchemy's async
-engine and aiosqlite) `--statements` times in bursts of `--concurrency` at once, for each pool
-shape (connections kept, overflow allowed past them), alternating the shapes `--rounds` times;
-prints the process's CPU milliseconds per statement (the event loop and aiosqlite's connection
-threads) and the connections each shape opened. Beside it, the same SELECT through a synchronous
+engine) `--statements` times in bursts of `--concurrency` at once, for each driver (aiosqlite's
+own connections, or Lore's `memory.sqlite_driver`, one thread hop a statement) and pool shape
+(connections kept, overflow allowed past them), alternating them `--rounds` times; prints the
+process's CPU milliseconds per statement (the event loop and the connections' threads) and the
+connections each opened. Beside it, the same SELECT through a synchronous
 SQLAlchemy connection, the floor of what a statement costs without the async hops.
 
     .venv/bin/python bench/sqlite_pool.py [--concurrency 50] [--statements 3000] [--rounds 3]
@@ -28,17 +29,25 @@ sys.path.insert(0, str(ROOT))
 
 from memory.conversations import CONVERSATIONS, Conversations
 from memory.db import SQLITE_POOL, _sqlite_pragmas, create_tables
+from memory.sqlite_driver import connector
 
-SHAPES = [(SQLITE_POOL, SQLITE_POOL), (SQLITE_POOL, 0), (4, 0)]
+Shape = tuple[str, int, int]
+SHAPES: list[Shape] = [
+    ("aiosqlite", SQLITE_POOL, SQLITE_POOL),
+    ("aiosqlite", SQLITE_POOL, 0),
+    ("one hop", SQLITE_POOL, 0),
+    ("one hop", 4, 0),
+]
 THREADS = 50
 
 
 async def burst_cost(
-    url: str, shape: tuple[int, int], concurrency: int, statements: int
+    url: str, shape: Shape, concurrency: int, statements: int
 ) -> tuple[float, int]:
-    """CPU ms per statement and connections opened, for one pool shape."""
-    pool_size, overflow = shape
-    engine = create_async_engine(url, pool_size=pool_size, max_overflow=overflow)
+    """CPU ms per statement and connections opened, for one driver and pool shape."""
+    driver, pool_size, overflow = shape
+    own = {"async_creator": connector(url)} if driver == "one hop" else {}
+    engine = create_async_engine(url, pool_size=pool_size, max_overflow=overflow, **own)
     opened = [0]
 
     def count(connection: object, record: object) -> None:
@@ -92,23 +101,29 @@ async def main() -> None:
     for n in range(THREADS):
         await conversations.open("T1", "C1", f"{n}.000100")
     await setup.dispose()
-    costs: dict[tuple[int, int], list[float]] = {shape: [] for shape in SHAPES}
-    opened: dict[tuple[int, int], list[int]] = {shape: [] for shape in SHAPES}
+    costs: dict[Shape, list[float]] = {shape: [] for shape in SHAPES}
+    opened: dict[Shape, list[int]] = {shape: [] for shape in SHAPES}
     for _ in range(args.rounds):
         for shape in SHAPES:
             cost, count = await burst_cost(url, shape, args.concurrency, args.statements)
             costs[shape].append(cost)
             opened[shape].append(count)
     print(f"{args.concurrency} statements at once, {args.statements} per run, {args.rounds} runs")
-    print("| pool kept + overflow | CPU ms per statement (median, runs) | connections opened |")
-    print("|---|---|---|")
+    print(
+        "| driver | pool kept + overflow | CPU ms per statement (median, runs) "
+        "| connections opened |"
+    )
+    print("|---|---|---|---|")
     for shape in SHAPES:
         runs = ", ".join(f"{c:.3f}" for c in costs[shape])
         print(
-            f"| {shape[0]} + {shape[1]} | {statistics.median(costs[shape]):.3f} ({runs}) "
+            f"| {shape[0]} | {shape[1]} + {shape[2]} "
+            f"| {statistics.median(costs[shape]):.3f} ({runs}) "
             f"| {statistics.median(opened[shape]):.0f} |"
         )
-    print(f"| synchronous, one connection | {sync_cost(path, args.statements):.3f} | - |")
+    print(
+        f"| pysqlite, synchronous | one connection | {sync_cost(path, args.statements):.3f} | - |"
+    )
 
 
 if __name__ == "__main__":

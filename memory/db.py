@@ -11,6 +11,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from memory.schema_lock import lock_schema
+from memory.sqlite_driver import connector
 
 
 def utcnow() -> datetime:
@@ -76,11 +77,12 @@ POSTGRES_SETTINGS = {"plan_cache_mode": "force_custom_plan"}
 
 
 def make_engine(url: str) -> AsyncEngine:
-    """Create the async engine; SQLite gets WAL and a busy timeout so writers wait, not fail."""
+    """Create the async engine; SQLite gets WAL and a busy timeout so writers wait, not fail, and
+    connections that hand a statement to their thread once (`memory.sqlite_driver`)."""
     if url.startswith("sqlite"):
         in_memory = make_url(url).database in (None, "", ":memory:")  # one shared connection
         pool = {} if in_memory else {"pool_size": SQLITE_POOL, "max_overflow": 0}
-        engine = create_async_engine(url, **pool)
+        engine = create_async_engine(url, async_creator=connector(url), **pool)
         sync_engine: Engine = engine.sync_engine
         event.listen(sync_engine, "connect", _sqlite_pragmas)
         return engine
