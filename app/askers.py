@@ -3,7 +3,7 @@ the turn queue's busy / restarting notes follow."""
 
 from __future__ import annotations
 
-from memory.conversations import Conversations
+from memory.conversations import Conversation, Conversations
 
 
 class Askers:
@@ -21,5 +21,19 @@ class Askers:
     ) -> bool:
         if mentioned or direct:
             return True
+        return await self._replied_in(team_id, channel_id, thread_ts) is not None
+
+    async def conversation_to_answer(
+        self, team_id: str, channel_id: str, thread_ts: str, *, mentioned: bool, direct: bool
+    ) -> Conversation | None:
+        """The thread's conversation when Lore answers this message (opened for a mention or a
+        DM), else None; one look-up where the rule and the turn both need the thread's row."""
+        if mentioned or direct:
+            return await self._conversations.open(team_id, channel_id, thread_ts)
+        return await self._replied_in(team_id, channel_id, thread_ts)
+
+    async def _replied_in(
+        self, team_id: str, channel_id: str, thread_ts: str
+    ) -> Conversation | None:
         known = await self._conversations.find(team_id, channel_id, thread_ts)
-        return known is not None and known.bot_replied
+        return known if known is not None and known.bot_replied else None

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import event
+
 from app.main import Lore
 from emulator import SlackEmulator
 from tests.fake_anthropic import FakeAnthropic, reply, text, tool_use
@@ -45,11 +47,19 @@ async def test_follow_up_in_an_archived_thread_reads_the_archive_not_slack(
     stored = await lore.stores.archive.thread(TEAM, "C0GENERAL", thread_ts)
     assert [m.is_bot for m in stored] == [False, False, False, True]  # Lore's answer is kept
     since = len(emulator.calls)
+    statements: list[str] = []
+    engine = lore.stores.engine.sync_engine
+    watch = lambda *args: statements.append(" ".join(str(args[2]).split()))  # noqa: E731
+    event.listen(engine, "before_cursor_execute", watch)
     fake_llm.script(reply(text("Yes, still the 14th.")))
     await emulator.post_message("U0ALICE", "C0GENERAL", "is that still true?", thread_ts)
     replies = await emulator.wait_for_reply("C0GENERAL", thread_ts, count=2, timeout=20)
+    await settled(emulator, lore)
+    event.remove(engine, "before_cursor_execute", watch)
     assert "still the 14th" in replies[1]["text"]
     assert replies_calls(emulator, since) == []
+    looked_up = [s for s in statements if s.startswith("SELECT") and "FROM conversations" in s]
+    assert len(looked_up) == 1  # the rule's look-up hands its row to the turn
     follow_up = fake_llm.requests[-1]
     history = user_text(follow_up)
     assert "Planning the Q3 launch here." in history

@@ -149,17 +149,15 @@ class Agent:
         started = time.perf_counter()
         if not may_be_for_lore(request.channel_type, request.ts, request.thread_ts, mentioned):
             return
-        if not await self._askers.expects_answer(
+        conversation = await self._askers.conversation_to_answer(
             request.team_id,
             request.channel_id,
             request.thread_ts,
             mentioned=mentioned,
             direct=request.channel_type == "im",
-        ):
-            return
-        conversation = await self._conversations.open(
-            request.team_id, request.channel_id, request.thread_ts
         )
+        if conversation is None:
+            return
         clock = ModelClock()
         outcome = "failed"
         try:
