@@ -11,7 +11,9 @@ the folded stacks (`file:function;...` CPU milliseconds, for a flame graph). The
 thread is also traced by cProfile (deterministic, so its own overhead inflates Python-heavy
 code; read it for shares, not for milliseconds): its 40 most costly functions by own time go
 into the report, the whole profile beside it (`.pstats`, for `python -m pstats`). SQL
-statements run meanwhile are counted by text.
+statements run meanwhile are counted by text. With `LORE_PROFILE_THREADS_ONLY=1` in its
+environment it neither samples nor traces: CPU per thread and SQL statements only, without the
+profilers' own cost (which inflates the event loop's CPU several times).
 
     python bench/lore_profile.py OUT.json [app arguments, e.g. serve]
 """
@@ -38,6 +40,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 INTERVAL = 0.004
+THREADS_ONLY = os.environ.get("LORE_PROFILE_THREADS_ONLY") == "1"
 DEPTH = 60
 TICKS = os.sysconf("SC_CLK_TCK")
 _DIGITS = re.compile(r"\d+")
@@ -97,6 +100,8 @@ class Sampler:
         self._started = time.monotonic()
         self._running.set()
         event.listen(Engine, "before_cursor_execute", self._count_statement)
+        if THREADS_ONLY:
+            return
         self._thread = threading.Thread(target=self._run, name="profiler", daemon=True)
         self._thread.start()
         self._main.enable()  # signal handlers run in the main thread: the event loop's
@@ -110,7 +115,8 @@ class Sampler:
         if self._thread is not None:
             self._thread.join()
         self._write()
-        self._main.dump_stats(self._out.with_suffix(".pstats"))
+        if not THREADS_ONLY:
+            self._main.dump_stats(self._out.with_suffix(".pstats"))
 
     def _count_statement(self, *args: object) -> None:
         statement = " ".join(str(args[2]).split())
@@ -161,8 +167,8 @@ class Sampler:
                 inclusive.setdefault(thread, Counter())[where] += used
             if stack:
                 own.setdefault(thread, Counter())[stack[-1]] += used
-        stats = pstats.Stats(self._main)
-        rows = sorted(stats.stats.items(), key=lambda item: -item[1][2])  # type: ignore[attr-defined]
+        traced = {} if THREADS_ONLY else pstats.Stats(self._main).stats  # type: ignore[attr-defined]
+        rows = sorted(traced.items(), key=lambda item: -item[1][2])
         event_loop = {
             f"{_short(file)}:{line}:{name}": {
                 "calls": calls,
