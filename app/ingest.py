@@ -10,6 +10,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
+from app.team_halts import TeamHalts
 from memory.archive import Archive, ArchivedMessage
 from memory.early_changes import (
     Change,
@@ -83,7 +84,7 @@ class Ingest:
         self._flusher: asyncio.Task[None] | None = None
         self._storing: dict[MessageId, asyncio.Future[None]] = {}
         self._following: set[asyncio.Task[None]] = set()
-        self._halted: set[str] = set()
+        self._halts = TeamHalts()
         self._unchecked: OrderedDict[MessageId, None] = OrderedDict()
         self._recheck_delay = recheck_delay
         self._rechecker: asyncio.Task[None] | None = None
@@ -105,15 +106,16 @@ class Ingest:
 
     async def halt_team(self, team_id: str) -> None:
         """Drop the workspace's messages waiting for their batch, its changes kept in this
-        process, and everything of it that arrives until `resume_team` (it is being forgotten)."""
-        self._halted.add(team_id)
+        process, and everything of it that arrives until `resume_team` (it is being forgotten);
+        return once a batch of its messages being stored now is stored."""
         self._early.forget_team(team_id)
+        await self._halts.halt(team_id)
 
     def resume_team(self, team_id: str) -> None:
-        self._halted.discard(team_id)
+        self._halts.resume(team_id)
 
     async def add(self, message: ArchivedMessage) -> None:
-        if message.team_id in self._halted:
+        if self._halts.halted(message.team_id):
             return
         key = (message.team_id, message.channel_id, message.ts)
         self._held_back += 1
@@ -184,7 +186,7 @@ class Ingest:
         """Keep a change, then apply the newest one kept for its message. A batch looks at the
         kept changes after it is stored, and the change here looks for its message after it is
         kept: so one of the two sees the other even when they run in different processes."""
-        if key[0] in self._halted:
+        if self._halts.halted(key[0]):
             return
         newest = await self._early.keep(key, change, version)
         await self._stored(key)
@@ -317,9 +319,15 @@ class Ingest:
     async def _store(self, messages: list[ArchivedMessage]) -> dict[MessageId, Change]:
         """Archive a batch with the changes that overtook its messages applied; those changes,
         whose replies to follow (`_follow`) once the batch is settled."""
-        messages = [m for m in messages if m.team_id not in self._halted]
+        messages = [m for m in messages if not self._halts.halted(m.team_id)]
         if not messages:
             return {}
+        with contextlib.ExitStack() as running:
+            for team_id in {m.team_id for m in messages}:
+                running.enter_context(self._halts.running(team_id))
+            return await self._store_unhalted(messages)
+
+    async def _store_unhalted(self, messages: list[ArchivedMessage]) -> dict[MessageId, Change]:
         keys = [(m.team_id, m.channel_id, m.ts) for m in messages]
         early = await self._newest_or_later(keys)
         kept = [
