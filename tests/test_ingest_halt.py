@@ -8,8 +8,9 @@ import asyncio
 from collections.abc import Sequence
 
 from app.ingest import Ingest
-from memory.archive import Archive, ArchivedMessage
+from memory.archive import Archive
 from memory.early_changes import Change, LocalEarlyChanges, MessageId
+from tests.test_ingest_bound import message
 
 
 class HeldFirstLook(LocalEarlyChanges):
@@ -27,19 +28,6 @@ class HeldFirstLook(LocalEarlyChanges):
             self.looking.set()
             await self.go.wait()
         return await super().newest(messages)
-
-
-def message(team: str, n: int) -> ArchivedMessage:
-    return ArchivedMessage(
-        team_id=team,
-        channel_id="C1",
-        channel_type="channel",
-        ts=f"1700000000.{n:06d}",
-        text=f"launch note {n}",
-        user_id="U1",
-        thread_ts=None,
-        permalink=None,
-    )
 
 
 async def test_a_batch_storing_when_its_workspace_halts_is_waited_for_then_nothing_more(
