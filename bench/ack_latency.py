@@ -40,6 +40,7 @@ from chromadb.config import Settings as ChromaSettings
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from app.settings import Settings
 from bench.signed_events import message_event_body, signed_headers
 from emulator import EmulatorConfig, SlackEmulator
 from memory.archive import collection_name
@@ -58,8 +59,11 @@ TEXTS = [
 
 
 def embedder_name() -> str:
-    """The vector space Lore writes with the LORE_EMBEDDING_PRECISION it is given."""
-    return INT8_NAME if os.environ.get("LORE_EMBEDDING_PRECISION") == "int8" else MODEL_NAME
+    """The vector space Lore writes with the LORE_EMBEDDING_PRECISION it is given (or its
+    default)."""
+    default = Settings.model_fields["lore_embedding_precision"].default
+    precision = os.environ.get("LORE_EMBEDDING_PRECISION", default)
+    return INT8_NAME if precision == "int8" else MODEL_NAME
 
 
 def free_port() -> int:
