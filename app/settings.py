@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     lore_model_cache_dir: Path | None = None
     lore_embedding_threads: int = Field(default=1, ge=1, le=64)
     lore_embedding_precision: Literal["fp32", "int8"] = "int8"
-    lore_ingest_linger: float = Field(default=0.05, ge=0, le=5)
+    lore_ingest_linger: float = Field(default=0.25, ge=0, le=5)
     lore_search_depth: int = Field(default=Ranking.depth, ge=1, le=1000)
     lore_search_rrf_k: float = Field(default=Ranking.rrf_k, ge=0)
     lore_search_dense_weight: float = Field(default=Ranking.dense_weight, ge=0)
