@@ -49,7 +49,10 @@ async def test_follow_up_in_an_archived_thread_reads_the_archive_not_slack(
     since = len(emulator.calls)
     statements: list[str] = []
     engine = lore.stores.engine.sync_engine
-    watch = lambda *args: statements.append(" ".join(str(args[2]).split()))  # noqa: E731
+
+    def watch(*args: Any) -> None:
+        statements.append(" ".join(str(args[2]).split()))
+
     event.listen(engine, "before_cursor_execute", watch)
     fake_llm.script(reply(text("Yes, still the 14th.")))
     await emulator.post_message("U0ALICE", "C0GENERAL", "is that still true?", thread_ts)
