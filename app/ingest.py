@@ -80,7 +80,7 @@ class Ingest:
         self._room = asyncio.Semaphore(max_pending)
         self._pending = 0
         self._held_back = 0
-        self._waiting: list[tuple[ArchivedMessage, asyncio.Future[None]]] = []
+        self._waiting: list[tuple[ArchivedMessage, int, asyncio.Future[None]]] = []  # stamped
         self._flusher: asyncio.Task[None] | None = None
         self._storing: dict[MessageId, asyncio.Future[None]] = {}
         self._following: set[asyncio.Task[None]] = set()
@@ -117,6 +117,7 @@ class Ingest:
     async def add(self, message: ArchivedMessage) -> None:
         if self._halts.halted(message.team_id):
             return
+        stamp = self._halts.stamp(message.team_id)
         key = (message.team_id, message.channel_id, message.ts)
         self._held_back += 1
         try:
@@ -125,7 +126,7 @@ class Ingest:
             self._held_back -= 1
         self._pending += 1
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiting.append((message, done))
+        self._waiting.append((message, stamp, done))
         self._storing[key] = done
         done.add_done_callback(lambda _: self._forget_storing(key, done))
         if self._flusher is None or self._flusher.done():
@@ -316,10 +317,11 @@ class Ingest:
             with contextlib.suppress(Exception):
                 await asyncio.shield(storing)
 
-    async def _store(self, messages: list[ArchivedMessage]) -> dict[MessageId, Change]:
+    async def _store(self, batch: list[tuple[ArchivedMessage, int]]) -> dict[MessageId, Change]:
         """Archive a batch with the changes that overtook its messages applied; those changes,
-        whose replies to follow (`_follow`) once the batch is settled."""
-        messages = [m for m in messages if not self._halts.halted(m.team_id)]
+        whose replies to follow (`_follow`) once the batch is settled. A message whose
+        workspace was halted since it was taken is let go (its data was forgotten since)."""
+        messages = [m for m, stamp in batch if not self._halts.stale(m.team_id, stamp)]
         if not messages:
             return {}
         with contextlib.ExitStack() as running:
@@ -348,14 +350,14 @@ class Ingest:
             batch, self._waiting = self._waiting[:BATCH], self._waiting[BATCH:]
             changes: dict[MessageId, Change] = {}
             try:
-                changes = await self._store([message for message, _ in batch])
+                changes = await self._store([(message, stamp) for message, stamp, _ in batch])
             except Exception as error:
                 log.exception("archiving %d messages failed", len(batch))
-                for _, done in batch:
+                for _, _, done in batch:
                     if not done.done():
                         done.set_exception(error)
             else:
-                for _, done in batch:
+                for _, _, done in batch:
                     if not done.done():
                         done.set_result(None)
             finally:

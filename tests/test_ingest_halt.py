@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from app.ingest import Ingest
 from memory.archive import Archive
 from memory.early_changes import Change, LocalEarlyChanges, MessageId
+from tests.harness import eventually
 from tests.test_ingest_bound import message
 
 
@@ -56,4 +57,26 @@ async def test_a_batch_storing_when_its_workspace_halts_is_waited_for_then_nothi
     ingest.resume_team("TGONE")
     await ingest.add(message("TGONE", 5))  # taken again once the forgetting has ended
     assert await sqlite_archive.count("TGONE") == 1
+    await ingest.close()
+
+
+async def test_a_message_waiting_for_its_batch_through_a_forgetting_is_not_stored(
+    sqlite_archive: Archive,
+) -> None:
+    ingest = Ingest(sqlite_archive, linger=0.5)
+    waiting = [
+        asyncio.create_task(ingest.add(message("TGONE", 1))),
+        asyncio.create_task(ingest.add(message("TKEPT", 2))),
+    ]
+
+    async def both_waiting() -> bool:
+        return ingest.pending == 2
+
+    await eventually(both_waiting)  # for their batch
+    await ingest.halt_team("TGONE")
+    await sqlite_archive.delete_team("TGONE")  # the forgetting's deletion
+    ingest.resume_team("TGONE")  # over before the batch is stored
+    await asyncio.gather(*waiting)
+    assert await sqlite_archive.count("TGONE") == 0  # taken before the forgetting: let go
+    assert await sqlite_archive.count("TKEPT") == 1  # the control
     await ingest.close()
