@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import DateTime, Integer, String, Text, delete, select, update
+from sqlalchemy import DateTime, Integer, Row, String, Text, bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
@@ -72,12 +73,15 @@ class BackfillState:
     """Reads and writes the `backfill_channels` table (SQLite or PostgreSQL)."""
 
     def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
 
     async def get(self, team_id: str, channel_id: str) -> ChannelBackfill | None:
-        async with self._sessions() as session:
-            row = await session.get(BackfillRow, (team_id, channel_id))
-            return _view(row) if row else None
+        """Read by every follow-up turn (is the channel's archive complete?): built once."""
+        params = {"team_id": team_id, "channel_id": channel_id}
+        async with self._engine.connect() as connection:
+            row = (await connection.execute(_GET, params)).first()
+        return _view(row) if row else None
 
     async def request(self, team_id: str, channel_id: str) -> ChannelBackfill:
         """Make sure the channel has a row; a new one is pending. A done channel stays done."""
@@ -192,11 +196,17 @@ class BackfillState:
             )
 
 
-def _position(row: BackfillRow) -> Position:
+BACKFILLS = BackfillRow.__table__
+_GET = select(BACKFILLS).where(
+    BACKFILLS.c.team_id == bindparam("team_id"), BACKFILLS.c.channel_id == bindparam("channel_id")
+)
+
+
+def _position(row: BackfillRow | Row[Any]) -> Position:
     return Position(row.latest, row.cursor, row.thread_ts, row.replies_cursor)
 
 
-def _view(row: BackfillRow) -> ChannelBackfill:
+def _view(row: BackfillRow | Row[Any]) -> ChannelBackfill:
     return ChannelBackfill(
         team_id=row.team_id,
         channel_id=row.channel_id,

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, func, select
+from sqlalchemy import BindParameter, Row, Select, bindparam, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -337,22 +337,8 @@ class MemoryBlocks:
         return _block(row) if row else None
 
     async def _heads(self, db: AsyncSession | AsyncConnection, team_id: str) -> list[Block]:
-        """The newest version of each block: a Core statement (read on every turn)."""
-        newest = (
-            select(VERSIONS.c.label, func.max(VERSIONS.c.version).label("version"))
-            .where(VERSIONS.c.team_id == team_id)
-            .group_by(VERSIONS.c.label)
-            .subquery()
-        )
-        rows = await db.execute(
-            select(VERSIONS)
-            .join(
-                newest,
-                (VERSIONS.c.label == newest.c.label) & (VERSIONS.c.version == newest.c.version),
-            )
-            .where(VERSIONS.c.team_id == team_id)
-        )
-        return [_block(row) for row in rows]
+        """The newest version of each block: a Core statement built once (read on every turn)."""
+        return [_block(row) for row in await db.execute(_HEADS, {"team_id": team_id})]
 
 
 def cuts_most_lines(before: str, after: str) -> bool:
@@ -381,6 +367,28 @@ def _display_order(block: Block) -> tuple[int, str]:
 
 
 VERSIONS = BlockVersion.metadata.tables[BlockVersion.__tablename__]
+
+
+def _heads_statement() -> Select[Any]:
+    """The newest version of each block of the team bound to `team_id`."""
+    team: BindParameter[str] = bindparam("team_id")
+    newest = (
+        select(VERSIONS.c.label, func.max(VERSIONS.c.version).label("version"))
+        .where(VERSIONS.c.team_id == team)
+        .group_by(VERSIONS.c.label)
+        .subquery()
+    )
+    return (
+        select(VERSIONS)
+        .join(
+            newest,
+            (VERSIONS.c.label == newest.c.label) & (VERSIONS.c.version == newest.c.version),
+        )
+        .where(VERSIONS.c.team_id == team)
+    )
+
+
+_HEADS = _heads_statement()
 
 
 def _block(row: BlockVersion | Row[Any]) -> Block:

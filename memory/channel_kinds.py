@@ -17,6 +17,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    bindparam,
     delete,
     select,
 )
@@ -37,6 +38,11 @@ kinds = Table(
     Column("channel_type", String, nullable=False),
     Column("deleted", Boolean, nullable=False),
 )
+_OF = select(kinds.c.channel_id, kinds.c.channel_type, kinds.c.deleted).where(
+    kinds.c.team_id == bindparam("team_id"),
+    kinds.c.channel_id.in_(bindparam("channel_ids", expanding=True)),
+)
+"""Read for every archive batch: built once."""
 
 
 class ChannelKinds:
@@ -68,11 +74,8 @@ class ChannelKinds:
         wanted = sorted(set(channel_ids))
         if not wanted:
             return {}
-        query = select(kinds.c.channel_id, kinds.c.channel_type, kinds.c.deleted).where(
-            kinds.c.team_id == team_id, kinds.c.channel_id.in_(wanted)
-        )
         async with self._engine.connect() as connection:
-            rows = await connection.execute(query)
+            rows = await connection.execute(_OF, {"team_id": team_id, "channel_ids": wanted})
             return {row[0]: DELETED if row[2] else row[1] for row in rows}
 
     async def delete_team(self, team_id: str) -> None:

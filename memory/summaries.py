@@ -10,8 +10,21 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import ColumnElement, DateTime, Integer, String, Text, and_, delete, select, update
+from sqlalchemy import (
+    ColumnElement,
+    DateTime,
+    Integer,
+    Row,
+    String,
+    Text,
+    and_,
+    bindparam,
+    delete,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
@@ -61,12 +74,14 @@ class ThreadSummaries:
     """Stores one summary per thread; a write replaces only the version it was based on."""
 
     def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
 
     async def get(self, team_id: str, channel_id: str, thread_ts: str) -> ThreadSummary | None:
-        """The summary of this thread, or None."""
-        async with self._sessions() as session:
-            row = await session.get(SummaryRow, (team_id, channel_id, thread_ts))
+        """The summary of this thread, or None (read by every follow-up turn: built once)."""
+        params = {"team_id": team_id, "channel_id": channel_id, "thread_ts": thread_ts}
+        async with self._engine.connect() as connection:
+            row = (await connection.execute(_GET, params)).first()
         return _summary(row) if row is not None else None
 
     async def store(
@@ -157,7 +172,15 @@ def _key(team_id: str, channel_id: str, thread_ts: str) -> ColumnElement[bool]:
     )
 
 
-def _summary(row: SummaryRow) -> ThreadSummary:
+SUMMARIES = SummaryRow.__table__
+_GET = select(SUMMARIES).where(
+    SUMMARIES.c.team_id == bindparam("team_id"),
+    SUMMARIES.c.channel_id == bindparam("channel_id"),
+    SUMMARIES.c.thread_ts == bindparam("thread_ts"),
+)
+
+
+def _summary(row: SummaryRow | Row[Any]) -> ThreadSummary:
     return ThreadSummary(
         team_id=row.team_id,
         channel_id=row.channel_id,
