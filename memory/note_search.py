@@ -6,7 +6,8 @@
 - dense: each note's embedding (`note_vectors`, written with the note), compared with the
   query's by dot product (unit vectors) over the active notes the audience may read.
 
-Both rankings are fused by the archive's reciprocal rank fusion. Only active notes whose channel
+One statement reads both: the word matches and every candidate's vector. Both rankings are
+fused by the archive's reciprocal rank fusion. Only active notes whose channel
 the audience may read, within the search's filters, are candidates; retracted ones never are.
 """
 
@@ -48,23 +49,30 @@ for _statement in _SQLITE_DDL:
 for _statement in _POSTGRES_DDL:
     event.listen(Base.metadata, "after_create", DDL(_statement).execute_if(dialect="postgresql"))
 
-_SQLITE_SEARCH = """
-SELECT n.id FROM notes_fts AS f JOIN notes AS n ON n.id = f.note_id
+_SQLITE_WORDS = """
+SELECT n.id, bm25(notes_fts) AS place FROM notes_fts AS f JOIN notes AS n ON n.id = f.note_id
 WHERE notes_fts MATCH :match AND n.team_id = :team AND n.retracted_at IS NULL AND {scope}
-ORDER BY bm25(notes_fts), n.id
+ORDER BY place, n.id
 LIMIT :limit
 """
-_POSTGRES_SEARCH = """
-SELECT n.id FROM notes AS n
+_POSTGRES_WORDS = """
+SELECT n.id, -ts_rank(to_tsvector('english', n.text), to_tsquery('english', :query)) AS place
+FROM notes AS n
 WHERE to_tsvector('english', n.text) @@ to_tsquery('english', :query)
   AND n.team_id = :team AND n.retracted_at IS NULL AND {scope}
-ORDER BY ts_rank(to_tsvector('english', n.text), to_tsquery('english', :query)) DESC, n.id
+ORDER BY place, n.id
 LIMIT :limit
 """
 _VECTORS = """
-SELECT n.id, v.vector FROM notes AS n JOIN note_vectors AS v ON v.note_id = n.id
+SELECT n.id, NULL AS place, v.vector FROM notes AS n JOIN note_vectors AS v ON v.note_id = n.id
 WHERE n.team_id = :team AND n.retracted_at IS NULL AND v.space = :space AND {scope}
 """
+_WORDS_AND_VECTORS = """
+SELECT words.id, words.place, NULL AS vector FROM ({words}) AS words
+UNION ALL {vectors}
+"""
+"""The best matches by words (their `place`, best lowest) and every candidate's vector, in one
+round trip: rows with a vector are the dense candidates."""
 
 QueryVector = Callable[[], Awaitable[list[float]]]
 
@@ -96,10 +104,9 @@ class NoteSearch:
         if limit <= 0 or filters.user_id is not None or sees_nothing(audience, filters.channels):
             return []
         depth = max(self._ranking.depth, 2 * limit)
-        vector = query_vector or (lambda: self._embed_query(query))
-        lexical, dense = await asyncio.gather(
-            self._lexical(team_id, query, audience, filters, depth),
-            self._dense(team_id, vector, audience, filters, depth),
+        lexical, vectors = await self._candidates(team_id, query, audience, filters, depth)
+        dense = await self._dense(
+            vectors, query_vector or (lambda: self._embed_query(query)), depth
         )
         scores = self._ranking.fuse([("", i) for i in lexical], [("", i) for i in dense])
         ranked = sorted(scores, key=lambda key: -scores[key])
@@ -114,49 +121,45 @@ class NoteSearch:
     async def _embed_query(self, query: str) -> list[float]:
         return (await asyncio.to_thread(self._embedder.embed, [query]))[0]
 
-    async def _lexical(
+    async def _candidates(
         self,
         team_id: str,
         query: str,
         audience: Audience,
         filters: SearchFilters,
         limit: int,
-    ) -> list[str]:
-        terms = query_terms(query)
-        if not terms:
-            return []
-        scope, params = _scope_sql(audience, filters)
-        params.update(team=team_id, limit=limit)
-        if self._postgres:
-            sql = _POSTGRES_SEARCH.format(scope=scope)
-            params["query"] = " | ".join(terms)
-        else:
-            sql = _SQLITE_SEARCH.format(scope=scope)
-            params["match"] = "text: (" + " OR ".join(f'"{t}"' for t in terms) + ")"
-        async with self._engine.connect() as connection:
-            rows = await connection.execute(_bind(sql, params), params)
-            return [str(row[0]) for row in rows]
-
-    async def _dense(
-        self,
-        team_id: str,
-        query_vector: QueryVector,
-        audience: Audience,
-        filters: SearchFilters,
-        limit: int,
-    ) -> list[str]:
+    ) -> tuple[list[str], list[tuple[str, bytes]]]:
+        """The best `limit` note ids by words, best first, and every candidate's (id, vector)."""
         scope, params = _scope_sql(audience, filters)
         params.update(team=team_id, space=self._embedder.name)
         sql = _VECTORS.format(scope=scope)
+        terms = query_terms(query)
+        if terms:
+            params["limit"] = limit
+            if self._postgres:
+                words = _POSTGRES_WORDS.format(scope=scope)
+                params["query"] = " | ".join(terms)
+            else:
+                words = _SQLITE_WORDS.format(scope=scope)
+                params["match"] = "text: (" + " OR ".join(f'"{t}"' for t in terms) + ")"
+            sql = _WORDS_AND_VECTORS.format(words=words, vectors=sql)
         async with self._engine.connect() as connection:
             rows = (await connection.execute(_bind(sql, params), params)).all()
-        if not rows:
+        found = sorted((row.place, row.id) for row in rows if row.vector is None)
+        vectors = [(str(row.id), bytes(row.vector)) for row in rows if row.vector is not None]
+        return [str(note_id) for _, note_id in found], vectors
+
+    async def _dense(
+        self, vectors: list[tuple[str, bytes]], query_vector: QueryVector, limit: int
+    ) -> list[str]:
+        """The ids of the notes most similar to the query, best first."""
+        if not vectors:
             return []
-        matrix = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32)
-        matrix = matrix.reshape(len(rows), -1)
+        matrix = np.frombuffer(b"".join(vector for _, vector in vectors), dtype=np.float32)
+        matrix = matrix.reshape(len(vectors), -1)
         similarity = matrix @ np.asarray(await query_vector(), dtype=np.float32)
         order = np.argsort(-similarity)[:limit]
-        return [str(rows[i][0]) for i in order if similarity[i] >= MIN_SIMILARITY]
+        return [vectors[i][0] for i in order if similarity[i] >= MIN_SIMILARITY]
 
 
 def _scope_sql(audience: Audience, filters: SearchFilters) -> tuple[str, dict[str, Any]]:

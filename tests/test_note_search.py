@@ -3,6 +3,7 @@ whose channel the audience may read, within the search's filters."""
 
 from __future__ import annotations
 
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from memory.audience import Audience
@@ -110,3 +111,42 @@ async def test_a_private_note_is_found_only_by_its_readers(
     await notes.set_channel_type(team, PRIVATE, "channel")  # made public: everyone may read it
     found = await search.search(team, query, audience=public_room, filters=ANY, limit=5)
     assert [n.id for n, _ in found] == [secret.id]
+
+
+async def test_words_and_vectors_are_read_in_one_statement(
+    any_engine: AsyncEngine, embedder: OnnxEmbedder
+) -> None:
+    """A search reads the word matches and the candidates' vectors in one round trip; a note
+    found by a word alone (a made-up name, meaningless to the model) still ranks first."""
+    notes, search = await _notes(any_engine, embedder)
+    team = new_team()
+    named = await notes.add(
+        team,
+        text="Project Zorblaxite ships from the Quentford depot.",
+        sources=[NoteSource(PUBLIC, "1.1")],
+        channel_type="channel",
+        written_by="x",
+    )
+    await notes.add(
+        team,
+        text="The office plants are watered on Mondays.",
+        sources=[NoteSource(PUBLIC, "2.1")],
+        channel_type="channel",
+        written_by="x",
+    )
+    statements: list[str] = []
+
+    def seen(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        statements.append(statement)
+
+    event.listen(any_engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        found = await search.search(team, "Zorblaxite", audience=EVERYONE, filters=ANY, limit=5)
+    finally:
+        event.remove(any_engine.sync_engine, "before_cursor_execute", seen)
+    assert [n.id for n, _ in found][:1] == [named.id]
+    reading = [s for s in statements if "note_vectors" in s]
+    assert len(reading) == 1
+    words = "notes_fts" if any_engine.dialect.name == "sqlite" else "to_tsquery"
+    assert words in reading[0]
+    assert [s for s in statements if words in s] == reading
