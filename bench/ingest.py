@@ -97,7 +97,7 @@ def raw_rate(messages: list[ArchivedMessage], embedder: Embedder, work: Path) ->
         collection.add(
             ids=[m.key for m in batch],
             embeddings=embedder.embed([indexed_text(m) for m in batch]),  # type: ignore[arg-type]
-            documents=[m.text for m in batch],
+            documents=[""] * len(batch),  # as Lore: the text lives in SQL only
             metadatas=[dict(to_metadata(m)) for m in batch],
         )
     seconds = time.perf_counter() - started

@@ -116,17 +116,14 @@ def collection_name(team_id: str, embedder_name: str) -> str:
 
 
 def to_metadata(message: ArchivedMessage) -> Metadata:
-    """Chroma metadata of a message (None becomes "": Chroma cannot store None)."""
+    """Chroma metadata of a message: only what `build_where` filters on (None becomes "":
+    Chroma cannot store None). Every hit is read back from the SQL record, so Chroma keeps
+    nothing else: each key is a row Chroma writes and indexes per message."""
     return {
-        "team": message.team_id,
         "channel": message.channel_id,
         "channel_type": message.channel_type,
-        "ts": message.ts,
         "ts_num": float(message.ts),
-        "thread_ts": message.thread_ts or "",
         "user": message.user_id or "",
-        "permalink": message.permalink or "",
-        "is_bot": message.is_bot,
     }
 
 
@@ -351,7 +348,7 @@ class Archive:
             args = (
                 [m.key for m in chunk],
                 list(vectors[start : start + step]),
-                [m.text for m in chunk],
+                [""] * len(chunk),  # no text in Chroma; a blank also clears an older copy
                 [to_metadata(m) for m in chunk],
             )
             try:

@@ -370,3 +370,24 @@ async def test_open_http_rejects_bad_url(
 ) -> None:
     with pytest.raises(ValueError, match="http://host:port"):
         await Archive.open_http("chroma.example:8000", embedder, sqlite_engine)
+
+
+async def test_chroma_keeps_vectors_and_filter_fields_not_text(archive: Archive) -> None:
+    """The record lives in SQL; Chroma holds a message's vector and the fields searches filter
+    on. A record an older version stored with its text loses the text when written again."""
+    old = await archive._writable("T1")
+    await old.upsert([LUNCH.key], [[1.0] + [0.0] * 383], [LUNCH.text], [{"team": "T1"}])
+    await archive.add([MIGRATION, LUNCH])
+    collection = await archive._collection("T1", create=False)
+    assert collection is not None
+    records = {r.id: r for r in await collection.get([MIGRATION.key, LUNCH.key])}
+    assert {key: r.document for key, r in records.items()} == {MIGRATION.key: "", LUNCH.key: ""}
+    assert dict(records[MIGRATION.key].metadata) == {
+        "channel": "C1",
+        "channel_type": "channel",
+        "ts_num": float(MIGRATION.ts),
+        "user": "U1",
+    }
+    assert (await archive.search("T1", "tacos for lunch", audience=EVERYONE, limit=1))[
+        0
+    ].message == LUNCH

@@ -12,19 +12,21 @@ import secrets
 import signal
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import chromadb
 from chromadb.config import Settings as ChromaSettings
 
 from emulator import SlackEmulator
 from memory.archive import Archive, collection_name, message_key
-from memory.chroma_client import open_http
-from memory.embeddings import INT8_NAME, OnnxEmbedder
+from memory.embeddings import OnnxEmbedder
+from memory.messages import indexed_text
 from tests.chroma_server import free_port
 from tests.conftest import POSTGRES_URL, postgres_engine_or_skip
 from tests.fake_anthropic import FakeAnthropic
 from tests.harness import eventually, metric_at, serve_env
 from tests.processes import chroma_process, chroma_worker_of, held, lexical_rows, serving
+from tests.vector_checks import indexed_texts, stored_vectors, vectors_are_of
 
 CHANNEL = "C0GENERAL"
 NEW_MESSAGES = 12
@@ -87,12 +89,13 @@ def assert_held_back(archived: dict[str, str], standing: list[str]) -> None:
 
 
 async def test_a_restart_after_sigkill_archives_every_acknowledged_message_once(
-    team_emulator: SlackEmulator, fake_llm: FakeAnthropic, tmp_path: Path
+    team_emulator: SlackEmulator, fake_llm: FakeAnthropic, embedder: OnnxEmbedder, tmp_path: Path
 ) -> None:
     emulator = team_emulator
     team = emulator.config.team_id
     data = tmp_path / "lore"
-    env = serve_env(emulator, fake_llm, data, REDIS_URL="")  # one process: embedded stores
+    # one process: embedded stores; fp32 vectors, which do not depend on their batch
+    env = serve_env(emulator, fake_llm, data, REDIS_URL="", LORE_EMBEDDING_PRECISION="fp32")
 
     async with serving(env) as process:
         emulator.config.events_url = f"http://127.0.0.1:{env['PORT']}/slack/events"
@@ -121,10 +124,9 @@ async def test_a_restart_after_sigkill_archives_every_acknowledged_message_once(
     client = chromadb.PersistentClient(
         str(data / "chroma"), ChromaSettings(anonymized_telemetry=False)
     )
-    vectors = client.get_collection(collection_name(team, INT8_NAME)).get(include=["documents"])
-    assert sorted(vectors["ids"]) == sorted(message_key(CHANNEL, ts) for ts in expected)
-    by_id = dict(zip(vectors["ids"], vectors["documents"] or [], strict=True))
-    assert {ts: by_id[message_key(CHANNEL, ts)] for ts in expected} == expected
+    vectors = stored_vectors(client.get_collection(collection_name(team, embedder.name)))
+    assert sorted(vectors) == sorted(message_key(CHANNEL, ts) for ts in expected)
+    assert vectors_are_of(vectors, indexed_texts(data, team), embedder)
 
 
 async def _holds(data: Path, team: str, expected: dict[str, str]) -> bool:
@@ -134,7 +136,7 @@ async def _holds(data: Path, team: str, expected: dict[str, str]) -> bool:
 async def test_another_process_archives_what_a_sigkilled_one_acknowledged(
     team_emulator: SlackEmulator,
     fake_llm: FakeAnthropic,
-    lore_embedder: OnnxEmbedder,
+    embedder: OnnxEmbedder,
     tmp_path: Path,
 ) -> None:
     engine = await postgres_engine_or_skip()
@@ -150,11 +152,12 @@ async def test_another_process_archives_what_a_sigkilled_one_acknowledged(
                 DATABASE_URL=POSTGRES_URL,
                 CHROMA_URL=chroma_url,
                 LORE_INTAKE_LEASE_SECONDS="2",
+                LORE_EMBEDDING_PRECISION="fp32",  # vectors that do not depend on their batch
             )
             for n in range(2)
         ]
         try:
-            reader = await Archive.open_http(chroma_url, lore_embedder, engine)
+            reader = await Archive.open_http(chroma_url, embedder, engine)
 
             async def holds(expected: dict[str, str]) -> bool:
                 assert reader is not None
@@ -192,18 +195,13 @@ async def test_another_process_archives_what_a_sigkilled_one_acknowledged(
                 await eventually(lambda: holds(expected), within=90)
 
             assert len(expected) == 3 - 1 + NEW_MESSAGES - 2
-            store = await open_http(chroma_url)
-            try:
-                vectors = await store.collection(
-                    collection_name(team, lore_embedder.name), create=False
-                )
-                assert vectors is not None
-                keys = [message_key(CHANNEL, ts) for ts in expected]
-                assert await vectors.count() == len(expected)
-                stored = {record.id: record.document for record in await vectors.get(keys)}
-                assert stored == {message_key(CHANNEL, ts): text for ts, text in expected.items()}
-            finally:
-                await store.close()
+            address = urlsplit(chroma_url)
+            client = chromadb.HttpClient(host=address.hostname or "", port=address.port or 8000)
+            vectors = stored_vectors(client.get_collection(collection_name(team, embedder.name)))
+            records = [await reader.get(team, CHANNEL, ts) for ts in expected]
+            texts = {m.key: indexed_text(m) for m in records if m is not None}
+            assert len(texts) == len(expected)
+            assert vectors_are_of(vectors, texts, embedder)
         finally:
             if reader is not None:
                 await reader.close()

@@ -16,12 +16,13 @@ from memory.archive import Archive, ArchivedMessage, build_where, to_metadata
 from memory.audience import Audience
 from memory.embeddings import INT8_NAME, MODEL_NAME, OnnxEmbedder, load_embedder
 from memory.locks import LocalLeases
-from memory.messages import SearchFilters
+from memory.messages import SearchFilters, indexed_text
 from memory.note_search import NoteSearch
 from memory.notes import Notes, NoteSource
 from memory.reembed import Reembedding
 from tests.conftest import MODEL_DIR, new_team
 from tests.harness import lore_settings, settled, start_lore_on
+from tests.vector_checks import nearest_record
 
 BASE = 1_700_000_000
 EVERYONE = Audience.everyone()
@@ -176,7 +177,12 @@ async def test_an_edit_or_deletion_during_reembedding_wins(
             for r in await archive._read(team, lambda c: c.get([migration.key, lunch.key]), [])
         }
         assert set(stored) == {migration.key}  # the deleted message did not come back
-        assert stored[migration.key].document == edited
+        current = await archive.get(team, "C1", migration.ts)
+        assert current is not None and current.text == edited
+        now = await nearest_record(archive, team, int8, indexed_text(current))
+        assert now.id == migration.key and now.distance is not None and now.distance < 1e-4
+        before = await nearest_record(archive, team, int8, indexed_text(migration))
+        assert before.distance is not None and before.distance > 1e-3  # not the old text's
         assert (
             await archive.vector_count(team) == await archive.count(team) == len(corpus(team)) - 1
         )

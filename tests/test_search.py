@@ -16,8 +16,10 @@ from memory.archive import Archive, ArchivedMessage, SearchFilters, SearchHit, m
 from memory.audience import Audience
 from memory.embeddings import OnnxEmbedder
 from memory.lexical import Key
+from memory.messages import indexed_text
 from memory.ranking import Ranking
 from tests.conftest import new_team
+from tests.vector_checks import nearest_record
 
 EVERYONE = Audience.everyone()
 NONE = SearchFilters()
@@ -265,7 +267,9 @@ async def test_search_requires_an_audience(archive: Archive) -> None:
         await archive.search("T1", "anything")  # type: ignore[call-arg]
 
 
-async def test_edits_and_deletions_reach_both_indexes(archive: Archive) -> None:
+async def test_edits_and_deletions_reach_both_indexes(
+    archive: Archive, embedder: OnnxEmbedder
+) -> None:
     c = Corpus()
     parent = c.msg("C1", 1, "Where should the team offsite be this year?", thread=1)
     reply = c.msg("C1", 2, "The offsite is at the Zermatt lodge, codeword zebrafish.", thread=1)
@@ -283,8 +287,12 @@ async def test_edits_and_deletions_reach_both_indexes(archive: Archive) -> None:
     assert all("zebrafish" not in h.message.text for h in hits)
     top = await archive.search(c.team, "offsite in Lisbon at the beach", audience=EVERYONE)
     assert top[0].message == replace(reply, text=new_text)
-    chroma = await archive._read(c.team, lambda col: col.get([reply.key]), [])
-    assert [r.document for r in chroma] == [new_text]
+    edited = await archive.get(c.team, "C1", reply.ts)
+    assert edited is not None
+    now = await nearest_record(archive, c.team, embedder, indexed_text(edited))
+    assert now.id == reply.key and now.distance is not None and now.distance < 1e-4
+    before = await nearest_record(archive, c.team, embedder, indexed_text(reply))
+    assert before.distance is not None and before.distance > 1e-3  # no vector of the old text
 
     assert await archive.delete(c.team, "C1", reply.ts)
     assert await lexical(archive, c.team, "Lisbon beach") == []  # neighbours forgot it too

@@ -11,9 +11,11 @@ import signal
 import sqlite3
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import chromadb
+import numpy as np
 import redis.asyncio as aioredis
 from chromadb.config import Settings as ChromaSettings
 
@@ -22,7 +24,7 @@ from memory.archive import collection_name, message_key
 from memory.blocks import MemoryBlocks, MemoryScope
 from memory.chroma_client import open_http
 from memory.db import make_engine
-from memory.embeddings import INT8_NAME
+from memory.embeddings import MODEL_NAME, OnnxEmbedder
 from memory.locks import LocalLocks
 from tests.conftest import new_team
 from tests.fake_anthropic import FakeAnthropic, reply, text, tool_use
@@ -36,6 +38,7 @@ from tests.processes import (
     lexical_rows,
     serving,
 )
+from tests.vector_checks import indexed_texts, stored_vectors, vectors_are_of
 
 CHANNEL = "C0GENERAL"
 
@@ -45,22 +48,25 @@ def channel_texts(emulator: SlackEmulator) -> dict[str, str]:
     return {m["ts"]: m["text"] for m in emulator.messages(CHANNEL)}
 
 
-def vectors(data_dir: Path, team: str) -> dict[str, str]:
-    """Record id -> document in the embedded Chroma of a stopped Lore."""
+def vectors(data_dir: Path, team: str) -> dict[str, np.ndarray]:
+    """Record id -> vector in the embedded Chroma of a stopped Lore."""
     client = chromadb.PersistentClient(
         str(data_dir / "chroma"), ChromaSettings(anonymized_telemetry=False)
     )
-    found = client.get_collection(collection_name(team, INT8_NAME)).get(include=["documents"])
-    return dict(zip(found["ids"], found["documents"] or [], strict=True))
+    return stored_vectors(client.get_collection(collection_name(team, MODEL_NAME)))
 
 
 async def test_a_killed_chroma_worker_is_replaced_and_what_it_held_is_stored(
-    team_emulator: SlackEmulator, fake_llm: FakeAnthropic, tmp_path: Path
+    team_emulator: SlackEmulator,
+    fake_llm: FakeAnthropic,
+    embedder: OnnxEmbedder,
+    tmp_path: Path,
 ) -> None:
     emulator = team_emulator
     team = emulator.config.team_id
     data = tmp_path / "lore"
-    env = serve_env(emulator, fake_llm, data, REDIS_URL="")
+    # fp32: its vectors do not depend on the batch a text was embedded in (int8's do, a little)
+    env = serve_env(emulator, fake_llm, data, REDIS_URL="", LORE_EMBEDDING_PRECISION="fp32")
 
     async def archived_as_in_slack() -> bool:
         return lexical_rows(data, team, CHANNEL) == channel_texts(emulator)
@@ -97,7 +103,7 @@ async def test_a_killed_chroma_worker_is_replaced_and_what_it_held_is_stored(
     expected = channel_texts(emulator)
     assert len(expected) == 3 - 1 + 5 + 3
     assert lexical_rows(data, team, CHANNEL) == expected
-    assert vectors(data, team) == {message_key(CHANNEL, ts): t for ts, t in expected.items()}
+    assert vectors_are_of(vectors(data, team), indexed_texts(data, team), embedder)
 
 
 BOT = "<@U0LORE>"
@@ -232,7 +238,10 @@ async def metric(url: str, token: str, name: str) -> float:
 
 
 async def test_a_chroma_server_restarted_during_ingest_gets_everything_once_it_is_back(
-    team_emulator: SlackEmulator, fake_llm: FakeAnthropic, tmp_path: Path
+    team_emulator: SlackEmulator,
+    fake_llm: FakeAnthropic,
+    embedder: OnnxEmbedder,
+    tmp_path: Path,
 ) -> None:
     emulator = team_emulator
     team = emulator.config.team_id
@@ -246,6 +255,7 @@ async def test_a_chroma_server_restarted_during_ingest_gets_everything_once_it_i
         data,
         REDIS_URL="",
         CHROMA_URL=chroma.url,
+        LORE_EMBEDDING_PRECISION="fp32",  # vectors that do not depend on their batch
         LORE_METRICS_TOKEN=token,
     )
     url = f"http://127.0.0.1:{env['PORT']}"
@@ -295,14 +305,18 @@ async def test_a_chroma_server_restarted_during_ingest_gets_everything_once_it_i
         assert len(expected) == 3 - 1 + 8
         store = await open_http(chroma.url)
         try:
-            collection = await store.collection(collection_name(team, INT8_NAME), create=False)
+            collection = await store.collection(collection_name(team, MODEL_NAME), create=False)
             assert collection is not None
             assert await collection.count() == len(expected)
             keys = [message_key(CHANNEL, ts) for ts in expected]
             stored = {record.id: record.document for record in await collection.get(keys)}
-            assert stored == {message_key(CHANNEL, ts): t for ts, t in expected.items()}
+            assert stored == dict.fromkeys(keys, "")  # vectors only: the text lives in SQL
         finally:
             await store.close()
+        address = urlsplit(chroma.url)
+        client = chromadb.HttpClient(host=address.hostname or "", port=address.port or 8000)
+        held = stored_vectors(client.get_collection(collection_name(team, MODEL_NAME)))
+        assert vectors_are_of(held, indexed_texts(data, team), embedder)
     finally:
         chroma.stop()
 
