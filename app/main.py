@@ -454,6 +454,7 @@ def make_bolt(
         signing_secret=credentials.signing_secret or secrets.token_urlsafe(32),
         request_verification_enabled=True,
         oauth_settings=oauth,
+        ignoring_self_events_enabled=False,  # handlers.own_events: deletions of Lore's own go on
     )
     early = None
     if early_acks and credentials.signing_secret:

@@ -15,6 +15,7 @@ from handlers import (
     intake,
     messages,
     middleware,
+    own_events,
     people_events,
     recall,
     uninstall,
@@ -37,6 +38,7 @@ def register(
     channel_types = ChannelTypes()  # one per-workspace channel cache; channel events forget
     memberships = Memberships()
     access = AccessFacts(channel_types, memberships, users, people)
+    own_events.register(app)  # in place of Bolt's self-event rule, which drops deletions too
     intake.register(app, services, authorised)  # before de-duplication: see handlers.intake
     middleware.register(app, services)
     completion.register(app, services)

@@ -121,3 +121,28 @@ async def test_lore_replies_in_an_excluded_channel_are_not_archived(
     await settled(emulator, lore)
     assert await lore.stores.archive.get("T0LORE", "C0RANDOM", excluded_reply["ts"]) is None
     assert await lore.stores.archive.get("T0LORE", "C0RANDOM", excluded["ts"]) is None
+
+
+async def test_a_reply_of_lore_deleted_in_slack_leaves_the_archive(
+    lore: Lore, emulator: SlackEmulator, fake_llm: FakeAnthropic
+) -> None:
+    """An admin deletes one of Lore's answers: nobody finds it in Lore any more; Lore's other
+    answer, not deleted, stays (the control)."""
+    fake_llm.script(reply(text("The staging password is marigold7.")))
+    asked = await emulator.post_message("U0ALICE", "C0RANDOM", f"{BOT} staging password?")
+    leaked = (await emulator.wait_for_reply("C0RANDOM", asked["ts"], timeout=20))[0]
+    fake_llm.script(reply(text("The staging server reboots at midnight.")))
+    asked = await emulator.post_message("U0BOB", "C0RANDOM", f"{BOT} staging reboots?")
+    kept = (await emulator.wait_for_reply("C0RANDOM", asked["ts"], timeout=20))[0]
+    for posted in (leaked, kept):
+        await archived_message(lore, "T0LORE", "C0RANDOM", posted["ts"])
+
+    await emulator.delete_message("C0RANDOM", leaked["ts"])
+
+    await gone(lore, leaked["ts"])
+    await settled(emulator, lore)
+    hits = await lore.stores.archive.search(
+        "T0LORE", "staging password marigold7", audience=Audience.everyone()
+    )
+    assert leaked["ts"] not in {hit.message.ts for hit in hits}
+    assert await lore.stores.archive.get("T0LORE", "C0RANDOM", kept["ts"]) is not None
