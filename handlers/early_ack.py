@@ -8,9 +8,11 @@ acknowledged can be lost. So Lore answers at once and puts the delivery through 
 Slack sent it: other events, commands, interactions, deliveries of a workspace Bolt has not
 authorised in this process lately, and every delivery while the queue is full.
 
+Lore's own messages (its streamed replies and their edits) are answered here and go no further
+(`handlers.own_events`: no listener would see them; their deletions go through).
 A deferred dispatch that fails (a store away: Bolt answered 500) is tried again as Slack would
-retry it; a delivery no listener took (Bolt refused it: an uninstalled workspace, the bot's own
-message) has its entry finished. A workspace being forgotten has the deliveries waiting here let
+retry it; a delivery no listener took (Bolt refused it: an uninstalled workspace) has its entry
+finished. A workspace being forgotten has the deliveries waiting here let
 go unhandled, so nothing it said before the forgetting is archived after it.
 """
 
@@ -34,7 +36,7 @@ from app.intake import Intake, Kept
 from app.quiet_queue import QuietQueue
 from app.retry import Backoff, CountsRetries, retrying
 from app.team_halts import TeamHalts
-from handlers import intake
+from handlers import intake, own_events
 
 log = logging.getLogger("lore.edge")
 
@@ -116,6 +118,9 @@ class EarlyAck:
         bot_user_id, until = self._authorised.get(team_id, (None, 0.0))
         if until < time.monotonic():
             return False
+        if own_events.ignored(payload, bot_user_id, None):
+            self._counts.event_acked_early()  # Lore's own message: no listener would see it
+            return True
         try:
             kept = await self._intake.keep(
                 team_id, key, {"event": event, "bot_user_id": bot_user_id}

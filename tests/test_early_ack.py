@@ -239,3 +239,40 @@ async def test_a_workspace_forgotten_while_its_delivery_waits_gets_it_let_go_unh
     await made.queue.close()  # runs what waits, after the forgetting
     assert sorted(ts for ts, _ in made.handled) == ["1000.000001", "1000.000002", "1000.000004"]
     assert made.intake.pending == 0  # the forgotten delivery's entry was let go too
+
+
+def signed_event(event: dict[str, Any]) -> tuple[str, dict[str, str]]:
+    """A signed event_callback body of `event`, and its headers."""
+    body = json.dumps({"type": "event_callback", "team_id": TEAM, "api_app_id": "A0EARLY",
+                       "event_id": f"Ev{time.time_ns()}", "event_time": int(time.time()),
+                       "event": event})  # fmt: skip
+    timestamp = str(int(time.time()))
+    signature = SignatureVerifier(SECRET).generate_signature(timestamp=timestamp, body=body)
+    headers = {"Content-Type": "application/json", "X-Slack-Request-Timestamp": timestamp,
+               "X-Slack-Signature": signature}  # fmt: skip
+    return body, headers
+
+
+async def test_lore_s_own_messages_are_answered_without_being_kept_but_not_their_deletion(
+    tmp_path: Path,
+) -> None:
+    """Lore's own message and its edit are answered at the edge and written nowhere (no listener
+    would see them); the deletion of one of its messages is kept and goes on to Bolt, as
+    another user's message does (the control)."""
+    made = edge(tmp_path, LocalOnceKeys(), QuietQueue(quiet=60.0, max_wait=60.0))
+    await through_bolt_first(made)
+    own = message("C0GENERAL", BOT, "Lore's answer", "1000.000002")
+    edited = {"type": "message", "subtype": "message_changed", "channel": "C0GENERAL",
+              "message": {**own, "text": "Lore's answer, finished"},
+              "previous_message": own}  # fmt: skip
+    deleted = {"type": "message", "subtype": "message_deleted", "channel": "C0GENERAL",
+               "deleted_ts": own["ts"], "previous_message": own}  # fmt: skip
+    assert await made.early.take(*signed_event(own))
+    assert await made.early.take(*signed_event(edited))
+    assert made.intake.pending == 0
+    assert await made.early.take(*signed_event(deleted))
+    assert made.intake.pending == 1
+    assert await made.early.take(*signed("1000.000003", "the control"))
+    assert made.intake.pending == 2
+    await made.queue.close()
+    await eventually(lambda: _true(made.intake.pending == 0))
