@@ -491,7 +491,8 @@ class Archive:
             if old is None:
                 return False
             new = replace(old, text=clean_text(text))
-            await self._store_messages(team_id, [new], await self._embed([indexed_text(new)]))
+            if new != old:  # Slack also sends changes that leave the text (a link's unfurl)
+                await self._store_messages(team_id, [new], await self._embed([indexed_text(new)]))
             return True
 
     async def delete(self, team_id: str, channel_id: str, ts: str) -> bool:

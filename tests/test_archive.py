@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -391,3 +391,34 @@ async def test_chroma_keeps_vectors_and_filter_fields_not_text(archive: Archive)
     assert (await archive.search("T1", "tacos for lunch", audience=EVERYONE, limit=1))[
         0
     ].message == LUNCH
+
+
+class CountingEmbedder:
+    """An embedder that counts the texts it embedded."""
+
+    def __init__(self, inner: OnnxEmbedder) -> None:
+        self.name, self.dim, self._inner, self.texts = inner.name, inner.dim, inner, 0
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        self.texts += len(texts)
+        return self._inner.embed(texts)
+
+
+async def test_a_change_that_leaves_the_text_rewrites_nothing(
+    tmp_path: Path, embedder: OnnxEmbedder, sqlite_engine: AsyncEngine
+) -> None:
+    """Slack sends a message_changed when a link's unfurl is added, the text as it was: the
+    message is not embedded and written again; a change of its text is (the control)."""
+    counting = CountingEmbedder(embedder)
+    arc = await Archive.open_embedded(tmp_path / "chroma", counting, sqlite_engine)
+    try:
+        await arc.add([MIGRATION])
+        embedded = counting.texts
+        assert await arc.update_text("T1", "C1", MIGRATION.ts, MIGRATION.text)
+        assert counting.texts == embedded
+        assert await arc.update_text("T1", "C1", MIGRATION.ts, "Moved to Sunday morning.")
+        assert counting.texts == embedded + 1
+        stored = await arc.get("T1", "C1", MIGRATION.ts)
+        assert stored is not None and stored.text == "Moved to Sunday morning."
+    finally:
+        await arc.close()
