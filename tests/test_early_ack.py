@@ -144,11 +144,16 @@ def edge(tmp_path: Path, once: OnceKeys, queue: QuietQueue) -> Edge:
 
 def signed(ts: str, text: str, team: str = TEAM) -> tuple[str, dict[str, str]]:
     """A signed event_callback body of one message, and its headers."""
-    body = json.dumps({
-        "type": "event_callback", "team_id": team, "api_app_id": "A0EARLY",
-        "event_id": f"Ev{ts.replace('.', '')}", "event_time": int(time.time()),
-        "event": message("C0GENERAL", "U0ALICE", text, ts),
-    })  # fmt: skip
+    return signed_event(message("C0GENERAL", "U0ALICE", text, ts), team)
+
+
+def signed_event(event: dict[str, Any], team: str = TEAM) -> tuple[str, dict[str, str]]:
+    """A signed event_callback body of `event`, and its headers."""
+    ts = event.get("ts") or (event.get("message") or {}).get("ts") or event.get("deleted_ts")
+    event_id = f"Ev{ts}{event.get('subtype') or ''}"
+    body = json.dumps({"type": "event_callback", "team_id": team, "api_app_id": "A0EARLY",
+                       "event_id": event_id.replace(".", ""), "event_time": int(time.time()),
+                       "event": event})  # fmt: skip
     timestamp = str(int(time.time()))
     signature = SignatureVerifier(SECRET).generate_signature(timestamp=timestamp, body=body)
     headers = {"Content-Type": "application/json", "X-Slack-Request-Timestamp": timestamp,
@@ -239,18 +244,6 @@ async def test_a_workspace_forgotten_while_its_delivery_waits_gets_it_let_go_unh
     await made.queue.close()  # runs what waits, after the forgetting
     assert sorted(ts for ts, _ in made.handled) == ["1000.000001", "1000.000002", "1000.000004"]
     assert made.intake.pending == 0  # the forgotten delivery's entry was let go too
-
-
-def signed_event(event: dict[str, Any]) -> tuple[str, dict[str, str]]:
-    """A signed event_callback body of `event`, and its headers."""
-    body = json.dumps({"type": "event_callback", "team_id": TEAM, "api_app_id": "A0EARLY",
-                       "event_id": f"Ev{time.time_ns()}", "event_time": int(time.time()),
-                       "event": event})  # fmt: skip
-    timestamp = str(int(time.time()))
-    signature = SignatureVerifier(SECRET).generate_signature(timestamp=timestamp, body=body)
-    headers = {"Content-Type": "application/json", "X-Slack-Request-Timestamp": timestamp,
-               "X-Slack-Signature": signature}  # fmt: skip
-    return body, headers
 
 
 async def test_lore_s_own_messages_are_answered_without_being_kept_but_not_their_deletion(
