@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     ColumnElement,
     DateTime,
     Integer,
@@ -164,7 +165,11 @@ class ThreadSummaries:
             await session.execute(delete(SummaryRow).where(SummaryRow.team_id == team_id))
 
 
-def _key(team_id: str, channel_id: str, thread_ts: str) -> ColumnElement[bool]:
+def _key(
+    team_id: str | BindParameter[str],
+    channel_id: str | BindParameter[str],
+    thread_ts: str | BindParameter[str],
+) -> ColumnElement[bool]:
     return and_(
         SummaryRow.team_id == team_id,
         SummaryRow.channel_id == channel_id,
@@ -172,11 +177,8 @@ def _key(team_id: str, channel_id: str, thread_ts: str) -> ColumnElement[bool]:
     )
 
 
-SUMMARIES = SummaryRow.__table__
-_GET = select(SUMMARIES).where(
-    SUMMARIES.c.team_id == bindparam("team_id"),
-    SUMMARIES.c.channel_id == bindparam("channel_id"),
-    SUMMARIES.c.thread_ts == bindparam("thread_ts"),
+_GET = select(SummaryRow.__table__).where(
+    _key(bindparam("team_id"), bindparam("channel_id"), bindparam("thread_ts"))
 )
 
 
