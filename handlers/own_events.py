@@ -13,19 +13,18 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.middleware.async_middleware import AsyncMiddleware
+from slack_bolt.middleware.ignoring_self_events import IgnoringSelfEvents
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.request.internals import extract_user_id
 from slack_bolt.response import BoltResponse
-
-KEPT_EVENT_TYPES = ("member_joined_channel", "member_left_channel")
-"""Events of the bot itself that Bolt passes on, and so does Lore."""
 
 
 def ignored(body: dict[str, Any], bot_user_id: str | None, bot_id: str | None) -> bool:
     """Whether a delivery is an event of Lore itself that no listener should see: Bolt's rule
     (the event's user is the bot user, or its `bot_id` the bot's), but for deletions."""
     event = body.get("event")
-    if not isinstance(event, dict) or event.get("type") in KEPT_EVENT_TYPES:
+    kept = IgnoringSelfEvents.events_that_should_be_kept  # the bot's events Bolt passes on
+    if not isinstance(event, dict) or event.get("type") in kept:
         return False
     if event.get("subtype") == "message_deleted":
         return False
