@@ -16,6 +16,7 @@ environment it neither samples nor traces: CPU per thread and SQL statements onl
 profilers' own cost (which inflates the event loop's CPU several times).
 
     python bench/lore_profile.py OUT.json [app arguments, e.g. serve]
+    python bench/lore_profile.py OUT.json bench/turn_floor.py  # a script instead of Lore
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import json
 import os
 import pstats
 import re
+import runpy
 import signal
 import sys
 import threading
@@ -212,6 +214,9 @@ def main() -> int:
     sampler = Sampler(out)
     signal.signal(signal.SIGUSR1, sampler.start)
     signal.signal(signal.SIGUSR2, sampler.stop)
+    if sys.argv[2].endswith(".py"):  # a script instead of Lore, e.g. bench/turn_floor.py
+        runpy.run_path(sys.argv[2], run_name="__main__")
+        return 0
     from app.cli import main as lore
 
     return lore(sys.argv[2:])

@@ -23,7 +23,9 @@ delivered again, as Slack does when an event is not acknowledged within 3 s.
 Shapes (`--shapes`, run one after the other, in one invocation so their ratio is side by side):
 - `embedded`: one `python -m app serve` on its embedded stores (Chroma, SQLite, in-process locks);
 - `servers-N`: N processes sharing a Redis, a Chroma server and a PostgreSQL cluster of the
-  bench's own on free ports (README "Scaling out"), behind a round-robin balancer.
+  bench's own on free ports (README "Scaling out"), behind a round-robin balancer;
+- `floor`: bench/turn_floor.py instead of Lore, the same turns through Lore's chosen parts
+  alone (its idle check is its CPU alone).
 Capacity ratios are printed against the first shape with the same stores and one process.
 
     .venv/bin/python bench/open_load.py [--shapes embedded,servers-1,servers-2]
@@ -86,11 +88,20 @@ class Shape:
     name: str
     processes: int
     servers: bool
+    floor: bool = False
+
+    @property
+    def command(self) -> list[str]:
+        if self.floor:
+            return [sys.executable, str(ROOT / "bench" / "turn_floor.py")]
+        return [sys.executable, "-m", "app", "serve"]
 
     @classmethod
     def parse(cls, name: str) -> Shape:
         if name == "embedded":
             return cls(name, 1, False)
+        if name == "floor":
+            return cls(name, 1, False, floor=True)
         if name.startswith("servers-") and name.removeprefix("servers-").isdigit():
             return cls(name, int(name.removeprefix("servers-")), True)
         raise argparse.ArgumentTypeError(f"unknown shape {name!r}")
@@ -123,6 +134,7 @@ class Lores:
 
     pids: list[int]
     urls: list[str]
+    metrics: bool = True  # they answer /metrics (bench/turn_floor.py does not)
 
 
 @contextlib.asynccontextmanager
@@ -146,8 +158,7 @@ async def running(
                     PORT=str(port),
                     LORE_METRICS_TOKEN=METRICS_TOKEN,
                 )
-                command = [sys.executable, "-m", "app", "serve"]
-                processes.append(subprocess.Popen(command, cwd=ROOT, env=env))
+                processes.append(subprocess.Popen(shape.command, cwd=ROOT, env=env))
                 urls.append(f"http://127.0.0.1:{port}")
             for url, process in zip(urls, processes, strict=True):
                 await wait_healthy(f"{url}/readyz", process)
@@ -157,7 +168,7 @@ async def running(
                 emulator.config.events_url = balancer.url
             else:
                 emulator.config.events_url = f"{urls[0]}/slack/events"
-            yield Lores([process.pid for process in processes], urls)
+            yield Lores([process.pid for process in processes], urls, metrics=not shape.floor)
         finally:
             for process in processes:
                 process.terminate()
@@ -171,7 +182,7 @@ async def idle(lores: Lores, limit: float) -> None:
     """Wait until every Lore process has no work under way (`lore_work_pending`: turns, jobs,
     messages being archived), then uses under 5% of a core (with its children)."""
     deadline = time.monotonic() + limit
-    while time.monotonic() < deadline:
+    while lores.metrics and time.monotonic() < deadline:
         if not any([await work_pending_at(url, METRICS_TOKEN) for url in lores.urls]):
             break
         await asyncio.sleep(0.5)
@@ -412,7 +423,7 @@ async def measure_shape(
     return {
         "shape": shape.name,
         "processes": shape.processes,
-        "stores": "servers" if shape.servers else "embedded",
+        "stores": "servers" if shape.servers else "floor" if shape.floor else "embedded",
         "runs": runs,
         "capacity": found,
     }

@@ -17,7 +17,8 @@ the Slack emulator at the same moment, each a new thread, as many rounds as it t
 A reply counts only if it is the fake's answer for that thread. Before each round Lore is let
 go idle (its process tree's CPU). CPU per turn counts each process's CPU from a round's posts
 until Lore is idle again, so it includes the archiving a turn leaves behind (`--profile`: where
-that CPU goes, per thread and per function, see bench/lore_profile.py). Prints
+that CPU goes, per thread and per function, see bench/lore_profile.py; `--app floor`: the
+same turns answered by bench/turn_floor.py, the floor under Lore's CPU per turn). Prints
 p50/p95/p99 of the overhead per load (goal at 200: p95 <= 150 ms) and writes them, with
 latency and model time, to `--out` for bench/chart.py.
 
@@ -34,7 +35,8 @@ none). For both kinds of turn it also reports what a turn costs:
   until Lore is idle again), divided by the questions posted.
 
     .venv/bin/python bench/turn_overhead.py [--loads 1,50,100,200] [--samples 100] [--steps 2]
-        [--no-follow-ups] [--out bench/turn_overhead.json] [--profile PROFILE.json]
+        [--no-follow-ups] [--out bench/turn_overhead.json] [--app lore|floor]
+        [--profile PROFILE.json]
 """
 
 from __future__ import annotations
@@ -426,9 +428,12 @@ async def measure(args: argparse.Namespace) -> None:
         ANTHROPIC_BASE_URL=fake_url,
         PORT=str(port),
     )
-    command = ["-m", "app", "serve"]
+    command = (
+        ["-m", "app", "serve"] if args.app == "lore" else [str(ROOT / "bench" / "turn_floor.py")]
+    )
     if args.profile is not None:  # the same, profiled over the measured rounds
-        command = [str(ROOT / "bench" / "lore_profile.py"), str(args.profile.resolve()), "serve"]
+        profiler = [str(ROOT / "bench" / "lore_profile.py"), str(args.profile.resolve())]
+        command = [*profiler, *(["serve"] if args.app == "lore" else command)]
     lore = subprocess.Popen([sys.executable, *command], cwd=ROOT, env=env)
     results: list[dict[str, Any]] = []
     try:
@@ -582,6 +587,13 @@ def main() -> None:
         help="after each round, ask a follow-up in every answered thread",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "turn_overhead.json")
+    parser.add_argument(
+        "--app",
+        choices=("lore", "floor"),
+        default="lore",
+        help="what answers: Lore, or bench/turn_floor.py (the same turn through Lore's chosen "
+        "parts alone, without Lore's code)",
+    )
     parser.add_argument(
         "--profile",
         type=Path,
