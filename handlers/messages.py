@@ -8,6 +8,7 @@ is answered with a short note in its thread instead.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Sequence
 from functools import partial
 from re import Pattern
@@ -27,10 +28,13 @@ from handlers import intake
 from handlers.access_facts import AccessFacts
 from handlers.channels import ChannelTypes
 from handlers.permalinks import WorkspaceUrls, permalink
+from handlers.replay_check import Now, question_now
 from handlers.slack_history import SlackHistory
 from handlers.slack_thread import SlackThread
 from handlers.users import SlackUsers
 from memory.archive import ArchivedMessage
+
+log = logging.getLogger("lore.messages")
 
 NEW_MESSAGE_SUBTYPES = intake.NEW_MESSAGE_SUBTYPES
 CHANGE_SUBTYPES = intake.CHANGE_SUBTYPES
@@ -307,7 +311,8 @@ async def answer_kept(
 ) -> None:
     """Answer a question a process that is gone acknowledged and did not answer, as the
     listener would have; return once it is answered (or handed back). A question with one of
-    Lore's replies archived after it was answered already."""
+    Lore's replies archived after it was answered already; one Slack no longer shows is not
+    answered, and leaves the archive."""
     event = payload["event"]
     if event.get("subtype") not in NEW_MESSAGE_SUBTYPES or "ts" not in event:
         return
@@ -323,6 +328,8 @@ async def answer_kept(
         team_id, incoming.channel_id, incoming.thread_ts, incoming.ts
     ):
         return
+    if not await _still_waiting(services, client, team_id, incoming):
+        return
     answered = asyncio.get_running_loop().create_future()
 
     async def finished() -> None:
@@ -331,3 +338,16 @@ async def answer_kept(
 
     _submit_turn(services, access, client, incoming, finished)
     await answered
+
+
+async def _still_waiting(
+    services: Services, client: AsyncWebClient, team_id: str, incoming: _Incoming
+) -> bool:
+    """Whether Slack still shows the question (`handlers.replay_check`); a question deleted
+    meanwhile is removed from the archive."""
+    now = await question_now(client, incoming.channel_id, incoming.thread_ts, incoming.ts)
+    if now is Now.DELETED:
+        await services.ingest.delete(team_id, incoming.channel_id, incoming.ts)
+    if now is not Now.WAITING:
+        log.info("a question left unanswered is not answered now: %s", now.value)
+    return now is Now.WAITING

@@ -63,3 +63,64 @@ async def test_a_question_whose_process_was_killed_is_answered_after_the_restart
     assert len(emulator.bot_replies(CHANNEL, asked["ts"], finished=False)) == 1  # once
     assert emulator.bot_replies(CHANNEL, plain["ts"], finished=False) == []  # asked nothing
     assert len(fake_llm.requests) == 2
+
+
+def _segments(data: Path) -> set[Path]:
+    """The intake's log files: a dead process's are deleted once all their entries are done."""
+    return set((data / "intake").glob("*.log"))
+
+
+async def _replayed(data: Path, left: set[Path]) -> None:
+    """Wait until the restarted process has finished every entry the dead one left."""
+
+    async def done() -> bool:
+        return not (left & _segments(data))
+
+    await eventually(done, within=60)
+
+
+async def test_a_question_deleted_while_no_process_ran_is_neither_answered_nor_kept(
+    team_emulator: SlackEmulator, fake_llm: FakeAnthropic, tmp_path: Path
+) -> None:
+    """Who may see it: nobody, once Slack no longer shows it; the control, a question left
+    in Slack, is still answered after the restart."""
+    emulator = team_emulator
+    team = emulator.config.team_id
+    data = tmp_path / "lore"
+    env = serve_env(emulator, fake_llm, data, REDIS_URL="")
+    fake_llm.script(
+        delay(120, reply(text("The first process never gets to say this."))),
+        delay(120, reply(text("Nor this."))),
+        reply(text("The offsite is in Lisbon.")),
+    )
+
+    async with serving(env) as process:
+        emulator.config.events_url = f"http://127.0.0.1:{env['PORT']}/slack/events"
+        deleted = await emulator.post_message("U0BOB", CHANNEL, f"{BOT} what is Carol's salary?")
+        kept = await emulator.post_message("U0ALICE", CHANNEL, f"{BOT} where is the offsite?")
+
+        async def under_way() -> bool:
+            rows = lexical_rows(data, team, CHANNEL)
+            return len(fake_llm.requests) == 2 and {deleted["ts"], kept["ts"]} <= set(rows)
+
+        await eventually(under_way, within=60)
+        os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()
+    emulator.config.events_url = None  # its deletion reaches no process (Slack gave up)
+    await emulator.delete_message(CHANNEL, deleted["ts"])
+    await emulator.drain()
+    left = _segments(data)
+
+    restarted = {**env, "PORT": str(free_port())}
+    async with serving(restarted) as process:
+        emulator.config.events_url = f"http://127.0.0.1:{restarted['PORT']}/slack/events"
+        [answer] = await emulator.wait_for_reply(CHANNEL, kept["ts"], timeout=60)
+        assert answer["text"].startswith("The offsite is in Lisbon.")
+        await _replayed(data, left)
+        rows = lexical_rows(data, team, CHANNEL)
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), timeout=60) == 0
+    assert emulator.bot_replies(CHANNEL, deleted["ts"], finished=False) == []
+    assert deleted["ts"] not in rows
+    assert kept["ts"] in rows
+    assert len(fake_llm.requests) == 3

@@ -1,0 +1,45 @@
+"""What Slack shows now of a question a dead process left unanswered, before Lore answers it.
+
+While no process ran, the question may have been deleted, its `message_deleted` then reaching
+no one (Slack gives up after three retries): one `conversations.replies` from the question on
+tells whether it is still there.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+GONE = frozenset({"thread_not_found", "message_not_found"})
+"""Errors that say the question is no longer in Slack."""
+UNREADABLE = frozenset({"channel_not_found", "not_in_channel"})
+"""Errors that say Lore may no longer read the channel (nor answer in it)."""
+
+
+class Now(enum.Enum):
+    WAITING = "waiting"  # the question is there
+    DELETED = "deleted"  # the question is no longer in Slack
+    UNREADABLE = "unreadable"  # Lore cannot read the channel any more
+
+
+async def question_now(client: AsyncWebClient, channel_id: str, thread_ts: str, ts: str) -> Now:
+    """Whether Slack still shows the question `ts` of the thread `thread_ts`; raises on other
+    Web API errors (the replay is tried again later)."""
+    try:
+        response = await client.conversations_replies(
+            channel=channel_id, ts=thread_ts, oldest=ts, latest=ts, inclusive=True, limit=2
+        )
+    except SlackApiError as error:
+        reason = error.response.get("error")
+        if reason in GONE:
+            return Now.DELETED
+        if reason in UNREADABLE:
+            return Now.UNREADABLE
+        raise
+    messages: list[dict[str, Any]] = response.get("messages") or []
+    if any(m.get("ts") == ts and m.get("subtype") != "tombstone" for m in messages):
+        return Now.WAITING
+    return Now.DELETED
