@@ -63,6 +63,8 @@ async def test_follow_up_in_an_archived_thread_reads_the_archive_not_slack(
     assert replies_calls(emulator, since) == []
     looked_up = [s for s in statements if s.startswith("SELECT") and "FROM conversations" in s]
     assert len(looked_up) == 1  # the rule's look-up hands its row to the turn
+    summaries = [s for s in statements if s.startswith("SELECT") and "FROM thread_summaries" in s]
+    assert summaries == []  # the thread fits whole: no summary of it is looked for
     follow_up = fake_llm.requests[-1]
     history = user_text(follow_up)
     assert "Planning the Q3 launch here." in history

@@ -212,8 +212,11 @@ class Agent:
         clock: ModelClock,
     ) -> PostedReply | None:
         history = await self._history(request, thread)
-        summary = await self._summary(request) if history else None
-        fit = prompt.fit_thread(history, request, self._limits.history_tokens, summary)
+        fit = prompt.fit_thread(history, request, self._limits.history_tokens)
+        if fit.omitted:  # the thread does not fit whole: its older part may be summarised
+            summary = await self._summary(request)
+            if summary is not None:
+                fit = prompt.fit_thread(history, request, self._limits.history_tokens, summary)
         blocks = await self._blocks.current(request.team_id, access.memory)
         system = prompt.system_blocks(blocks, channel_only=access.channel_only)
         messages = prompt.render_thread(fit, self._limits.history_tokens)
