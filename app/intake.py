@@ -8,7 +8,9 @@ while its message does, and an edit applied before an older one of the same mess
 deliveries arrive in any order) stays while that one does, so a restart replays both and the
 newer still wins (`app.ingest`). Adopted entries are archived in order per message too, many
 messages at once, each tried again with backoff (`app.retry`); one still not stored after that
-stays in the log for the next process to look. A workspace being forgotten halts its replays:
+stays in the log for the next process to look. An entry whose live handling gave up (`strand`)
+is handled the same way by this process, again every `adopt_every` seconds until it succeeds
+(it stays in the log meanwhile). A workspace being forgotten halts its replays:
 entries of it read before (or during) the halt are dropped, never archived after it.
 """
 
@@ -65,6 +67,7 @@ class Intake:
         self._halted: set[str] = set()
         self._halted_at: dict[str, float] = {}
         self._replaying: dict[str, int] = {}
+        self._stranded: list[tuple[Kept, float]] = []
         self._replay_ended = asyncio.Event()
 
     @property
@@ -149,28 +152,55 @@ class Intake:
                 del self._replaying[team]
             self._replay_ended.set()
 
+    @property
+    def stranded(self) -> int:
+        """Entries whose handling gave up, waiting to be handled again (`strand`)."""
+        return len(self._stranded)
+
+    def strand(self, kept: Kept) -> None:
+        """Handling `kept` gave up for now (a store stayed away through its retries): the
+        adopter handles it again (`replay`) every `adopt_every` seconds until it succeeds."""
+        self._stranded.append((kept, time.monotonic()))
+
     def keep_adopting(self, replay: Replay, serves: Serves) -> None:
         """Recover now, then (when other processes share the log) every `adopt_every` seconds,
-        until `close`."""
+        until `close`; meanwhile, handle what was stranded again."""
         if self._adopter is None:
             self._adopter = asyncio.create_task(
                 self._adopt(replay, serves, self._adopt_every), name="intake"
             )
 
     async def _adopt(self, replay: Replay, serves: Serves, every: float) -> None:
+        looked = False
         while not self._stopping.is_set():
             try:
-                await self.recover(replay, serves)
+                if self._log.shared or not looked:
+                    looked = True
+                    await self.recover(replay, serves)
+                await self._handle_stranded(replay)
                 if self._unremoved:
                     await self._remove(self._unremoved)
             except (RedisError, OSError) as error:
                 log.warning("could not look for unarchived messages: %s", error)
             except Exception:
                 log.exception("looking for unarchived messages failed")
-            if not self._log.shared:
-                return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), every)
+
+    async def _handle_stranded(self, replay: Replay) -> None:
+        """One more attempt at each stranded entry; those that fail again stay stranded."""
+        stranded, self._stranded = self._stranded, []
+        for index, (kept, at) in enumerate(stranded):
+            if self._stopping.is_set():
+                self._stranded.extend(stranded[index:])
+                return
+            try:
+                await self._replay_one(replay, kept.entry, at)
+            except Exception as error:
+                log.warning("a received message is still not handled: %s", error)
+                self._stranded.append((kept, at))
+                continue
+            await self.done(kept)
 
     async def _finish(self, adopted: Adopted, replay: Replay, read_at: float) -> int:
         entries = adopted.entries

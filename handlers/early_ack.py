@@ -11,9 +11,10 @@ authorised in this process lately, and every delivery while the queue is full.
 Lore's own messages (its streamed replies and their edits) are answered here and go no further
 (`handlers.own_events`: no listener would see them; their deletions go through).
 A deferred dispatch that fails (a store away: Bolt answered 500) is tried again as Slack would
-retry it; a delivery no listener took (Bolt refused it: an uninstalled workspace) has its entry
-finished. A workspace being forgotten has the deliveries waiting here let
-go unhandled, so nothing it said before the forgetting is archived after it.
+retry it, then, if the store stays away, handled from the intake log (`Intake.strand`: archived
+and answered as a dead process's entries are); a delivery no listener took (Bolt refused it: an
+uninstalled workspace) has its entry finished. A workspace being forgotten has the deliveries
+waiting here let go unhandled, so nothing it said before the forgetting is archived after it.
 """
 
 from __future__ import annotations
@@ -169,7 +170,8 @@ class EarlyAck:
             await asyncio.sleep(self._backoff.delay(1))
             await retrying(attempt, self._backoff, self._counts, what="handling a received event")
         except Exception:
-            log.error("a received event stays in the intake log until the next start")
+            log.error("a received event is handled again later, from the intake log")
+            self._intake.strand(kept)
 
     async def _through_bolt(self, delivery: Delivery, kept: Kept, attempt: int) -> None:
         team_id = delivery.team_id

@@ -113,12 +113,19 @@ async def authorize(team_id: str | None = None, **_: Any) -> AuthorizeResult:
     )
 
 
-def edge(tmp_path: Path, once: OnceKeys, queue: QuietQueue) -> Edge:
+PATIENT = Backoff(first=0.05, cap=0.2, attempts=100)
+
+
+def edge(
+    tmp_path: Path,
+    once: OnceKeys,
+    queue: QuietQueue,
+    backoff: Backoff = PATIENT,
+) -> Edge:
     bolt = AsyncApp(signing_secret=SECRET, authorize=authorize)
-    log = Intake(FileIntake.open(tmp_path / "intake"), LoreMetrics())
+    log = Intake(FileIntake.open(tmp_path / "intake"), LoreMetrics(), adopt_every=0.05)
     counts = LoreMetrics()
     services = SimpleNamespace(intake=log, once=once, metrics=counts)
-    backoff = Backoff(first=0.05, cap=0.2, attempts=100)
     tasks: set[asyncio.Task[None]] = set()
 
     def spawn(job: Any) -> None:
@@ -204,6 +211,48 @@ async def test_a_delivery_whose_handling_fails_after_its_ack_is_tried_again_and_
         [(ts, retry)] = made.handled[1:]
         assert ts == "1000.000002" and retry != "0"  # handled once, as Slack's retry would be
     finally:
+        await made.queue.close()
+        redis.stop()
+
+
+async def test_a_delivery_whose_store_stays_away_through_the_retries_is_handled_later(
+    tmp_path: Path,
+) -> None:
+    """Redis stays away through every retry of the deferred dispatch: the delivery stays in
+    the intake and is handled from it once its store is back, without a restart; before,
+    its handling fails and it is not finished (the control)."""
+    redis = RedisServer(tmp_path / "redis")
+    redis.start()
+    once = RedisOnceKeys(aioredis.Redis.from_url(redis.url))
+    quick = Backoff(first=0.01, cap=0.02, attempts=2)
+    made = edge(tmp_path, once, QuietQueue(quiet=0.0, max_wait=0.0), quick)
+    replayed: list[str] = []
+
+    async def replay(team_id: str, payload: dict[str, Any]) -> None:
+        await once.claim(f"replayed:{team_id}", "probe", False)  # fails while Redis is away
+        replayed.append(payload["event"]["ts"])
+
+    async def serves(team_id: str) -> bool:
+        return True
+
+    try:
+        await through_bolt_first(made)
+        redis.stop()
+        made.intake.keep_adopting(replay, serves)
+        assert await made.early.take(*signed("1000.000002", "acked, then Redis stayed away"))
+
+        async def gave_up() -> bool:
+            return made.intake.stranded == 1
+
+        await eventually(gave_up)
+        assert made.intake.pending == 1 and replayed == []
+        redis.start()
+        await eventually(lambda: _true(made.intake.pending == 0))
+        assert replayed == ["1000.000002"]
+        assert made.intake.stranded == 0
+        assert [ts for ts, _ in made.handled] == ["1000.000001"]  # not through Bolt again
+    finally:
+        await made.intake.close()
         await made.queue.close()
         redis.stop()
 
