@@ -6,8 +6,9 @@ newest message (a backfill, recorded in the database, so a crash cannot lose it)
 again once the workspace's backlog is down to half, so the re-read starts after the last
 message skipped and stores them all.
 
-A job that fails (a store away) is tried again with backoff (`app.retry`). `settled` is called
-once a message is stored, or once the re-read that will store it is recorded: the intake then
+A job that fails (a store away) is tried again with backoff (`app.retry`), then handed to
+`stranded` (the intake runs it again later, `Intake.strand`). `settled` is called once a
+message is stored, or once the re-read that will store it is recorded: the intake then
 forgets it.
 """
 
@@ -27,6 +28,8 @@ log = logging.getLogger("lore.archive_queue")
 
 Job = Callable[[], Coroutine[Any, Any, None]]
 Settled = Callable[[], Coroutine[Any, Any, None]]
+Stranded = Callable[[Job], None]
+"""Takes a job whose retries were used up, to be run again later."""
 
 
 class Rereads(Protocol):
@@ -66,7 +69,7 @@ class ArchiveQueue:
         self._rereading = TaskPool(1)
         self._in_flight: dict[tuple[str, str, str], Counter[str]] = {}  # by thread
         self._queuing: Counter[tuple[str, str]] = Counter()
-        self._lost: set[tuple[str, str]] = set()  # channels where an archive job failed
+        self._lost: Counter[tuple[str, str]] = Counter()  # failed archive jobs, by channel
         self._halts = TeamHalts()
 
     async def halt_team(self, team_id: str) -> None:
@@ -92,6 +95,7 @@ class ArchiveQueue:
         *,
         ts: str | None = None,
         thread_ts: str | None = None,
+        stranded: Stranded | None = None,
     ) -> bool:
         """Run `job()` in the background; False if the backlog is full and the channel will be
         read again instead (through the reader that `reader()` makes). `ts` (in the thread
@@ -123,19 +127,25 @@ class ArchiveQueue:
         if thread is not None and ts is not None:
             self._in_flight.setdefault(thread, Counter())[ts] += 1
         stamp = self._halts.stamp(team_id)
-        self._pool.spawn(
-            self._run(team_id, job, channel_id, thread, ts, settled, stamp), name="archive"
-        )
+        run = self._run(team_id, job, channel_id, thread, ts, settled, stamp, stranded)
+        self._pool.spawn(run, name="archive")
         return True
 
-    def submit_change(self, team_id: str, job: Job, settled: Settled | None = None) -> None:
+    def submit_change(
+        self,
+        team_id: str,
+        job: Job,
+        settled: Settled | None = None,
+        stranded: Stranded | None = None,
+    ) -> None:
         """Run an edit or deletion `job()` in the background; never deferred, since a re-read
         would not take back a deleted message."""
         if self._halts.halted(team_id):
             self._let_go(settled)
             return
         stamp = self._halts.stamp(team_id)
-        self._pool.spawn(self._run_change(team_id, job, settled, stamp), name="archive-change")
+        run = self._run_change(team_id, job, settled, stamp, stranded)
+        self._pool.spawn(run, name="archive-change")
 
     def _let_go(self, settled: Settled | None) -> None:
         """A job of a workspace being forgotten: nothing runs, its intake entry is let go."""
@@ -154,16 +164,27 @@ class ArchiveQueue:
         not stored yet: its archive job still runs, or one of the channel's failed or was
         left to a re-read."""
         key = (team_id, channel_id)
-        if channel_id in self._skipped.get(team_id, {}) or self._queuing[key] or key in self._lost:
+        if channel_id in self._skipped.get(team_id, {}) or self._queuing[key] or self._lost[key]:
             return True
         waiting = self._in_flight.get((team_id, channel_id, thread_ts))
         limit = float(before_ts)
         return waiting is not None and any(float(ts) < limit for ts in waiting)
 
     async def _run_change(
-        self, team_id: str, job: Job, settled: Settled | None, stamp: int
+        self,
+        team_id: str,
+        job: Job,
+        settled: Settled | None,
+        stamp: int,
+        stranded: Stranded | None,
     ) -> None:
-        await self._work(team_id, job, stamp, "archiving an edit or deletion")
+        try:
+            await self._work(team_id, job, stamp, "archiving an edit or deletion")
+        except Exception:
+            if stranded is None:
+                raise
+            stranded(job)
+            return
         if settled is not None:
             await settled()
 
@@ -176,13 +197,17 @@ class ArchiveQueue:
         ts: str | None,
         settled: Settled | None,
         stamp: int,
+        stranded: Stranded | None,
     ) -> None:
         try:
             try:
                 await self._work(team_id, job, stamp, "archiving a message")
             except Exception:
-                self._lost.add((team_id, channel_id))
-                raise
+                self._lost[(team_id, channel_id)] += 1
+                if stranded is None:
+                    raise
+                stranded(self._found_later(team_id, channel_id, job))
+                return
             if settled is not None:
                 await settled()
         finally:
@@ -195,6 +220,18 @@ class ArchiveQueue:
                 skipped = self._skipped.pop(team_id)
                 settle = self._skipped_settled.pop(team_id, [])
                 self._rereading.spawn(self._reread(team_id, skipped, settle), name="archive-reread")
+
+    def _found_later(self, team_id: str, channel_id: str, job: Job) -> Job:
+        """`job`, once run again later: when it succeeds, its channel has one failed job less."""
+
+        async def again() -> None:
+            await job()
+            key = (team_id, channel_id)
+            self._lost[key] -= 1
+            if self._lost[key] <= 0:
+                del self._lost[key]
+
+        return again
 
     async def rereads_queued(self) -> None:
         """Return once every re-read decided so far has been queued with the backfill."""

@@ -9,9 +9,10 @@ deliveries arrive in any order) stays while that one does, so a restart replays 
 newer still wins (`app.ingest`). Adopted entries are archived in order per message too, many
 messages at once, each tried again with backoff (`app.retry`); one still not stored after that
 stays in the log for the next process to look. An entry whose live handling gave up (`strand`)
-is handled the same way by this process, again every `adopt_every` seconds until it succeeds
-(it stays in the log meanwhile). A workspace being forgotten halts its replays:
-entries of it read before (or during) the halt are dropped, never archived after it.
+is handled again by this process (replayed, or the job that failed run again) every
+`adopt_every` seconds until it succeeds; it stays in the log meanwhile. A workspace being
+forgotten halts its replays: entries of it read before (or during) the halt are dropped, never
+archived after it.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ log = logging.getLogger("lore.intake")
 
 Replay = Callable[[str, Payload], Awaitable[None]]
 """Archive a kept payload of a workspace (team_id, payload); raises if it could not."""
+Job = Callable[[], Awaitable[None]]
 
 ADOPT_EVERY = 10.0
 REPLAY_AT_ONCE = 16
@@ -67,7 +69,7 @@ class Intake:
         self._halted: set[str] = set()
         self._halted_at: dict[str, float] = {}
         self._replaying: dict[str, int] = {}
-        self._stranded: list[tuple[Kept, float]] = []
+        self._stranded: list[tuple[Kept, float, Job | None]] = []
         self._replay_ended = asyncio.Event()
 
     @property
@@ -157,10 +159,11 @@ class Intake:
         """Entries whose handling gave up, waiting to be handled again (`strand`)."""
         return len(self._stranded)
 
-    def strand(self, kept: Kept) -> None:
+    def strand(self, kept: Kept, job: Job | None = None) -> None:
         """Handling `kept` gave up for now (a store stayed away through its retries): the
-        adopter handles it again (`replay`) every `adopt_every` seconds until it succeeds."""
-        self._stranded.append((kept, time.monotonic()))
+        adopter runs `job` again (by default: `replay`, as for a dead process's entry) every
+        `adopt_every` seconds until it succeeds."""
+        self._stranded.append((kept, time.monotonic(), job))
 
     def keep_adopting(self, replay: Replay, serves: Serves) -> None:
         """Recover now, then (when other processes share the log) every `adopt_every` seconds,
@@ -190,15 +193,18 @@ class Intake:
     async def _handle_stranded(self, replay: Replay) -> None:
         """One more attempt at each stranded entry; those that fail again stay stranded."""
         stranded, self._stranded = self._stranded, []
-        for index, (kept, at) in enumerate(stranded):
+        for index, (kept, at, job) in enumerate(stranded):
             if self._stopping.is_set():
                 self._stranded.extend(stranded[index:])
                 return
             try:
-                await self._replay_one(replay, kept.entry, at)
+                if job is None:
+                    await self._replay_one(replay, kept.entry, at)
+                elif not self._forgotten(kept.entry.team_id, at):
+                    await job()
             except Exception as error:
                 log.warning("a received message is still not handled: %s", error)
-                self._stranded.append((kept, at))
+                self._stranded.append((kept, at, job))
                 continue
             await self.done(kept)
 

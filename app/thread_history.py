@@ -8,7 +8,7 @@ them all; otherwise the turn reads the thread from Slack. The archive is trusted
   live message of the channel was left to a re-read because the archive backlog was full;
 - no message of the thread older than the asked one was received by this process and is
   still on its way into the archive (the asked message's predecessors in the ingest queue),
-  and no archive job of the channel failed here;
+  and no archive job of the channel failed here (and has not succeeded since, run again);
 - the thread's parent is stored (a thread begun before Lore archived the channel is not).
 Lore's own replies are stored (with `is_bot`) before its turn ends, and turns of one thread
 run one at a time, so an earlier answer is there; a reply that could not be stored marks its

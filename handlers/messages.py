@@ -20,7 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from app import log_context
 from app.agent.ports import TurnRequest
 from app.agent.turn import may_be_for_lore
-from app.archive_queue import Settled
+from app.archive_queue import Settled, Stranded
 from app.intake import Kept
 from app.services import Services
 from app.turns import HandBack, Turn
@@ -60,9 +60,10 @@ def register(app: AsyncApp, services: Services, access: AccessFacts, users: Slac
         subtype = event.get("subtype")
         kept = intake.kept(context)
         settled = _settled(services, kept)
+        stranded = _stranded(services, kept)
         if subtype in CHANGE_SUBTYPES:
             services.archiving.submit_change(
-                team_id, partial(_apply_change, services, team_id, event), settled
+                team_id, partial(_apply_change, services, team_id, event), settled, stranded
             )
             return
         if subtype not in NEW_MESSAGE_SUBTYPES or "ts" not in event:
@@ -76,6 +77,7 @@ def register(app: AsyncApp, services: Services, access: AccessFacts, users: Slac
             ts=incoming.ts,
             thread_ts=incoming.thread_ts,
             settled=settled,
+            stranded=stranded,
         )
         if incoming.from_bot or not incoming.user_id:
             return
@@ -278,6 +280,13 @@ def _settled(services: Services, kept: Kept | None) -> Settled | None:
     if kept is None:
         return None
     return lambda: services.intake.done(kept)
+
+
+def _stranded(services: Services, kept: Kept | None) -> Stranded | None:
+    """What hands an archive job whose retries ran out to the intake, to be run again later."""
+    if kept is None:
+        return None
+    return lambda job: services.intake.strand(kept, job)
 
 
 async def archive_kept(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator, Callable, Coroutine
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -14,9 +15,11 @@ import pytest
 from app.archive_queue import ArchiveQueue, Job
 from app.backfill import ChannelReader, Page
 from app.background import TaskPool
+from app.intake import Intake
 from app.main import Lore
 from app.retry import Backoff
 from emulator import SlackEmulator
+from memory.intake import FileIntake
 from tests.harness import eventually, lore_settings, start_lore_on
 
 
@@ -255,3 +258,56 @@ async def test_a_forgotten_workspace_has_no_job_run_after_the_forgetting() -> No
     assert ran == ["running", "other"]
     assert sorted(settled) == ["change", "during", "other", "running", "waiting"]
     assert queue.backlog("T1") == 0
+
+
+async def test_a_job_whose_store_stays_away_through_its_retries_runs_again_from_the_intake(
+    tmp_path: Path,
+) -> None:
+    """Its message stays kept, and the intake runs the same job again once the store is back,
+    without a restart; it does not replay the message (its turn was answered live, so it is
+    not answered twice). A job that succeeds is settled at once (the control)."""
+    pool, counts = TaskPool(limit=10), RetryCounts()
+    quick = Backoff(first=0.01, cap=0.02, attempts=2)
+    queue = ArchiveQueue(pool, Rereads(), 10, counts, quick)
+    received = Intake(FileIntake.open(tmp_path / "intake"), counts, quick, adopt_every=0.05)
+    replayed: list[dict[str, Any]] = []
+    stored: list[str] = []
+    away = [True]
+
+    async def replay(team_id: str, payload: dict[str, Any]) -> None:
+        replayed.append(payload)
+
+    async def serves(team_id: str) -> bool:
+        return True
+
+    def archiving(ts: str) -> Job:
+        async def job() -> None:
+            if away[0] and ts == "1.000001":
+                raise ConnectionError("store away")
+            stored.append(ts)
+
+        return job
+
+    received.keep_adopting(replay, serves)
+    for ts in ("1.000001", "1.000002"):
+        kept = await received.keep("T1", f"C1:{ts}", {"event": {"ts": ts}})
+        queue.submit(
+            "T1",
+            "C1",
+            archiving(ts),
+            lambda: Reader("T1"),
+            partial(received.done, kept),
+            stranded=partial(received.strand, kept),
+        )
+    try:
+        await eventually(lambda: _is(received.stranded, 1))
+        assert stored == ["1.000002"] and received.pending == 1
+        assert queue.unsettled("T1", "C1", "1.000003", "1.000003")  # the archive lacks one
+        away[0] = False
+        await eventually(lambda: _is(received.pending, 0))
+        assert stored == ["1.000002", "1.000001"]
+        assert replayed == []
+        assert not queue.unsettled("T1", "C1", "1.000003", "1.000003")  # whole again
+    finally:
+        await received.close()
+        await pool.drain(grace=5)
