@@ -191,22 +191,24 @@ class Intake:
                 await asyncio.wait_for(self._stopping.wait(), every)
 
     async def _handle_stranded(self, replay: Replay) -> None:
-        """One more attempt at each stranded entry; those that fail again stay stranded."""
+        """One more attempt at each stranded entry, in turn, until one fails (its store is
+        likely still away): the rest stay stranded for the next round, the failed one last (so
+        one that always fails holds up no other)."""
         stranded, self._stranded = self._stranded, []
-        for index, (kept, at, job) in enumerate(stranded):
-            if self._stopping.is_set():
-                self._stranded.extend(stranded[index:])
-                return
-            try:
+        try:
+            while stranded and not self._stopping.is_set():
+                kept, at, job = stranded[0]
                 if job is None:
                     await self._replay_one(replay, kept.entry, at)
                 elif not self._forgotten(kept.entry.team_id, at):
                     await job()
-            except Exception as error:
-                log.warning("a received message is still not handled: %s", error)
-                self._stranded.append((kept, at, job))
-                continue
-            await self.done(kept)
+                await self.done(kept)
+                stranded.pop(0)
+        except Exception as error:
+            log.warning("%d received messages wait to be handled: %s", len(stranded), error)
+            stranded.append(stranded.pop(0))
+        finally:
+            self._stranded[:0] = stranded
 
     async def _finish(self, adopted: Adopted, replay: Replay, read_at: float) -> int:
         entries = adopted.entries

@@ -17,6 +17,7 @@ from app.intake import Intake
 from app.retry import Backoff
 from memory.intake import Adopted, FileIntake, IntakeBusy, Payload, RedisIntake
 from memory.locks import Lease, RedisLeases
+from tests.harness import eventually
 
 
 class Counts:
@@ -380,3 +381,34 @@ async def test_a_second_process_on_the_same_log_is_refused(tmp_path: Path) -> No
     [adopted] = await again.adopt(everyone)
     assert [e.payload for e in adopted.entries] == [{"n": 1}]
     await again.close()
+
+
+async def test_a_stranded_entry_that_keeps_failing_holds_up_no_other(tmp_path: Path) -> None:
+    """Stranded work is tried again in turn: one that always fails goes last each round, so the
+    one stranded after it is handled (and its entry removed) while it stays kept."""
+    intake = Intake(FileIntake.open(tmp_path), Counts(), adopt_every=0.01)
+    broken = await intake.keep("T1", "C1:1", {"n": 1})
+    fine = await intake.keep("T1", "C1:2", {"n": 2})
+    handled: list[int] = []
+
+    async def always_fails() -> None:
+        raise ValueError("a message this version cannot store")
+
+    async def succeeds() -> None:
+        handled.append(2)
+
+    async def replay(_team_id: str, _payload: Payload) -> None:
+        raise AssertionError("stranded jobs run themselves, not the replay")
+
+    intake.strand(broken, always_fails)
+    intake.strand(fine, succeeds)
+    intake.keep_adopting(replay, everyone)
+
+    async def one_left() -> bool:
+        return intake.pending == 1
+
+    await eventually(one_left, within=10)
+    assert handled == [2]
+    assert intake.pending == 1 and intake.stranded == 1  # the broken one, still kept
+    await intake.close()
+    assert [payload for _, _, payload in await left_in(tmp_path)] == [{"n": 1}]
