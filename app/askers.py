@@ -32,6 +32,10 @@ class Askers:
             return await self._conversations.open(team_id, channel_id, thread_ts)
         return await self._replied_in(team_id, channel_id, thread_ts)
 
+    async def answered(self, team_id: str, channel_id: str, thread_ts: str, ts: str) -> bool:
+        """Whether Lore's reply to the message `ts` is posted (recorded as it was)."""
+        return await self._conversations.answered(team_id, channel_id, thread_ts, ts)
+
     async def _replied_in(
         self, team_id: str, channel_id: str, thread_ts: str
     ) -> Conversation | None:

@@ -28,7 +28,7 @@ from handlers import intake
 from handlers.access_facts import AccessFacts
 from handlers.channels import ChannelTypes
 from handlers.permalinks import WorkspaceUrls, permalink
-from handlers.replay_check import Now, question_now
+from handlers.replay_check import Now, lore_replies_after, question_now
 from handlers.slack_history import SlackHistory
 from handlers.slack_thread import SlackThread
 from handlers.users import SlackUsers
@@ -320,8 +320,9 @@ async def answer_kept(
 ) -> None:
     """Answer a question a process that is gone acknowledged and did not answer, as the
     listener would have; return once it is answered (or handed back). A question with one of
-    Lore's replies archived after it was answered already; one Slack no longer shows is not
-    answered, and leaves the archive."""
+    Lore's replies archived after it was answered already; so was one whose reply was posted
+    (that reply is archived now, from Slack); one Slack no longer shows is not answered, and
+    leaves the archive."""
     event = payload["event"]
     if event.get("subtype") not in NEW_MESSAGE_SUBTYPES or "ts" not in event:
         return
@@ -336,6 +337,11 @@ async def answer_kept(
     if await services.ingest.lore_replied(
         team_id, incoming.channel_id, incoming.thread_ts, incoming.ts
     ):
+        return
+    if await services.askers.answered(
+        team_id, incoming.channel_id, incoming.thread_ts, incoming.ts
+    ):
+        await _archive_posted_replies(services, access.channel_types, client, incoming)
         return
     if not await _still_waiting(services, client, team_id, incoming):
         return
@@ -360,3 +366,38 @@ async def _still_waiting(
     if now is not Now.WAITING:
         log.info("a question left unanswered is not answered now: %s", now.value)
     return now is Now.WAITING
+
+
+async def _archive_posted_replies(
+    services: Services, channel_types: ChannelTypes, client: AsyncWebClient, incoming: _Incoming
+) -> None:
+    """Archive the replies Lore posted after the question and the archive lacks (their process
+    died between posting and archiving them), as the turn would have."""
+    team_id, channel_id = incoming.team_id, incoming.channel_id
+    bot_user_id = incoming.bot_user_id
+    if bot_user_id is None or await services.app_home.is_excluded(team_id, channel_id):
+        return
+    posted = await lore_replies_after(
+        client, channel_id, incoming.thread_ts, incoming.ts, bot_user_id
+    )
+    if not posted:
+        return
+    channel_type = await channel_types.of(client, team_id, channel_id, incoming.channel_type_hint)
+    workspace_url = await incoming.workspace_url(client)
+    for message in posted:
+        ts = str(message["ts"])
+        if await services.ingest.archived(team_id, channel_id, ts):
+            continue
+        await services.ingest.add(
+            ArchivedMessage(
+                team_id=team_id,
+                channel_id=channel_id,
+                channel_type=channel_type,
+                ts=ts,
+                text=str(message.get("text") or ""),
+                user_id=None,
+                thread_ts=incoming.thread_ts,
+                permalink=permalink(workspace_url, channel_id, ts, incoming.thread_ts),
+                is_bot=True,
+            )
+        )

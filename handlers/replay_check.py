@@ -1,8 +1,9 @@
-"""What Slack shows now of a question a dead process left unanswered, before Lore answers it.
+"""What Slack shows now of a question a dead process left in the intake.
 
 While no process ran, the question may have been deleted, its `message_deleted` then reaching
-no one (Slack gives up after three retries): one `conversations.replies` from the question on
-tells whether it is still there.
+no one (Slack gives up after three retries): one `conversations.replies` at the question tells
+whether it is still there. And a process may have died between posting its reply and archiving
+it: the replies Lore posted after the question are read back from Slack.
 """
 
 from __future__ import annotations
@@ -43,3 +44,22 @@ async def question_now(client: AsyncWebClient, channel_id: str, thread_ts: str, 
     if any(m.get("ts") == ts and m.get("subtype") != "tombstone" for m in messages):
         return Now.WAITING
     return Now.DELETED
+
+
+async def lore_replies_after(
+    client: AsyncWebClient, channel_id: str, thread_ts: str, ts: str, bot_user_id: str
+) -> list[dict[str, Any]]:
+    """The messages of Lore (`bot_user_id`) after the message `ts` in its thread, as Slack
+    shows them now (the first 200); none when the thread is gone or cannot be read."""
+    try:
+        response = await client.conversations_replies(
+            channel=channel_id, ts=thread_ts, oldest=ts, limit=200
+        )
+    except SlackApiError as error:
+        if error.response.get("error") in GONE | UNREADABLE:
+            return []
+        raise
+    messages: list[dict[str, Any]] = response.get("messages") or []
+    return [
+        m for m in messages if m.get("user") == bot_user_id and float(m.get("ts") or 0) > float(ts)
+    ]

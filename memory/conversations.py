@@ -27,6 +27,8 @@ class Conversation:
     created_at: datetime
     last_activity_at: datetime
     bot_replied: bool
+    answered_ts: str | None = None
+    """The message Lore last finished a reply to (see `record_reply`)."""
 
 
 CONVERSATIONS = ConversationRow.metadata.tables[ConversationRow.__tablename__]
@@ -39,7 +41,7 @@ _OPEN = insert(CONVERSATIONS)
 _RECORD_REPLY = (
     update(CONVERSATIONS)
     .where(CONVERSATIONS.c.id == bindparam("conversation_id"))
-    .values(bot_replied=True, last_activity_at=bindparam("now"))
+    .values(bot_replied=True, last_activity_at=bindparam("now"), answered_ts=bindparam("asked"))
 )
 
 
@@ -87,12 +89,19 @@ class Conversations:
         assert created is not None
         return created
 
-    async def record_reply(self, conversation_id: str) -> None:
-        """Lore answered here: later messages in the thread continue without a mention."""
+    async def record_reply(self, conversation_id: str, asked_ts: str) -> None:
+        """Lore's reply to the message `asked_ts` is posted: later messages in the thread
+        continue without a mention, and a process that replays the message after a crash
+        does not answer it again (`answered`)."""
+        params = {"conversation_id": conversation_id, "now": utcnow(), "asked": asked_ts}
         async with self._engine.begin() as connection:
-            await connection.execute(
-                _RECORD_REPLY, {"conversation_id": conversation_id, "now": utcnow()}
-            )
+            await connection.execute(_RECORD_REPLY, params)
+
+    async def answered(self, team_id: str, channel_id: str, thread_ts: str, ts: str) -> bool:
+        """Whether a reply of Lore's to the thread's message `ts` (or a later one) is posted."""
+        found = await self.find(team_id, channel_id, thread_ts)
+        answered = found.answered_ts if found is not None else None
+        return answered is not None and float(answered) >= float(ts)
 
     async def recent(self, team_id: str, limit: int = 50) -> list[Conversation]:
         async with self._sessions() as session:
@@ -154,4 +163,5 @@ def _conversation(row: ConversationRow | Row[Any]) -> Conversation:
         created_at=row.created_at,
         last_activity_at=row.last_activity_at,
         bot_replied=row.bot_replied,
+        answered_ts=row.answered_ts,
     )

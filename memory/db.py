@@ -4,8 +4,18 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Boolean, DateTime, Integer, String, Text, UniqueConstraint, event
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    event,
+    inspect,
+    text,
+)
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.pool import ConnectionPoolEntry
@@ -51,6 +61,8 @@ class ConversationRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_activity_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     bot_replied: Mapped[bool] = mapped_column(Boolean, default=False)
+    answered_ts: Mapped[str | None] = mapped_column(String(32), nullable=True, default=None)
+    """The message Lore last finished a reply to, recorded once the reply is posted."""
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: ConnectionPoolEntry) -> None:
@@ -95,8 +107,20 @@ def make_engine(url: str) -> AsyncEngine:
     )
 
 
+ADDED_COLUMNS = (("conversations", "answered_ts", "VARCHAR(32)"),)
+"""Columns added since their table was first created: (table, column, SQL type)."""
+
+
 async def create_tables(engine: AsyncEngine) -> None:
-    """Create missing tables (idempotent; safe when several processes start at once)."""
+    """Create missing tables, and add the columns an older version's tables lack
+    (idempotent; safe when several processes start at once)."""
     async with engine.begin() as connection:
         await lock_schema(connection)
         await connection.run_sync(Base.metadata.create_all, checkfirst=True)
+        for table, column, kind in ADDED_COLUMNS:
+            if column not in await connection.run_sync(_column_names, table):
+                await connection.execute(text(f"ALTER TABLE {table} ADD COLUMN {column} {kind}"))
+
+
+def _column_names(connection: Connection, table: str) -> set[str]:
+    return {column["name"] for column in inspect(connection).get_columns(table)}

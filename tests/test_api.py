@@ -159,7 +159,7 @@ async def test_conversations_list_threads_with_ids_activity_and_titles(local_lor
     )
     older = await lore.stores.conversations.open(TEAM, "C0GENERAL", "1700000000.000100")
     newer = await lore.stores.conversations.open(TEAM, "D0ALICE", "1700000100.000100")
-    await lore.stores.conversations.record_reply(newer.id)
+    await lore.stores.conversations.record_reply(newer.id, "1700000100.000100")
 
     status, body, _ = await get(lore, f"/api/teams/{TEAM}/conversations")
     assert status == 200 and body["total"] == 2

@@ -8,13 +8,14 @@ import asyncio
 import os
 import secrets
 import signal
+import sqlite3
 from pathlib import Path
 
 from emulator import SlackEmulator
 from tests.chroma_server import free_port
 from tests.fake_anthropic import FakeAnthropic, delay, reply, text
 from tests.harness import eventually, serve_env, work_pending_at
-from tests.processes import lexical_rows, serving
+from tests.processes import chroma_worker_of, held, lexical_rows, serving
 
 CHANNEL = "C0GENERAL"
 BOT = "<@U0LORE>"
@@ -124,3 +125,52 @@ async def test_a_question_deleted_while_no_process_ran_is_neither_answered_nor_k
     assert deleted["ts"] not in rows
     assert kept["ts"] in rows
     assert len(fake_llm.requests) == 3
+
+
+def _replied_in(data: Path, thread_ts: str) -> bool:
+    """Whether the SQLite file records a reply of Lore's in the thread (`record_reply`)."""
+    with sqlite3.connect(f"file:{data / 'lore.db'}?mode=ro", uri=True) as db:
+        query = "SELECT bot_replied FROM conversations WHERE thread_ts = ?"
+        return any(row[0] for row in db.execute(query, (thread_ts,)))
+
+
+async def test_a_reply_posted_before_its_process_died_is_archived_and_not_posted_again(
+    team_emulator: SlackEmulator, fake_llm: FakeAnthropic, tmp_path: Path
+) -> None:
+    """The process dies after posting its reply, before archiving it (its Chroma worker is
+    held): the next process does not answer again, and archives the reply as Slack shows it.
+    The control is the first test: a question whose reply was never posted is answered."""
+    emulator = team_emulator
+    team = emulator.config.team_id
+    data = tmp_path / "lore"
+    env = serve_env(emulator, fake_llm, data, REDIS_URL="")
+    fake_llm.script(reply(text("The offsite is in Lisbon.")), reply(text("Said twice.")))
+
+    async with serving(env) as process:
+        emulator.config.events_url = f"http://127.0.0.1:{env['PORT']}/slack/events"
+        with held(chroma_worker_of(process.pid)):  # nothing reaches the archive meanwhile
+            asked = await emulator.post_message("U0ALICE", CHANNEL, f"{BOT} where is the offsite?")
+            [posted] = await emulator.wait_for_reply(CHANNEL, asked["ts"], timeout=60)
+
+            async def recorded() -> bool:
+                return _replied_in(data, asked["ts"])
+
+            await eventually(recorded, within=60)
+            os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
+    assert posted["ts"] not in lexical_rows(data, team, CHANNEL)
+    left = _segments(data)
+
+    restarted = {**env, "PORT": str(free_port())}
+    async with serving(restarted) as process:
+        emulator.config.events_url = f"http://127.0.0.1:{restarted['PORT']}/slack/events"
+        await _replayed(data, left)
+        rows = lexical_rows(data, team, CHANNEL)
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), timeout=60) == 0
+    assert [r["ts"] for r in emulator.bot_replies(CHANNEL, asked["ts"], finished=False)] == [
+        posted["ts"]
+    ]
+    assert len(fake_llm.requests) == 1
+    assert asked["ts"] in rows  # the question, archived by the replay
+    assert rows.get(posted["ts"], "").startswith("The offsite is in Lisbon.")

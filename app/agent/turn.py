@@ -196,7 +196,7 @@ class Agent:
             log.exception("turn failed in %s", conversation_id)
             await reply.fail(FAILURE)
             posted, outcome = None, "failed"
-        await self._conversations.record_reply(conversation_id)
+        await self._conversations.record_reply(conversation_id, request.ts)
         if posted is not None:
             await self._archive_reply(request, posted)
         return outcome
