@@ -18,6 +18,7 @@ from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 
 from app import log_context
+from app.agent.citations import linked_messages
 from app.agent.ports import TurnRequest
 from app.agent.turn import may_be_for_lore
 from app.archive_queue import Settled, Stranded
@@ -33,6 +34,7 @@ from handlers.slack_history import SlackHistory
 from handlers.slack_thread import SlackThread
 from handlers.users import SlackUsers
 from memory.archive import ArchivedMessage
+from memory.reply_sources import Quote
 
 log = logging.getLogger("lore.messages")
 
@@ -385,19 +387,20 @@ async def _archive_posted_replies(
     channel_type = await channel_types.of(client, team_id, channel_id, incoming.channel_type_hint)
     workspace_url = await incoming.workspace_url(client)
     for message in posted:
-        ts = str(message["ts"])
+        ts, text = str(message["ts"]), str(message.get("text") or "")
         if await services.ingest.archived(team_id, channel_id, ts):
             continue
-        await services.ingest.add(
-            ArchivedMessage(
-                team_id=team_id,
-                channel_id=channel_id,
-                channel_type=channel_type,
-                ts=ts,
-                text=str(message.get("text") or ""),
-                user_id=None,
-                thread_ts=incoming.thread_ts,
-                permalink=permalink(workspace_url, channel_id, ts, incoming.thread_ts),
-                is_bot=True,
-            )
+        reply = ArchivedMessage(
+            team_id=team_id,
+            channel_id=channel_id,
+            channel_type=channel_type,
+            ts=ts,
+            text=text,
+            user_id=None,
+            thread_ts=incoming.thread_ts,
+            permalink=permalink(workspace_url, channel_id, ts, incoming.thread_ts),
+            is_bot=True,
         )
+        # the messages its sources link to, quoted text unknown: any edit of one takes it out
+        quotes = [Quote(c, source_ts) for c, source_ts in linked_messages(text)]
+        await services.ingest.add_reply(reply, quotes)

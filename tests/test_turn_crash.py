@@ -138,16 +138,25 @@ async def test_a_reply_posted_before_its_process_died_is_archived_and_not_posted
     team_emulator: SlackEmulator, fake_llm: FakeAnthropic, tmp_path: Path
 ) -> None:
     """The process dies after posting its reply, before archiving it (its Chroma worker is
-    held): the next process does not answer again, and archives the reply as Slack shows it.
-    The control is the first test: a question whose reply was never posted is answered."""
+    held): the next process does not answer again, and archives the reply as Slack shows it,
+    with the message its source link points to, so that deleting that message takes the reply
+    out of the archive too (who may see it: nobody, once its source is gone). The control is
+    the first test: a question whose reply was never posted is answered."""
     emulator = team_emulator
     team = emulator.config.team_id
     data = tmp_path / "lore"
     env = serve_env(emulator, fake_llm, data, REDIS_URL="")
-    fake_llm.script(reply(text("The offsite is in Lisbon.")), reply(text("Said twice.")))
 
     async with serving(env) as process:
         emulator.config.events_url = f"http://127.0.0.1:{env['PORT']}/slack/events"
+        source = await emulator.post_message("U0BOB", CHANNEL, "The offsite moved to Lisbon.")
+
+        async def source_archived() -> bool:
+            return source["ts"] in lexical_rows(data, team, CHANNEL)
+
+        await eventually(source_archived, within=60)
+        link = f"https://lore-test.slack.com/archives/{CHANNEL}/p{source['ts'].replace('.', '')}"
+        fake_llm.script(reply(text(f"The offsite is in Lisbon ({link}).")))
         with held(chroma_worker_of(process.pid)):  # nothing reaches the archive meanwhile
             asked = await emulator.post_message("U0ALICE", CHANNEL, f"{BOT} where is the offsite?")
             [posted] = await emulator.wait_for_reply(CHANNEL, asked["ts"], timeout=60)
@@ -160,17 +169,25 @@ async def test_a_reply_posted_before_its_process_died_is_archived_and_not_posted
             await process.wait()
     assert posted["ts"] not in lexical_rows(data, team, CHANNEL)
     left = _segments(data)
+    fake_llm.script(reply(text("Said twice.")))
 
     restarted = {**env, "PORT": str(free_port())}
     async with serving(restarted) as process:
         emulator.config.events_url = f"http://127.0.0.1:{restarted['PORT']}/slack/events"
         await _replayed(data, left)
         rows = lexical_rows(data, team, CHANNEL)
+        assert asked["ts"] in rows  # the question, archived by the replay
+        assert rows.get(posted["ts"], "").startswith("The offsite is in Lisbon")
+        await emulator.delete_message(CHANNEL, source["ts"])
+
+        async def reply_gone() -> bool:
+            return posted["ts"] not in lexical_rows(data, team, CHANNEL)
+
+        await eventually(reply_gone, within=60)
+        assert asked["ts"] in lexical_rows(data, team, CHANNEL)
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), timeout=60) == 0
     assert [r["ts"] for r in emulator.bot_replies(CHANNEL, asked["ts"], finished=False)] == [
         posted["ts"]
     ]
     assert len(fake_llm.requests) == 1
-    assert asked["ts"] in rows  # the question, archived by the replay
-    assert rows.get(posted["ts"], "").startswith("The offsite is in Lisbon.")

@@ -1,13 +1,22 @@
-"""Search hits as the model's `search_result` blocks, whose source is the Slack permalink."""
+"""Search hits as the model's `search_result` blocks, whose source is the Slack permalink;
+and the messages such links point to."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
 from memory.archive import SearchHit
 
 MAX_RESULT_CHARS = 2000
+_LINK = re.compile(r"/archives/([A-Za-z0-9]+)/p(\d{10})(\d{6})")
+
+
+def linked_messages(text: str) -> list[tuple[str, str]]:
+    """(channel, ts) of each message a Slack permalink in `text` points to, once each, in
+    order."""
+    return list(dict.fromkeys((m[1], f"{m[2]}.{m[3]}") for m in _LINK.finditer(text)))
 
 
 def search_result_block(hit: SearchHit) -> dict[str, Any]:

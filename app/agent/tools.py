@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -11,7 +10,7 @@ from typing import Any
 
 from app.agent.access import MAX_EDITS_PER_TURN, Access, AccessError
 from app.agent.answer_search import search_for_answer
-from app.agent.citations import search_result_block, source_title
+from app.agent.citations import linked_messages, search_result_block, source_title
 from app.agent.ports import Source, TurnRequest
 from memory.archive import Archive, SearchFilters
 from memory.blocks import MemoryBlocks
@@ -22,7 +21,6 @@ log = logging.getLogger("lore.tools")
 
 Settled = Callable[[str, str, str], Awaitable[bool]]
 """Whether (team, channel, ts) is archived, once it is no longer being stored."""
-_LINK = re.compile(r"/archives/([A-Za-z0-9]+)/p(\d{10})(\d{6})")
 
 TOOLS: list[dict[str, Any]] = [
     {
@@ -335,8 +333,8 @@ def _source_key(item: object) -> tuple[str, str]:
     """(channel, ts) of one source the model named, by link or by channel and ts."""
     if isinstance(item, dict):
         link = item.get("link")
-        if isinstance(link, str) and (found := _LINK.search(link)):
-            return found[1], f"{found[2]}.{found[3]}"
+        if isinstance(link, str) and (found := linked_messages(link)):
+            return found[0]
         channel, ts = item.get("channel"), item.get("ts")
         if isinstance(channel, str) and isinstance(ts, str) and channel and ts:
             return channel.strip().lstrip("#"), ts.strip()
