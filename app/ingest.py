@@ -148,7 +148,7 @@ class Ingest:
     async def lore_replied(self, team_id: str, channel_id: str, thread_ts: str, after: str) -> bool:
         """Whether one of Lore's replies newer than `after` is archived in the thread."""
         thread = await self._archive.thread(team_id, channel_id, thread_ts)
-        return any(m.is_bot and m.user_id is None and float(m.ts) > float(after) for m in thread)
+        return any(m.from_lore and float(m.ts) > float(after) for m in thread)
 
     async def update_text(
         self, team_id: str, channel_id: str, ts: str, text: str, version: str = ""

@@ -390,16 +390,14 @@ async def _archive_posted_replies(
         ts, text = str(message["ts"]), str(message.get("text") or "")
         if await services.ingest.archived(team_id, channel_id, ts):
             continue
-        reply = ArchivedMessage(
-            team_id=team_id,
-            channel_id=channel_id,
-            channel_type=channel_type,
-            ts=ts,
-            text=text,
-            user_id=None,
+        reply = ArchivedMessage.lore_reply(
+            team_id,
+            channel_id,
+            channel_type,
+            ts,
+            text,
             thread_ts=incoming.thread_ts,
             permalink=permalink(workspace_url, channel_id, ts, incoming.thread_ts),
-            is_bot=True,
         )
         # the messages its sources link to, quoted text unknown: any edit of one takes it out
         quotes = [Quote(c, source_ts) for c, source_ts in linked_messages(text)]

@@ -24,6 +24,36 @@ class ArchivedMessage:
     is_bot: bool = False
     user_name: str | None = None  # the author's name when archived, indexed with the text
 
+    @classmethod
+    def lore_reply(
+        cls,
+        team_id: str,
+        channel_id: str,
+        channel_type: str,
+        ts: str,
+        text: str,
+        *,
+        thread_ts: str,
+        permalink: str | None,
+    ) -> ArchivedMessage:
+        """One of Lore's own replies: a bot message without a user (`from_lore`)."""
+        return cls(
+            team_id,
+            channel_id,
+            channel_type,
+            ts,
+            text,
+            user_id=None,
+            thread_ts=thread_ts,
+            permalink=permalink,
+            is_bot=True,
+        )
+
+    @property
+    def from_lore(self) -> bool:
+        """Whether this is one of Lore's own replies (other bots' messages have a user)."""
+        return self.is_bot and self.user_id is None
+
     @property
     def key(self) -> str:
         """The record id: unique within a workspace."""

@@ -315,20 +315,16 @@ class Agent:
                 for source in posted.sources
                 if source.channel_id and source.ts
             ]
-            await self._ingest.add_reply(
-                ArchivedMessage(
-                    team_id=request.team_id,
-                    channel_id=request.channel_id,
-                    channel_type=request.channel_type,
-                    ts=posted.ts,
-                    text=posted.text,
-                    user_id=None,
-                    thread_ts=request.thread_ts,
-                    permalink=posted.permalink,
-                    is_bot=True,
-                ),
-                quotes,
+            reply = ArchivedMessage.lore_reply(
+                request.team_id,
+                request.channel_id,
+                request.channel_type,
+                posted.ts,
+                posted.text,
+                thread_ts=request.thread_ts,
+                permalink=posted.permalink,
             )
+            await self._ingest.add_reply(reply, quotes)
         except Exception:
             log.exception("could not archive Lore's reply %s", posted.ts)
             if self._archived_history is not None:

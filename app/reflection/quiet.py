@@ -48,7 +48,7 @@ Busy = Callable[[str], Awaitable[frozenset[str]]]
 
 def lore_reply(message: ArchivedMessage) -> bool:
     """Lore's own answers are not read: they repeat messages reflection reads where they are."""
-    return message.is_bot and message.user_id is None
+    return message.from_lore
 
 
 async def due_channels(
