@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -13,7 +15,10 @@ from app.services import Services
 from handlers import messages
 from handlers.access_facts import AccessFacts
 from handlers.permalinks import WorkspaceUrls
+from handlers.replay_check import Now, question_now
 from memory.intake import Payload, Serves
+
+log = logging.getLogger("lore.intake")
 
 Clients = Callable[[str], Awaitable[AsyncWebClient | None]]
 """team_id -> a Web API client on its bot token, if this process serves the workspace."""
@@ -21,13 +26,21 @@ Clients = Callable[[str], Awaitable[AsyncWebClient | None]]
 
 def replayer(services: Services, clients: Clients, access: AccessFacts) -> Replay:
     """Archives a kept event the way the live listener does, with the workspace's client, and
-    answers the question it asks if that was left unanswered."""
+    answers the question it asks if that was left unanswered. A new message is first looked
+    up in Slack (`handlers.replay_check`): one deleted meanwhile is neither archived nor
+    answered (and leaves the archive, if it got there)."""
     workspace_urls = WorkspaceUrls()
 
     async def replay(team_id: str, payload: Payload) -> None:
         client = await clients(team_id)
         if client is None:
             raise LookupError(f"no bot token for {team_id}")
+        event = payload["event"]
+        now = await message_now(client, event)
+        if now is Now.DELETED:
+            log.info("a message left unarchived was deleted meanwhile: it is not archived")
+            await services.ingest.delete(team_id, event["channel"], event["ts"])
+            return
         await messages.archive_kept(
             services,
             access.channel_types,
@@ -35,11 +48,20 @@ def replayer(services: Services, clients: Clients, access: AccessFacts) -> Repla
             workspace_urls,
             client,
             team_id,
-            payload["event"],
+            event,
         )
-        await messages.answer_kept(services, access, workspace_urls, client, team_id, payload)
+        if now is Now.WAITING:
+            await messages.answer_kept(services, access, workspace_urls, client, team_id, payload)
 
     return replay
+
+
+async def message_now(client: AsyncWebClient, event: dict[str, Any]) -> Now:
+    """Where a kept new message stands in Slack now; an edit or deletion is not looked up."""
+    if event.get("subtype") not in messages.NEW_MESSAGE_SUBTYPES or "ts" not in event:
+        return Now.WAITING
+    thread_ts = event.get("thread_ts") or event["ts"]
+    return await question_now(client, event["channel"], thread_ts, event["ts"])
 
 
 def token_clients(client: AsyncWebClient) -> Clients:

@@ -8,7 +8,6 @@ is answered with a short note in its thread instead.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Sequence
 from functools import partial
 from re import Pattern
@@ -29,14 +28,12 @@ from handlers import intake
 from handlers.access_facts import AccessFacts
 from handlers.channels import ChannelTypes
 from handlers.permalinks import WorkspaceUrls, permalink
-from handlers.replay_check import Now, lore_replies_after, question_now
+from handlers.replay_check import lore_replies_after
 from handlers.slack_history import SlackHistory
 from handlers.slack_thread import SlackThread
 from handlers.users import SlackUsers
 from memory.archive import ArchivedMessage
 from memory.reply_sources import Quote
-
-log = logging.getLogger("lore.messages")
 
 NEW_MESSAGE_SUBTYPES = intake.NEW_MESSAGE_SUBTYPES
 CHANGE_SUBTYPES = intake.CHANGE_SUBTYPES
@@ -323,8 +320,7 @@ async def answer_kept(
     """Answer a question a process that is gone acknowledged and did not answer, as the
     listener would have; return once it is answered (or handed back). A question with one of
     Lore's replies archived after it was answered already; so was one whose reply was posted
-    (that reply is archived now, from Slack); one Slack no longer shows is not answered, and
-    leaves the archive."""
+    (that reply is archived now, from Slack)."""
     event = payload["event"]
     if event.get("subtype") not in NEW_MESSAGE_SUBTYPES or "ts" not in event:
         return
@@ -345,8 +341,6 @@ async def answer_kept(
     ):
         await _archive_posted_replies(services, access.channel_types, client, incoming)
         return
-    if not await _still_waiting(services, client, team_id, incoming):
-        return
     answered = asyncio.get_running_loop().create_future()
 
     async def finished() -> None:
@@ -355,19 +349,6 @@ async def answer_kept(
 
     _submit_turn(services, access, client, incoming, finished)
     await answered
-
-
-async def _still_waiting(
-    services: Services, client: AsyncWebClient, team_id: str, incoming: _Incoming
-) -> bool:
-    """Whether Slack still shows the question (`handlers.replay_check`); a question deleted
-    meanwhile is removed from the archive."""
-    now = await question_now(client, incoming.channel_id, incoming.thread_ts, incoming.ts)
-    if now is Now.DELETED:
-        await services.ingest.delete(team_id, incoming.channel_id, incoming.ts)
-    if now is not Now.WAITING:
-        log.info("a question left unanswered is not answered now: %s", now.value)
-    return now is Now.WAITING
 
 
 async def _archive_posted_replies(

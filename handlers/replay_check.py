@@ -1,9 +1,9 @@
-"""What Slack shows now of a question a dead process left in the intake.
+"""What Slack shows now of a message a dead process left in the intake.
 
-While no process ran, the question may have been deleted, its `message_deleted` then reaching
-no one (Slack gives up after three retries): one `conversations.replies` at the question tells
-whether it is still there. And a process may have died between posting its reply and archiving
-it: the replies Lore posted after the question are read back from Slack.
+While no process ran, the message may have been deleted, its `message_deleted` then reaching
+no one (Slack gives up after three retries): one `conversations.replies` at the message tells
+whether it is still there. And a process may have died between posting its reply to a question
+and archiving it: the replies Lore posted after the question are read back from Slack.
 """
 
 from __future__ import annotations
@@ -15,19 +15,19 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 GONE = frozenset({"thread_not_found", "message_not_found"})
-"""Errors that say the question is no longer in Slack."""
+"""Errors that say the message is no longer in Slack."""
 UNREADABLE = frozenset({"channel_not_found", "not_in_channel"})
 """Errors that say Lore may no longer read the channel (nor answer in it)."""
 
 
 class Now(enum.Enum):
-    WAITING = "waiting"  # the question is there
-    DELETED = "deleted"  # the question is no longer in Slack
+    WAITING = "waiting"  # the message is there
+    DELETED = "deleted"  # the message is no longer in Slack
     UNREADABLE = "unreadable"  # Lore cannot read the channel any more
 
 
 async def question_now(client: AsyncWebClient, channel_id: str, thread_ts: str, ts: str) -> Now:
-    """Whether Slack still shows the question `ts` of the thread `thread_ts`; raises on other
+    """Whether Slack still shows the message `ts` of the thread `thread_ts`; raises on other
     Web API errors (the replay is tried again later)."""
     try:
         response = await client.conversations_replies(

@@ -245,6 +245,8 @@ async def test_an_edit_that_overtook_its_message_survives_a_sigkill(
                 return await metric_at(url, token, "lore_intake_pending") == count
 
             await eventually(lambda: pending(0), within=60)  # the edit is finished: no message
+            # in Slack (the next process looks it up there), delivered after its edit
+            await emulator.post_message("U0BOB", CHANNEL, message["text"], ts=ts, deliver=False)
             assert await emulator.deliver_event(message) == 200
             await eventually(lambda: pending(1), within=60)  # the message waits for the store
             assert ts not in lexical_rows(data, team, CHANNEL)

@@ -80,11 +80,12 @@ async def _replayed(data: Path, left: set[Path]) -> None:
     await eventually(done, within=60)
 
 
-async def test_a_question_deleted_while_no_process_ran_is_neither_answered_nor_kept(
+async def test_a_message_deleted_while_no_process_ran_is_neither_answered_nor_kept(
     team_emulator: SlackEmulator, fake_llm: FakeAnthropic, tmp_path: Path
 ) -> None:
-    """Who may see it: nobody, once Slack no longer shows it; the control, a question left
-    in Slack, is still answered after the restart."""
+    """A question, and a plain message acknowledged but not archived yet, deleted while no
+    process ran. Who may see them: nobody, once Slack no longer shows them; the controls, a
+    question and a plain message left in Slack, are answered and archived after the restart."""
     emulator = team_emulator
     team = emulator.config.team_id
     data = tmp_path / "lore"
@@ -105,10 +106,15 @@ async def test_a_question_deleted_while_no_process_ran_is_neither_answered_nor_k
             return len(fake_llm.requests) == 2 and {deleted["ts"], kept["ts"]} <= set(rows)
 
         await eventually(under_way, within=60)
-        os.killpg(process.pid, signal.SIGKILL)
-        await process.wait()
-    emulator.config.events_url = None  # its deletion reaches no process (Slack gave up)
+        with held(chroma_worker_of(process.pid)):  # acknowledged, kept, not archived
+            said = await emulator.post_message("U0BOB", CHANNEL, "Carol earns 90k, keep it quiet")
+            stays = await emulator.post_message("U0BOB", CHANNEL, "lunch is at noon today")
+            await emulator.drain()
+            os.killpg(process.pid, signal.SIGKILL)
+            await process.wait()
+    emulator.config.events_url = None  # their deletions reach no process (Slack gave up)
     await emulator.delete_message(CHANNEL, deleted["ts"])
+    await emulator.delete_message(CHANNEL, said["ts"])
     await emulator.drain()
     left = _segments(data)
 
@@ -122,8 +128,8 @@ async def test_a_question_deleted_while_no_process_ran_is_neither_answered_nor_k
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), timeout=60) == 0
     assert emulator.bot_replies(CHANNEL, deleted["ts"], finished=False) == []
-    assert deleted["ts"] not in rows
-    assert kept["ts"] in rows
+    assert deleted["ts"] not in rows and said["ts"] not in rows
+    assert kept["ts"] in rows and stays["ts"] in rows
     assert len(fake_llm.requests) == 3
 
 
