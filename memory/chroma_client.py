@@ -2,8 +2,11 @@
 
 The embedded client lives in one worker process (`chroma_worker.py`), because its Rust calls
 hold the GIL and would freeze the event loop even from a thread; the HTTP client is awaited
-directly. Collections are cosine-space and are given embeddings explicitly: no embedding
-function is ever attached, so Chroma never loads a model.
+directly. Workers are forked from multiprocessing's fork server, started once per process with
+Chroma already imported, so a worker (a first one, or one replacing a dead one) is up in ~0.1 s
+instead of the ~1 s a fresh interpreter takes to import Chroma. Collections are cosine-space
+and are given embeddings explicitly: no embedding function is ever attached, so Chroma never
+loads a model.
 """
 
 from __future__ import annotations
@@ -167,7 +170,7 @@ class EmbeddedStore:
     def _new_pool(path: Path) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
             max_workers=1,
-            mp_context=multiprocessing.get_context("spawn"),
+            mp_context=_worker_context(),
             initializer=chroma_worker.open_client,
             initargs=(str(path),),
         )
@@ -272,3 +275,10 @@ def parse_server_url(url: str) -> tuple[str, int, bool]:
         raise ValueError(f"Chroma server URL must look like http://host:port, got {url!r}")
     ssl = parts.scheme == "https"
     return parts.hostname, parts.port or (443 if ssl else 8000), ssl
+
+
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """Forks from a clean server process (never from Lore's own, which runs threads)."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["memory.chroma_worker"])
+    return context

@@ -47,19 +47,27 @@ async def serving(env: dict[str, str]) -> AsyncIterator[asyncio.subprocess.Proce
 
 
 def chroma_worker_of(pid: int) -> int:
-    """The embedded Chroma worker process that Lore `pid` started."""
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        if parent == pid and b"multiprocessing" in cmdline and b"resource_tracker" not in cmdline:
-            return int(entry.name)
+    """The embedded Chroma worker process that Lore `pid` started (forked by its fork server)."""
+    for child in _children(pid):
+        if b"forkserver" in _cmdline(child):
+            for worker in _children(child):
+                return worker
     raise LookupError(f"no Chroma worker under process {pid}")
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            found += [int(child) for child in (task / "children").read_text().split()]
+    return found
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
 
 
 @contextmanager
