@@ -15,7 +15,7 @@ from app.services import Services
 from handlers import messages
 from handlers.access_facts import AccessFacts
 from handlers.permalinks import WorkspaceUrls
-from handlers.replay_check import Now, question_now
+from handlers.replay_check import Now, in_slack_now
 from memory.intake import Payload, Serves
 
 log = logging.getLogger("lore.intake")
@@ -36,7 +36,7 @@ def replayer(services: Services, clients: Clients, access: AccessFacts) -> Repla
         if client is None:
             raise LookupError(f"no bot token for {team_id}")
         event = payload["event"]
-        now = await message_now(client, event)
+        now = await _kept_message_now(client, event)
         if now is Now.DELETED:
             log.info("a message left unarchived was deleted meanwhile: it is not archived")
             await services.ingest.delete(team_id, event["channel"], event["ts"])
@@ -56,12 +56,12 @@ def replayer(services: Services, clients: Clients, access: AccessFacts) -> Repla
     return replay
 
 
-async def message_now(client: AsyncWebClient, event: dict[str, Any]) -> Now:
+async def _kept_message_now(client: AsyncWebClient, event: dict[str, Any]) -> Now:
     """Where a kept new message stands in Slack now; an edit or deletion is not looked up."""
     if event.get("subtype") not in messages.NEW_MESSAGE_SUBTYPES or "ts" not in event:
         return Now.WAITING
     thread_ts = event.get("thread_ts") or event["ts"]
-    return await question_now(client, event["channel"], thread_ts, event["ts"])
+    return await in_slack_now(client, event["channel"], thread_ts, event["ts"])
 
 
 def token_clients(client: AsyncWebClient) -> Clients:

@@ -26,7 +26,7 @@ class Now(enum.Enum):
     UNREADABLE = "unreadable"  # Lore cannot read the channel any more
 
 
-async def question_now(client: AsyncWebClient, channel_id: str, thread_ts: str, ts: str) -> Now:
+async def in_slack_now(client: AsyncWebClient, channel_id: str, thread_ts: str, ts: str) -> Now:
     """Whether Slack still shows the message `ts` of the thread `thread_ts`; raises on other
     Web API errors (the replay is tried again later)."""
     try:
